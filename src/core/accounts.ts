@@ -1,0 +1,129 @@
+import { LatchError } from "./errors.js";
+import { checkNewPassword, loginKey, normaliseEmail, normalisePassword, normaliseUsername } from "./identity.js";
+import { uuidv7 } from "./ids.js";
+import { toBase64Url } from "./encoding.js";
+import type { PasswordHasher } from "./passwords.js";
+import type { Runtime } from "./runtime.js";
+import type { User, UserRecord, UserStore } from "./store.js";
+
+export interface RegisterInput {
+  username: unknown;
+  password: unknown;
+  email?: unknown;
+  roles?: string[];
+}
+
+export interface Accounts {
+  /** Creates a user. Throws `invalid_input` for a bad field, `conflict` when the username or email is taken. */
+  register(input: RegisterInput): Promise<UserRecord>;
+  /**
+   * The user whose login (username or email) and password match, or null.
+   * Unknown logins cost one full hash verification too, so that the time
+   * taken does not tell whether an account exists. A legacy or outdated hash
+   * is replaced by a current argon2id hash on success.
+   */
+  verifyCredentials(login: unknown, password: unknown): Promise<UserRecord | null>;
+  /** True when `password` is the user's current password. */
+  verifyPassword(user: UserRecord, password: unknown): Promise<boolean>;
+  /** Sets a new password after checking it against the policy. */
+  setPassword(user: UserRecord, newPassword: unknown, field?: string): Promise<void>;
+}
+
+export const ROLE_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
+
+/** The user as responses show it: never the hash or the look-up keys. */
+export function publicUser(user: User): User {
+  return { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: user.createdAt };
+}
+
+/** Validates a roles list from input; "user" is always included. */
+export function normaliseRoles(value: unknown): string[] {
+  if (!Array.isArray(value) || value.length > 16 || !value.every((r) => typeof r === "string" && ROLE_PATTERN.test(r))) {
+    throw new LatchError("invalid_input", "roles must be a list of at most 16 names like \"admin\" (a-z, 0-9, _ and -).", {
+      details: { field: "roles" },
+    });
+  }
+  return [...new Set(["user", ...(value as string[])])];
+}
+
+export function createAccounts(options: { users: UserStore; hasher: PasswordHasher; runtime: Runtime }): Accounts {
+  const { users, hasher, runtime } = options;
+  let dummyHash: Promise<string> | undefined;
+
+  function dummy(): Promise<string> {
+    if (dummyHash === undefined) {
+      const bytes = new Uint8Array(24);
+      runtime.random(bytes);
+      dummyHash = hasher.hash(toBase64Url(bytes));
+    }
+    return dummyHash;
+  }
+
+  async function upgradeHash(user: UserRecord, password: string): Promise<void> {
+    if (!hasher.needsRehash(user.passwordHash)) return;
+    const passwordHash = await hasher.hash(password);
+    await users.updateUserPassword(user.id, passwordHash, runtime.clock.now());
+    user.passwordHash = passwordHash;
+  }
+
+  return {
+    async register(input) {
+      const { username, key } = normaliseUsername(input.username);
+      const email = input.email === undefined || input.email === null ? null : normaliseEmail(input.email);
+      const password = checkNewPassword(input.password, key);
+      if (email !== null && email.key === key) {
+        throw new LatchError("invalid_input", "email must differ from the username.", { details: { field: "email" } });
+      }
+      // Check for a taken name before spending a hash on it; the store's
+      // unique constraint is still what guarantees uniqueness under races.
+      if ((await users.findUserByLogin(key)) !== null || (email !== null && (await users.findUserByLogin(email.key)) !== null)) {
+        throw new LatchError("conflict", "That username or email is already registered.");
+      }
+      const now = runtime.clock.now();
+      const user: UserRecord = {
+        id: uuidv7(runtime.clock, runtime.random),
+        username,
+        usernameKey: key,
+        email: email?.username ?? null,
+        emailKey: email?.key ?? null,
+        passwordHash: await hasher.hash(password),
+        roles: [...new Set(["user", ...(input.roles ?? [])])],
+        createdAt: now,
+        updatedAt: now,
+      };
+      await users.createUser(user);
+      return user;
+    },
+
+    async verifyCredentials(login, password) {
+      const key = loginKey(login);
+      const normalised = normalisePassword(password);
+      const user = key === null ? null : await users.findUserByLogin(key);
+      if (user === null || normalised === null) {
+        await hasher.verify(await dummy(), normalised ?? "");
+        return null;
+      }
+      if (!(await hasher.verify(user.passwordHash, normalised))) return null;
+      await upgradeHash(user, normalised);
+      return user;
+    },
+
+    async verifyPassword(user, password) {
+      const normalised = normalisePassword(password);
+      if (normalised === null) {
+        await hasher.verify(await dummy(), "");
+        return false;
+      }
+      return hasher.verify(user.passwordHash, normalised);
+    },
+
+    async setPassword(user, newPassword, field = "newPassword") {
+      const password = checkNewPassword(newPassword, user.usernameKey, field);
+      const passwordHash = await hasher.hash(password);
+      if (!(await users.updateUserPassword(user.id, passwordHash, runtime.clock.now()))) {
+        throw new LatchError("not_found", "User not found.");
+      }
+      user.passwordHash = passwordHash;
+    },
+  };
+}

@@ -1,0 +1,26 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+
+/** URL-safe base64 without padding. */
+export function toBase64Url(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64url");
+}
+
+export function sha256(input: string | Uint8Array): Buffer {
+  return createHash("sha256").update(input).digest();
+}
+
+/**
+ * Constant-time equality of two byte strings. Lengths are not secret here
+ * (every stored hash is 32 bytes), so a length mismatch returns early.
+ */
+export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  return timingSafeEqual(a, b);
+}
+
+/** Constant-time equality of two strings, compared as UTF-8. */
+export function constantTimeEqualStrings(a: string, b: string): boolean {
+  // Hash both sides first: equal-length inputs for timingSafeEqual without
+  // leaking the expected length through an early return.
+  return timingSafeEqual(sha256(a), sha256(b));
+}

@@ -1,0 +1,79 @@
+import { hash as argon2Hash, verify as argon2Verify } from "@node-rs/argon2";
+import bcrypt from "bcryptjs";
+
+/**
+ * argon2id at the OWASP-recommended minimum (m=19 MiB, t=2, p=1). @node-rs/argon2
+ * runs each hash on libuv's thread pool, off the event loop.
+ */
+export const ARGON2_PARAMS = {
+  // Algorithm.Argon2id; a const enum, which verbatimModuleSyntax cannot import.
+  algorithm: 2,
+  memoryCost: 19456,
+  timeCost: 2,
+  parallelism: 1,
+} as const;
+
+const BCRYPT_PREFIX = /^\$2[aby]\$\d\d\$/;
+
+export interface PasswordHasher {
+  /** An argon2id PHC string. `password` must already be NFKC-normalised. */
+  hash(password: string): Promise<string>;
+  /** Constant-time check; false (never a throw) for a malformed hash. */
+  verify(storedHash: string, password: string): Promise<boolean>;
+  /** True when the stored hash is not argon2id with the current parameters. */
+  needsRehash(storedHash: string): boolean;
+}
+
+export interface PasswordHasherOptions {
+  /**
+   * Hashes allowed to run at once. Each argon2id hash takes ~20 ms of one core
+   * and 19 MiB; an unbounded storm of sign-ins would otherwise take every
+   * core from request handling (see shared/PERFORMANCE-NOTES.md, point 4).
+   * Defaults to 1.
+   */
+  concurrency?: number;
+}
+
+/**
+ * @example
+ * const hasher = createPasswordHasher({ concurrency: 1 });
+ * const phc = await hasher.hash("correct horse battery staple");
+ * await hasher.verify(phc, "correct horse battery staple"); // true
+ */
+export function createPasswordHasher(options: PasswordHasherOptions = {}): PasswordHasher {
+  const limit = createLimiter(options.concurrency ?? 1);
+  const current = `$argon2id$v=19$m=${ARGON2_PARAMS.memoryCost},t=${ARGON2_PARAMS.timeCost},p=${ARGON2_PARAMS.parallelism}$`;
+  return {
+    hash: (password) => limit(() => argon2Hash(password, ARGON2_PARAMS)),
+    async verify(storedHash, password) {
+      if (BCRYPT_PREFIX.test(storedHash)) {
+        // Legacy hashes from an imported user table. bcryptjs's async compare
+        // yields to the event loop between rounds; the hash is replaced by
+        // argon2id on this sign-in, so it runs once per such user.
+        return limit(() => bcrypt.compare(password, storedHash.replace(/^\$2y\$/, "$2b$")).catch(() => false));
+      }
+      if (!storedHash.startsWith("$argon2")) return false;
+      return limit(() => argon2Verify(storedHash, password).catch(() => false));
+    },
+    needsRehash: (storedHash) => !storedHash.startsWith(current),
+  };
+}
+
+/**
+ * A counting semaphore around async work. Written here because it is eight
+ * lines and a dependency (p-limit) would add ESM-only churn for no gain.
+ */
+export function createLimiter(concurrency: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: Array<() => void> = [];
+  return async function run<T>(task: () => Promise<T>): Promise<T> {
+    if (active >= concurrency) await new Promise<void>((resolve) => waiting.push(resolve));
+    active += 1;
+    try {
+      return await task();
+    } finally {
+      active -= 1;
+      waiting.shift()?.();
+    }
+  };
+}

@@ -1,0 +1,107 @@
+import { csrfTokenFor, issueSessionToken, parseSessionToken, verifySessionSecret } from "./session-token.js";
+import type { Runtime } from "./runtime.js";
+import type { Session, SessionStore, User } from "./store.js";
+
+export interface SessionPolicy {
+  idleTimeoutMs: number;
+  absoluteTimeoutMs: number;
+  /** Minimum time between two idle-expiry renewals of one session. */
+  renewIntervalMs: number;
+}
+
+export interface SessionMetadata {
+  userAgent: string | null;
+  /** Already truncated by the caller. */
+  ipAddress: string | null;
+}
+
+export interface NewSession {
+  session: Session;
+  /** The cookie value. Give it to the client; never store or log it. */
+  token: string;
+  csrfToken: string;
+}
+
+export interface ValidSession {
+  session: Session;
+  user: User;
+  /** The presented secret, kept for the request so the CSRF token can be derived. */
+  secret: string;
+}
+
+export interface SessionManager {
+  readonly policy: SessionPolicy;
+  /** Starts a new session for the user. Never reuses an id presented by the client. */
+  create(userId: string, metadata: SessionMetadata): Promise<NewSession>;
+  /**
+   * The session and user for a cookie value, or null when the value is
+   * malformed, unknown, expired or its secret does not match. Slides the idle
+   * expiry at most once per renewal interval: most validations write nothing.
+   */
+  validate(token: string | undefined): Promise<ValidSession | null>;
+  /** A new id and secret for an existing session (password change); the old id stops working at once. */
+  rotate(current: Session): Promise<NewSession | null>;
+  csrfToken(valid: ValidSession): string;
+}
+
+/**
+ * @example
+ * const sessions = createSessionManager({ store, runtime, policy });
+ * const { token } = await sessions.create(user.id, { userAgent: null, ipAddress: null });
+ * const valid = await sessions.validate(token); // { session, user, secret }
+ */
+export function createSessionManager(options: { store: SessionStore; runtime: Runtime; policy: SessionPolicy }): SessionManager {
+  const { store, runtime, policy } = options;
+  const { clock } = runtime;
+
+  function build(userId: string, metadata: SessionMetadata, createdAt: number, absoluteExpiresAt: number): NewSession {
+    const issued = issueSessionToken(userId, runtime.random);
+    const session: Session = {
+      id: issued.id,
+      userId,
+      secretHash: issued.secretHash,
+      createdAt,
+      lastSeenAt: clock.now(),
+      idleExpiresAt: Math.min(clock.now() + policy.idleTimeoutMs, absoluteExpiresAt),
+      absoluteExpiresAt,
+      userAgent: metadata.userAgent,
+      ipAddress: metadata.ipAddress,
+    };
+    return { session, token: issued.token, csrfToken: csrfTokenFor(issued.secret) };
+  }
+
+  return {
+    policy,
+    async create(userId, metadata) {
+      const now = clock.now();
+      const created = build(userId, metadata, now, now + policy.absoluteTimeoutMs);
+      await store.createSession(created.session);
+      return created;
+    },
+
+    async validate(token) {
+      const parsed = parseSessionToken(token);
+      if (parsed === null) return null;
+      const now = clock.now();
+      const found = await store.findSession(parsed.id, now);
+      if (found === null || !verifySessionSecret(parsed.secret, found.session.secretHash)) return null;
+      let { session } = found;
+      if (now - session.lastSeenAt >= policy.renewIntervalMs) {
+        const idleExpiresAt = Math.min(now + policy.idleTimeoutMs, session.absoluteExpiresAt);
+        // Copy rather than mutate: the store (or a cache in front of it) may
+        // hand the same object to concurrent requests.
+        if (await store.touchSession(session.id, now, idleExpiresAt)) {
+          session = { ...session, lastSeenAt: now, idleExpiresAt };
+        }
+      }
+      return { session, user: found.user, secret: parsed.secret };
+    },
+
+    async rotate(current) {
+      const next = build(current.userId, current, current.createdAt, current.absoluteExpiresAt);
+      return (await store.rotateSession(current.id, next.session)) ? next : null;
+    },
+
+    csrfToken: (valid) => csrfTokenFor(valid.secret),
+  };
+}

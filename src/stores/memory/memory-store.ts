@@ -1,0 +1,239 @@
+import { LatchError } from "../../core/errors.js";
+import type {
+  ListUsersOptions,
+  RateLimitState,
+  SecurityEvent,
+  Session,
+  SessionWithUser,
+  SigningKey,
+  StoreHealth,
+  Stores,
+  UserRecord,
+} from "../../core/store.js";
+import { publicUser } from "../../core/accounts.js";
+
+/**
+ * An in-process store for tests and single-process development. It behaves
+ * like a real one (after express-session's MemoryStore): it copies data in and
+ * out so callers cannot mutate stored state, expires on read, and stays async.
+ */
+export function createMemoryStores(): Stores {
+  const users = new Map<string, UserRecord>();
+  const sessions = new Map<string, Session>();
+  const events: SecurityEvent[] = [];
+  const limits = new Map<string, RateLimitState>();
+  let keys: SigningKey[] = [];
+
+  const copy = <T>(value: T): T => structuredClone(value);
+  const live = (s: Session, now: number): boolean => s.idleExpiresAt > now && s.absoluteExpiresAt > now;
+  const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  function taken(user: UserRecord): boolean {
+    for (const other of users.values()) {
+      if (other.id === user.id) continue;
+      const keysOfOther = [other.usernameKey, other.emailKey];
+      if (keysOfOther.includes(user.usernameKey) || (user.emailKey !== null && keysOfOther.includes(user.emailKey))) return true;
+    }
+    return false;
+  }
+
+  function removeUserSessions(userId: string, exceptId?: string): number {
+    let removed = 0;
+    for (const [id, s] of sessions) {
+      if (s.userId === userId && id !== exceptId) {
+        sessions.delete(id);
+        removed += 1;
+      }
+    }
+    return removed;
+  }
+
+  return {
+    users: {
+      async createUser(user) {
+        await tick();
+        if (users.has(user.id) || taken(user)) throw new LatchError("conflict", "That username or email is already registered.");
+        users.set(user.id, copy(user));
+      },
+      async findUserById(id) {
+        await tick();
+        const user = users.get(id);
+        return user ? copy(user) : null;
+      },
+      async findUserByLogin(key) {
+        await tick();
+        for (const user of users.values()) {
+          if (user.usernameKey === key || user.emailKey === key) return copy(user);
+        }
+        return null;
+      },
+      async updateUserPassword(id, passwordHash, updatedAt) {
+        await tick();
+        const user = users.get(id);
+        if (!user) return false;
+        users.set(id, { ...user, passwordHash, updatedAt });
+        return true;
+      },
+      async updateUserRoles(id, roles, updatedAt) {
+        await tick();
+        const user = users.get(id);
+        if (!user) return null;
+        const next = { ...user, roles: [...roles], updatedAt };
+        users.set(id, next);
+        return copy(next);
+      },
+      async deleteUser(id) {
+        await tick();
+        if (!users.delete(id)) return false;
+        removeUserSessions(id);
+        for (let i = events.length - 1; i >= 0; i -= 1) if (events[i]!.userId === id) events.splice(i, 1);
+        return true;
+      },
+      async listUsers(options: ListUsersOptions) {
+        await tick();
+        const after = options.after;
+        return [...users.values()]
+          .filter((u) => after === undefined || u.id > after)
+          .sort((a, b) => (a.id < b.id ? -1 : 1))
+          .slice(0, options.limit)
+          .map(copy);
+      },
+    },
+
+    sessions: {
+      async createSession(session) {
+        await tick();
+        sessions.set(session.id, copy(session));
+      },
+      async findSession(id, now): Promise<SessionWithUser | null> {
+        await tick();
+        const session = sessions.get(id);
+        if (!session) return null;
+        if (!live(session, now)) {
+          sessions.delete(id);
+          return null;
+        }
+        const user = users.get(session.userId);
+        if (!user) return null;
+        return { session: copy(session), user: copy(publicUser(user)) };
+      },
+      async touchSession(id, lastSeenAt, idleExpiresAt) {
+        await tick();
+        const session = sessions.get(id);
+        if (!session || !live(session, lastSeenAt)) return false;
+        sessions.set(id, { ...session, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, session.absoluteExpiresAt) });
+        return true;
+      },
+      async deleteSession(id) {
+        await tick();
+        const session = sessions.get(id);
+        if (!session) return null;
+        sessions.delete(id);
+        return session.userId;
+      },
+      async rotateSession(oldId, next) {
+        await tick();
+        if (!sessions.delete(oldId)) return false;
+        sessions.set(next.id, copy(next));
+        return true;
+      },
+      async listUserSessions(userId, now) {
+        await tick();
+        return [...sessions.values()]
+          .filter((s) => s.userId === userId && live(s, now))
+          .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : 1))
+          .map(copy);
+      },
+      async deleteUserSessions(userId, options) {
+        await tick();
+        return removeUserSessions(userId, options?.exceptId);
+      },
+      async deleteExpiredSessions(now, limit) {
+        await tick();
+        let removed = 0;
+        for (const [id, s] of sessions) {
+          if (removed >= limit) break;
+          if (!live(s, now)) {
+            sessions.delete(id);
+            removed += 1;
+          }
+        }
+        return removed;
+      },
+    },
+
+    events: {
+      async recordEvent(event) {
+        await tick();
+        events.push(copy(event));
+      },
+      async listUserEvents(userId, limit) {
+        await tick();
+        return events
+          .filter((e) => e.userId === userId)
+          .sort((a, b) => b.at - a.at)
+          .slice(0, limit)
+          .map(copy);
+      },
+      async deleteUserEvents(userId) {
+        await tick();
+        const before = events.length;
+        for (let i = events.length - 1; i >= 0; i -= 1) if (events[i]!.userId === userId) events.splice(i, 1);
+        return before - events.length;
+      },
+      async deleteEventsBefore(before, limit) {
+        await tick();
+        let removed = 0;
+        for (let i = events.length - 1; i >= 0 && removed < limit; i -= 1) {
+          if (events[i]!.at < before) {
+            events.splice(i, 1);
+            removed += 1;
+          }
+        }
+        return removed;
+      },
+    },
+
+    limits: {
+      async hit(key, windowMs, now) {
+        await tick();
+        const current = limits.get(key);
+        const next = current && current.resetAt > now ? { count: current.count + 1, resetAt: current.resetAt } : { count: 1, resetAt: now + windowMs };
+        limits.set(key, next);
+        return { ...next };
+      },
+      async peek(key, now) {
+        await tick();
+        const current = limits.get(key);
+        return current && current.resetAt > now ? { ...current } : null;
+      },
+      async reset(key) {
+        await tick();
+        limits.delete(key);
+      },
+    },
+
+    keys: {
+      async listSigningKeys() {
+        await tick();
+        return [...keys].sort((a, b) => b.createdAt - a.createdAt).map(copy);
+      },
+      async addSigningKey(key) {
+        await tick();
+        keys = keys.map((k) => (k.retiredAt === null ? { ...k, retiredAt: key.createdAt } : k));
+        keys.push(copy(key));
+      },
+      async deleteSigningKeysRetiredBefore(before) {
+        await tick();
+        const n = keys.length;
+        keys = keys.filter((k) => k.retiredAt === null || k.retiredAt >= before);
+        return n - keys.length;
+      },
+    },
+
+    async health(): Promise<Record<string, StoreHealth>> {
+      return { memory: "ok" };
+    },
+    async close() {},
+  };
+}

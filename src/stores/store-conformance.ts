@@ -1,0 +1,449 @@
+import assert from "node:assert/strict";
+import { randomBytes, randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { isLatchError } from "../core/errors.js";
+import { issueSessionToken } from "../core/session-token.js";
+import type { SecurityEvent, Session, Stores, UserRecord } from "../core/store.js";
+
+/**
+ * The store conformance suite. Every store Latch ships runs it in `npm test`,
+ * and a third-party store can run it too:
+ *
+ * @example
+ * import { runStoreConformance } from "latch/stores/conformance";
+ * runStoreConformance("my-store", async () => ({ stores: await createMyStores(), cleanup: async () => {} }));
+ *
+ * The factory is called once per suite. Tests share the backend, so every
+ * test works on ids and names of its own; a store may hold unrelated data.
+ * Times are real (`Date.now()` based) because stores with native TTLs
+ * (Redis) expire keys by the wall clock; expiry is tested by passing a later
+ * `now`, which every store must honour on read.
+ */
+export interface ConformanceTarget {
+  stores: Stores;
+  /** Runs after the suite, after `stores.close()`. */
+  cleanup?: () => Promise<void>;
+}
+
+export function runStoreConformance(name: string, factory: () => Promise<ConformanceTarget>, options: { skip?: string | false } = {}): void {
+  describe(`store conformance: ${name}`, { skip: options.skip ?? false }, () => {
+    let target: ConformanceTarget;
+    let s: Stores;
+
+    before(async () => {
+      target = await factory();
+      s = target.stores;
+    });
+    after(async () => {
+      await s?.close();
+      await target?.cleanup?.();
+    });
+
+    const minute = 60_000;
+    const hour = 60 * minute;
+
+    function newUser(overrides: Partial<UserRecord> = {}): UserRecord {
+      const tag = randomBytes(6).toString("hex");
+      const now = Date.now();
+      return {
+        id: randomUUID(),
+        username: `User_${tag}`,
+        usernameKey: `user_${tag}`,
+        email: `Mail_${tag}@example.com`,
+        emailKey: `mail_${tag}@example.com`,
+        passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+        roles: ["user"],
+        createdAt: now,
+        updatedAt: now,
+        ...overrides,
+      };
+    }
+
+    function newSession(userId: string, overrides: Partial<Session> = {}): Session {
+      const now = Date.now();
+      const issued = issueSessionToken(userId, (b) => randomBytes(b.byteLength).copy(Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
+      return {
+        id: issued.id,
+        userId,
+        secretHash: issued.secretHash,
+        createdAt: now,
+        lastSeenAt: now,
+        idleExpiresAt: now + 30 * minute,
+        absoluteExpiresAt: now + 24 * hour,
+        userAgent: "conformance/1.0",
+        ipAddress: "192.0.2.0",
+        ...overrides,
+      };
+    }
+
+    async function userWithSession(sessionOverrides: Partial<Session> = {}): Promise<{ user: UserRecord; session: Session }> {
+      const user = newUser();
+      await s.users.createUser(user);
+      const session = newSession(user.id, sessionOverrides);
+      await s.sessions.createSession(session);
+      return { user, session };
+    }
+
+    function newEvent(userId: string | null, at: number, type: SecurityEvent["type"] = "sign_in"): SecurityEvent {
+      return { id: randomUUID(), userId, type, at, ipAddress: "192.0.2.0", userAgent: "conformance/1.0", detail: { session: "x" } };
+    }
+
+    describe("users", () => {
+      it("returns a created user by id, by username key and by email key", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        assert.deepEqual(await s.users.findUserById(user.id), user);
+        assert.deepEqual(await s.users.findUserByLogin(user.usernameKey), user);
+        assert.deepEqual(await s.users.findUserByLogin(user.emailKey!), user);
+      });
+
+      it("returns null for an unknown id or login", async () => {
+        assert.equal(await s.users.findUserById(randomUUID()), null);
+        assert.equal(await s.users.findUserByLogin(`nobody_${randomBytes(6).toString("hex")}`), null);
+      });
+
+      it("stores a user without an email", async () => {
+        const user = newUser({ email: null, emailKey: null });
+        await s.users.createUser(user);
+        const second = newUser({ email: null, emailKey: null });
+        await s.users.createUser(second);
+        assert.deepEqual(await s.users.findUserById(second.id), second);
+      });
+
+      it("refuses a taken username key with conflict and writes nothing", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const clash = newUser({ usernameKey: user.usernameKey });
+        await assert.rejects(s.users.createUser(clash), (e) => isLatchError(e, "conflict"));
+        assert.equal(await s.users.findUserById(clash.id), null);
+      });
+
+      it("refuses a taken email key with conflict and writes nothing", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const clash = newUser({ emailKey: user.emailKey });
+        await assert.rejects(s.users.createUser(clash), (e) => isLatchError(e, "conflict"));
+        assert.equal(await s.users.findUserById(clash.id), null);
+      });
+
+      it("refuses a username key equal to another user's email key", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const clash = newUser({ usernameKey: user.emailKey! });
+        await assert.rejects(s.users.createUser(clash), (e) => isLatchError(e, "conflict"));
+      });
+
+      it("hands out copies that callers cannot use to change stored state", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const found = (await s.users.findUserById(user.id))!;
+        found.roles.push("admin");
+        found.passwordHash = "changed";
+        assert.deepEqual(await s.users.findUserById(user.id), user);
+      });
+
+      it("replaces a password hash, and reports a miss", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        assert.equal(await s.users.updateUserPassword(user.id, "$argon2id$new", user.createdAt + 1), true);
+        const found = await s.users.findUserById(user.id);
+        assert.equal(found?.passwordHash, "$argon2id$new");
+        assert.equal(found?.updatedAt, user.createdAt + 1);
+        assert.equal(await s.users.updateUserPassword(randomUUID(), "$argon2id$x", 1), false);
+      });
+
+      it("replaces roles and returns the updated user, or null for a miss", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const updated = await s.users.updateUserRoles(user.id, ["user", "admin"], user.createdAt + 5);
+        assert.deepEqual(updated?.roles, ["user", "admin"]);
+        assert.deepEqual((await s.users.findUserById(user.id))?.roles, ["user", "admin"]);
+        assert.equal(await s.users.updateUserRoles(randomUUID(), ["user"], 1), null);
+      });
+
+      it("lists users in id order, page by page", async () => {
+        const prefix = `0${randomBytes(3).toString("hex")}`;
+        const created = [];
+        for (let i = 0; i < 5; i += 1) {
+          const user = newUser({ id: `${prefix}-${i}-${randomUUID()}` });
+          await s.users.createUser(user);
+          created.push(user);
+        }
+        const firstPage = await s.users.listUsers({ limit: 2, after: `${prefix}-` });
+        assert.deepEqual(firstPage.map((u) => u.id), created.slice(0, 2).map((u) => u.id));
+        const secondPage = await s.users.listUsers({ limit: 2, after: firstPage[1]!.id });
+        assert.deepEqual(secondPage.map((u) => u.id), created.slice(2, 4).map((u) => u.id));
+        const all = await s.users.listUsers({ limit: 100 });
+        const ids = all.map((u) => u.id);
+        assert.deepEqual(ids, [...ids].sort());
+      });
+
+      it("deletes a user with their sessions and events, and reports a miss", async () => {
+        const { user, session } = await userWithSession();
+        await s.events.recordEvent(newEvent(user.id, Date.now()));
+        assert.equal(await s.users.deleteUser(user.id), true);
+        assert.equal(await s.users.findUserById(user.id), null);
+        assert.equal(await s.sessions.findSession(session.id, Date.now()), null);
+        assert.deepEqual(await s.sessions.listUserSessions(user.id, Date.now()), []);
+        assert.deepEqual(await s.events.listUserEvents(user.id, 10), []);
+        assert.equal(await s.users.deleteUser(user.id), false);
+      });
+    });
+
+    describe("sessions", () => {
+      it("finds a created session with its user, byte for byte", async () => {
+        const { user, session } = await userWithSession();
+        const found = await s.sessions.findSession(session.id, Date.now());
+        assert.ok(found);
+        assert.deepEqual(Buffer.from(found.session.secretHash), Buffer.from(session.secretHash));
+        assert.deepEqual({ ...found.session, secretHash: null }, { ...session, secretHash: null });
+        assert.deepEqual(found.user, { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: user.createdAt });
+      });
+
+      it("keeps null metadata", async () => {
+        const { session } = await userWithSession({ userAgent: null, ipAddress: null });
+        const found = await s.sessions.findSession(session.id, Date.now());
+        assert.equal(found?.session.userAgent, null);
+        assert.equal(found?.session.ipAddress, null);
+      });
+
+      it("returns null for an unknown id", async () => {
+        assert.equal(await s.sessions.findSession(newSession(randomUUID()).id, Date.now()), null);
+      });
+
+      it("never returns a session past its idle expiry", async () => {
+        const { session } = await userWithSession();
+        assert.equal(await s.sessions.findSession(session.id, session.idleExpiresAt), null);
+      });
+
+      it("never returns a session past its absolute expiry, even with idle time left", async () => {
+        const now = Date.now();
+        const { session } = await userWithSession({ idleExpiresAt: now + 2 * hour, absoluteExpiresAt: now + hour });
+        assert.ok(await s.sessions.findSession(session.id, now + hour - 1));
+        assert.equal(await s.sessions.findSession(session.id, now + hour), null);
+      });
+
+      it("slides the idle expiry on touch", async () => {
+        const { session } = await userWithSession();
+        const later = session.lastSeenAt + 10 * minute;
+        assert.equal(await s.sessions.touchSession(session.id, later, later + 30 * minute), true);
+        const found = await s.sessions.findSession(session.id, later + 25 * minute);
+        assert.equal(found?.session.lastSeenAt, later);
+        assert.equal(found?.session.idleExpiresAt, later + 30 * minute);
+      });
+
+      it("never extends the idle expiry past the absolute expiry", async () => {
+        const now = Date.now();
+        const { session } = await userWithSession({ absoluteExpiresAt: now + hour });
+        await s.sessions.touchSession(session.id, now + minute, now + 5 * hour);
+        const found = await s.sessions.findSession(session.id, now + 2 * minute);
+        assert.ok(found);
+        assert.ok(found.session.idleExpiresAt <= session.absoluteExpiresAt);
+        assert.equal(await s.sessions.findSession(session.id, now + hour), null);
+      });
+
+      it("does not revive a deleted session on a late touch", async () => {
+        const { session } = await userWithSession();
+        assert.equal(await s.sessions.deleteSession(session.id), session.userId);
+        assert.equal(await s.sessions.touchSession(session.id, Date.now(), Date.now() + hour), false);
+        assert.equal(await s.sessions.findSession(session.id, Date.now()), null);
+      });
+
+      it("does not revive an idle-expired session on a touch", async () => {
+        const { session } = await userWithSession();
+        const late = session.idleExpiresAt + 1;
+        assert.equal(await s.sessions.touchSession(session.id, late, late + 30 * minute), false);
+        assert.equal(await s.sessions.findSession(session.id, late), null);
+      });
+
+      it("survives racing touches and a delete: the session stays deleted", async () => {
+        const { session } = await userWithSession();
+        const now = Date.now();
+        const touches = Array.from({ length: 10 }, (_, i) => s.sessions.touchSession(session.id, now + i, now + i + 30 * minute));
+        const deleted = s.sessions.deleteSession(session.id);
+        await Promise.all([...touches, deleted]);
+        assert.equal(await s.sessions.findSession(session.id, now + 20), null);
+        assert.deepEqual(await s.sessions.listUserSessions(session.userId, now + 20), []);
+      });
+
+      it("reports a delete of an unknown session as null", async () => {
+        assert.equal(await s.sessions.deleteSession(newSession(randomUUID()).id), null);
+      });
+
+      it("rotates a session to a new id atomically", async () => {
+        const { session } = await userWithSession();
+        const next = newSession(session.userId, { createdAt: session.createdAt, absoluteExpiresAt: session.absoluteExpiresAt });
+        assert.equal(await s.sessions.rotateSession(session.id, next), true);
+        assert.equal(await s.sessions.findSession(session.id, Date.now()), null);
+        assert.equal((await s.sessions.findSession(next.id, Date.now()))?.session.id, next.id);
+        assert.deepEqual((await s.sessions.listUserSessions(session.userId, Date.now())).map((x) => x.id), [next.id]);
+      });
+
+      it("refuses to rotate a session that no longer exists, writing nothing", async () => {
+        const { session } = await userWithSession();
+        await s.sessions.deleteSession(session.id);
+        const next = newSession(session.userId);
+        assert.equal(await s.sessions.rotateSession(session.id, next), false);
+        assert.equal(await s.sessions.findSession(next.id, Date.now()), null);
+      });
+
+      it("lists a user's live sessions, newest first, and no one else's", async () => {
+        const now = Date.now();
+        const { user, session: first } = await userWithSession({ createdAt: now - 2000 });
+        const second = newSession(user.id, { createdAt: now - 1000 });
+        const expired = newSession(user.id, { createdAt: now - 500, idleExpiresAt: now + 1000 });
+        await s.sessions.createSession(second);
+        await s.sessions.createSession(expired);
+        await userWithSession();
+        const listed = await s.sessions.listUserSessions(user.id, now + 1000);
+        assert.deepEqual(listed.map((x) => x.id), [second.id, first.id]);
+        assert.deepEqual(Buffer.from(listed[0]!.secretHash), Buffer.from(second.secretHash));
+      });
+
+      it("deletes all of a user's sessions except one", async () => {
+        const { user, session: keep } = await userWithSession();
+        for (let i = 0; i < 3; i += 1) await s.sessions.createSession(newSession(user.id));
+        const { session: otherUsers } = await userWithSession();
+        assert.equal(await s.sessions.deleteUserSessions(user.id, { exceptId: keep.id }), 3);
+        assert.deepEqual((await s.sessions.listUserSessions(user.id, Date.now())).map((x) => x.id), [keep.id]);
+        assert.ok(await s.sessions.findSession(otherUsers.id, Date.now()));
+        assert.equal(await s.sessions.deleteUserSessions(user.id), 1);
+        assert.equal(await s.sessions.findSession(keep.id, Date.now()), null);
+        assert.equal(await s.sessions.deleteUserSessions(user.id), 0);
+      });
+
+      it("sweeps expired sessions in batches and leaves live ones", async () => {
+        const now = Date.now();
+        const user = newUser();
+        await s.users.createUser(user);
+        const expiring = [];
+        for (let i = 0; i < 5; i += 1) {
+          const session = newSession(user.id, { idleExpiresAt: now + 1000 + i });
+          await s.sessions.createSession(session);
+          expiring.push(session);
+        }
+        const liveOne = newSession(user.id, { idleExpiresAt: now + hour });
+        await s.sessions.createSession(liveOne);
+        const sweepAt = now + 10_000;
+        const firstBatch = await s.sessions.deleteExpiredSessions(sweepAt, 2);
+        assert.ok(firstBatch <= 2 && firstBatch >= 1, `first batch removed ${firstBatch}`);
+        let total = firstBatch;
+        for (let round = 0; round < 20; round += 1) {
+          const removed = await s.sessions.deleteExpiredSessions(sweepAt, 100);
+          total += removed;
+          if (removed === 0) break;
+        }
+        assert.ok(total >= 5, `removed ${total}`);
+        assert.deepEqual((await s.sessions.listUserSessions(user.id, sweepAt)).map((x) => x.id), [liveOne.id]);
+        assert.ok(await s.sessions.findSession(liveOne.id, sweepAt));
+      });
+
+      it("shows new roles to live sessions at once", async () => {
+        const { user, session } = await userWithSession();
+        assert.deepEqual((await s.sessions.findSession(session.id, Date.now()))?.user.roles, ["user"]);
+        await s.users.updateUserRoles(user.id, ["user", "admin"], Date.now());
+        assert.deepEqual((await s.sessions.findSession(session.id, Date.now()))?.user.roles, ["user", "admin"]);
+      });
+    });
+
+    describe("security events", () => {
+      it("lists a user's events newest first, up to a limit", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const now = Date.now();
+        const events = [newEvent(user.id, now - 3000), newEvent(user.id, now - 1000, "sign_out"), newEvent(user.id, now - 2000, "password_changed")];
+        for (const event of events) await s.events.recordEvent(event);
+        const listed = await s.events.listUserEvents(user.id, 2);
+        assert.deepEqual(listed, [events[1], events[2]]);
+      });
+
+      it("records events without a user or detail", async () => {
+        const event: SecurityEvent = { ...newEvent(null, Date.now(), "sign_in_failed"), detail: null, userAgent: null, ipAddress: null };
+        await s.events.recordEvent(event);
+      });
+
+      it("deletes a user's events", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        await s.events.recordEvent(newEvent(user.id, Date.now()));
+        await s.events.recordEvent(newEvent(user.id, Date.now()));
+        assert.equal(await s.events.deleteUserEvents(user.id), 2);
+        assert.deepEqual(await s.events.listUserEvents(user.id, 10), []);
+      });
+
+      it("deletes events older than the retention window, in batches", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const old = Date.UTC(2001, 0, 1);
+        const fresh = newEvent(user.id, Date.now());
+        for (let i = 0; i < 3; i += 1) await s.events.recordEvent(newEvent(user.id, old + i));
+        await s.events.recordEvent(fresh);
+        let removed = 0;
+        for (let round = 0; round < 10; round += 1) {
+          const n = await s.events.deleteEventsBefore(old + 10, 2);
+          assert.ok(n <= 2);
+          removed += n;
+          if (n === 0) break;
+        }
+        assert.ok(removed >= 3);
+        assert.deepEqual(await s.events.listUserEvents(user.id, 10), [fresh]);
+      });
+    });
+
+    describe("rate limits", () => {
+      it("counts hits in a fixed window and starts a new one after it", async () => {
+        const key = `conformance:${randomUUID()}`;
+        const now = Date.now();
+        assert.deepEqual(await s.limits.hit(key, 60_000, now), { count: 1, resetAt: now + 60_000 });
+        assert.equal((await s.limits.hit(key, 60_000, now + 10)).count, 2);
+        assert.deepEqual(await s.limits.peek(key, now + 20), { count: 2, resetAt: now + 60_000 });
+        assert.deepEqual(await s.limits.hit(key, 60_000, now + 60_000), { count: 1, resetAt: now + 120_000 });
+      });
+
+      it("counts every one of many concurrent hits", async () => {
+        const key = `conformance:${randomUUID()}`;
+        const now = Date.now();
+        const results = await Promise.all(Array.from({ length: 25 }, () => s.limits.hit(key, 60_000, now)));
+        assert.deepEqual(results.map((r) => r.count).sort((a, b) => a - b), Array.from({ length: 25 }, (_, i) => i + 1));
+        assert.equal((await s.limits.peek(key, now))?.count, 25);
+      });
+
+      it("peeks null for an unknown or closed window, and resets", async () => {
+        const key = `conformance:${randomUUID()}`;
+        const now = Date.now();
+        assert.equal(await s.limits.peek(key, now), null);
+        await s.limits.hit(key, 1000, now);
+        assert.equal(await s.limits.peek(key, now + 1000), null);
+        await s.limits.hit(key, 60_000, now + 2000);
+        await s.limits.reset(key);
+        assert.equal(await s.limits.peek(key, now + 2000), null);
+      });
+    });
+
+    describe("signing keys", () => {
+      it("adds keys newest first and retires the previous active key", async () => {
+        const base = Date.now() + 1_000_000;
+        const existing = await s.keys.listSigningKeys();
+        const first = { kid: randomUUID(), alg: "EdDSA" as const, publicJwk: '{"kty":"OKP"}', privateJwk: '{"kty":"OKP","d":"x"}', createdAt: base, retiredAt: null };
+        const second = { ...first, kid: randomUUID(), createdAt: base + 1000 };
+        await s.keys.addSigningKey(first);
+        await s.keys.addSigningKey(second);
+        const listed = await s.keys.listSigningKeys();
+        assert.equal(listed.length, existing.length + 2);
+        assert.deepEqual(listed[0], second);
+        assert.deepEqual(listed[1], { ...first, retiredAt: second.createdAt });
+        assert.equal(listed.filter((k) => k.retiredAt === null).length, 1);
+        assert.ok((await s.keys.deleteSigningKeysRetiredBefore(second.createdAt + 1)) >= 1);
+        assert.equal((await s.keys.listSigningKeys()).some((k) => k.kid === first.kid), false);
+      });
+    });
+
+    describe("health", () => {
+      it("reports every backend as ok while it answers", async () => {
+        const health = await s.health();
+        assert.ok(Object.keys(health).length > 0);
+        assert.ok(Object.values(health).every((h) => h === "ok"), JSON.stringify(health));
+      });
+    });
+  });
+}
