@@ -1,0 +1,2 @@
+export { openSqliteStores } from "./sqlite-store.js";
+export type { SqliteStores } from "./sqlite-store.js";

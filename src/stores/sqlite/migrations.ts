@@ -1,0 +1,98 @@
+import type { Database } from "better-sqlite3";
+
+/**
+ * Versioned schema changes, applied in order inside one transaction each and
+ * recorded in `PRAGMA user_version`. Never edit a released migration: add one.
+ *
+ * Times are INTEGER milliseconds since the epoch. The seed tutorial's
+ * `users` and `sessions` tables are extended: sessions keep a hash of the
+ * secret (never the cookie value), both expiries, and request metadata.
+ */
+export const migrations: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  {
+    version: 1,
+    name: "users, sessions, events, rate limits, signing keys",
+    sql: `
+      CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        username_key TEXT NOT NULL UNIQUE,
+        email TEXT,
+        email_key TEXT UNIQUE,
+        password_hash TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+
+      -- One row per way to sign in (username or email), so that a username can
+      -- never equal another user's email: uniqueness across both columns is a
+      -- single primary key, enforced atomically by the database.
+      CREATE TABLE logins (
+        login_key TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX logins_user_id ON logins(user_id);
+
+      CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        secret_hash BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL,
+        idle_expires_at INTEGER NOT NULL,
+        absolute_expires_at INTEGER NOT NULL,
+        user_agent TEXT,
+        ip_address TEXT
+      ) STRICT;
+      CREATE INDEX sessions_user_id ON sessions(user_id, created_at);
+      CREATE INDEX sessions_idle_expires_at ON sessions(idle_expires_at);
+      CREATE INDEX sessions_absolute_expires_at ON sessions(absolute_expires_at);
+
+      CREATE TABLE security_events (
+        id TEXT PRIMARY KEY,
+        user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        ip_address TEXT,
+        user_agent TEXT,
+        detail TEXT
+      ) STRICT;
+      CREATE INDEX security_events_user_at ON security_events(user_id, at);
+      CREATE INDEX security_events_at ON security_events(at);
+
+      CREATE TABLE rate_limits (
+        key TEXT PRIMARY KEY,
+        count INTEGER NOT NULL,
+        reset_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX rate_limits_reset_at ON rate_limits(reset_at);
+
+      CREATE TABLE signing_keys (
+        kid TEXT PRIMARY KEY,
+        alg TEXT NOT NULL,
+        public_jwk TEXT NOT NULL,
+        private_jwk TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        retired_at INTEGER
+      ) STRICT;
+    `,
+  },
+];
+
+/** Brings the database to the latest version. Safe to call on every start. */
+export function migrate(db: Database): number {
+  // BEGIN IMMEDIATE takes the write lock up front, so two processes opening a
+  // fresh file at once cannot both apply version 1.
+  const apply = db.transaction(() => {
+    let version = db.pragma("user_version", { simple: true }) as number;
+    for (const migration of migrations) {
+      if (migration.version <= version) continue;
+      db.exec(migration.sql);
+      db.pragma(`user_version = ${migration.version}`);
+      version = migration.version;
+    }
+    return version;
+  });
+  return apply.immediate();
+}

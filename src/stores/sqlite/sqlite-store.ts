@@ -1,0 +1,320 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import BetterSqlite3 from "better-sqlite3";
+import type { Database } from "better-sqlite3";
+import { LatchError } from "../../core/errors.js";
+import type { SecurityEvent, Session, SessionWithUser, SigningKey, StoreHealth, Stores, UserRecord } from "../../core/store.js";
+import { migrate } from "./migrations.js";
+
+export interface SqliteStores extends Stores {
+  db: Database;
+}
+
+interface UserRow {
+  id: string;
+  username: string;
+  username_key: string;
+  email: string | null;
+  email_key: string | null;
+  password_hash: string;
+  roles: string;
+  created_at: number;
+  updated_at: number;
+}
+
+interface SessionRow {
+  id: string;
+  user_id: string;
+  secret_hash: Buffer;
+  created_at: number;
+  last_seen_at: number;
+  idle_expires_at: number;
+  absolute_expires_at: number;
+  user_agent: string | null;
+  ip_address: string | null;
+}
+
+interface SessionUserRow extends SessionRow {
+  u_username: string;
+  u_email: string | null;
+  u_roles: string;
+  u_created_at: number;
+}
+
+interface EventRow {
+  id: string;
+  user_id: string | null;
+  type: SecurityEvent["type"];
+  at: number;
+  ip_address: string | null;
+  user_agent: string | null;
+  detail: string | null;
+}
+
+interface KeyRow {
+  kid: string;
+  alg: "EdDSA";
+  public_jwk: string;
+  private_jwk: string;
+  created_at: number;
+  retired_at: number | null;
+}
+
+// Roles are stored comma-joined: role names cannot contain commas
+// (ROLE_PATTERN), and splitting is cheaper than JSON.parse on the hot path.
+const joinRoles = (roles: string[]): string => roles.join(",");
+const splitRoles = (roles: string): string[] => (roles === "" ? [] : roles.split(","));
+
+function toUser(row: UserRow): UserRecord {
+  return {
+    id: row.id,
+    username: row.username,
+    usernameKey: row.username_key,
+    email: row.email,
+    emailKey: row.email_key,
+    passwordHash: row.password_hash,
+    roles: splitRoles(row.roles),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+function toSession(row: SessionRow): Session {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    secretHash: row.secret_hash,
+    createdAt: row.created_at,
+    lastSeenAt: row.last_seen_at,
+    idleExpiresAt: row.idle_expires_at,
+    absoluteExpiresAt: row.absolute_expires_at,
+    userAgent: row.user_agent,
+    ipAddress: row.ip_address,
+  };
+}
+
+function toEvent(row: EventRow): SecurityEvent {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    type: row.type,
+    at: row.at,
+    ipAddress: row.ip_address,
+    userAgent: row.user_agent,
+    detail: row.detail === null ? null : (JSON.parse(row.detail) as Record<string, string>),
+  };
+}
+
+function toKey(row: KeyRow): SigningKey {
+  return { kid: row.kid, alg: row.alg, publicJwk: row.public_jwk, privateJwk: row.private_jwk, createdAt: row.created_at, retiredAt: row.retired_at };
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return error instanceof Error && "code" in error && (error.code === "SQLITE_CONSTRAINT_PRIMARYKEY" || error.code === "SQLITE_CONSTRAINT_UNIQUE");
+}
+
+/** Runs a synchronous database call, mapping driver failures to `unavailable`. */
+function guard<T>(work: () => T): Promise<T> {
+  try {
+    return Promise.resolve(work());
+  } catch (error) {
+    if (error instanceof LatchError) return Promise.reject(error);
+    return Promise.reject(new LatchError("unavailable", "The database is unavailable.", { cause: error }));
+  }
+}
+
+/**
+ * The embedded default store: one SQLite file in WAL mode, every statement
+ * prepared once. better-sqlite3 is synchronous, and that is the fast choice
+ * here: an indexed point read takes a few microseconds, far less than a
+ * thread-pool hop would cost.
+ *
+ * @example
+ * const stores = openSqliteStores({ path: "./data/latch.db" });
+ */
+export function openSqliteStores(options: { path: string }): SqliteStores {
+  if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
+  const db = new BetterSqlite3(options.path);
+  db.pragma("journal_mode = WAL");
+  // NORMAL is durable across process crashes in WAL mode (only an OS crash or
+  // power loss can drop the last transactions), the usual trade-off for WAL.
+  db.pragma("synchronous = NORMAL");
+  db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 5000");
+  migrate(db);
+
+  const q = {
+    insertUser: db.prepare(
+      `INSERT INTO users (id, username, username_key, email, email_key, password_hash, roles, created_at, updated_at)
+       VALUES (@id, @username, @usernameKey, @email, @emailKey, @passwordHash, @roles, @createdAt, @updatedAt)`,
+    ),
+    insertLogin: db.prepare("INSERT INTO logins (login_key, user_id) VALUES (?, ?)"),
+    userById: db.prepare<[string], UserRow>("SELECT * FROM users WHERE id = ?"),
+    userByLogin: db.prepare<[string], UserRow>("SELECT u.* FROM logins l JOIN users u ON u.id = l.user_id WHERE l.login_key = ?"),
+    updatePassword: db.prepare("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?"),
+    updateRoles: db.prepare<[string, number, string], UserRow>("UPDATE users SET roles = ?, updated_at = ? WHERE id = ? RETURNING *"),
+    deleteUser: db.prepare("DELETE FROM users WHERE id = ?"),
+    listUsers: db.prepare<[string, number], UserRow>("SELECT * FROM users WHERE id > ? ORDER BY id LIMIT ?"),
+
+    insertSession: db.prepare(
+      `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address)
+       VALUES (@id, @userId, @secretHash, @createdAt, @lastSeenAt, @idleExpiresAt, @absoluteExpiresAt, @userAgent, @ipAddress)`,
+    ),
+    findSession: db.prepare<[string, number, number], SessionUserRow>(
+      `SELECT s.*, u.username AS u_username, u.email AS u_email, u.roles AS u_roles, u.created_at AS u_created_at
+       FROM sessions s JOIN users u ON u.id = s.user_id
+       WHERE s.id = ? AND s.idle_expires_at > ? AND s.absolute_expires_at > ?`,
+    ),
+    touchSession: db.prepare(
+      `UPDATE sessions SET last_seen_at = @at, idle_expires_at = min(@idle, absolute_expires_at)
+       WHERE id = @id AND idle_expires_at > @at AND absolute_expires_at > @at`,
+    ),
+    deleteSession: db.prepare<[string], { user_id: string }>("DELETE FROM sessions WHERE id = ? RETURNING user_id"),
+    listUserSessions: db.prepare<[string, number, number], SessionRow>(
+      `SELECT * FROM sessions WHERE user_id = ? AND idle_expires_at > ? AND absolute_expires_at > ?
+       ORDER BY created_at DESC, id`,
+    ),
+    deleteUserSessions: db.prepare("DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?"),
+    deleteExpired: db.prepare(
+      `DELETE FROM sessions WHERE id IN (
+         SELECT id FROM sessions WHERE idle_expires_at <= @now
+         UNION SELECT id FROM sessions WHERE absolute_expires_at <= @now
+         LIMIT @limit)`,
+    ),
+
+    insertEvent: db.prepare(
+      `INSERT INTO security_events (id, user_id, type, at, ip_address, user_agent, detail)
+       VALUES (@id, @userId, @type, @at, @ipAddress, @userAgent, @detail)`,
+    ),
+    listEvents: db.prepare<[string, number], EventRow>("SELECT * FROM security_events WHERE user_id = ? ORDER BY at DESC LIMIT ?"),
+    deleteUserEvents: db.prepare("DELETE FROM security_events WHERE user_id = ?"),
+    deleteOldEvents: db.prepare("DELETE FROM security_events WHERE id IN (SELECT id FROM security_events WHERE at < ? LIMIT ?)"),
+
+    hit: db.prepare<[{ key: string; now: number; windowMs: number }], { count: number; reset_at: number }>(
+      `INSERT INTO rate_limits (key, count, reset_at) VALUES (@key, 1, @now + @windowMs)
+       ON CONFLICT (key) DO UPDATE SET
+         count = CASE WHEN reset_at > @now THEN count + 1 ELSE 1 END,
+         reset_at = CASE WHEN reset_at > @now THEN reset_at ELSE @now + @windowMs END
+       RETURNING count, reset_at`,
+    ),
+    peek: db.prepare<[string, number], { count: number; reset_at: number }>("SELECT count, reset_at FROM rate_limits WHERE key = ? AND reset_at > ?"),
+    resetLimit: db.prepare("DELETE FROM rate_limits WHERE key = ?"),
+    deleteOldLimits: db.prepare("DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE reset_at <= ? LIMIT ?)"),
+
+    listKeys: db.prepare<[], KeyRow>("SELECT * FROM signing_keys ORDER BY created_at DESC"),
+    retireKeys: db.prepare("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL"),
+    insertKey: db.prepare(
+      `INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at, retired_at)
+       VALUES (@kid, @alg, @publicJwk, @privateJwk, @createdAt, @retiredAt)`,
+    ),
+    deleteRetiredKeys: db.prepare("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?"),
+  };
+
+  const createUser = db.transaction((user: UserRecord) => {
+    q.insertUser.run({ ...user, roles: joinRoles(user.roles) });
+    q.insertLogin.run(user.usernameKey, user.id);
+    if (user.emailKey !== null) q.insertLogin.run(user.emailKey, user.id);
+  });
+  const rotateSession = db.transaction((oldId: string, next: Session) => {
+    if (q.deleteSession.get(oldId) === undefined) return false;
+    q.insertSession.run(next);
+    return true;
+  });
+  const addSigningKey = db.transaction((key: SigningKey) => {
+    q.retireKeys.run(key.createdAt);
+    q.insertKey.run(key);
+  });
+
+  return {
+    db,
+    users: {
+      createUser: (user) =>
+        guard(() => {
+          try {
+            createUser(user);
+          } catch (error) {
+            if (isUniqueViolation(error)) throw new LatchError("conflict", "That username or email is already registered.", { cause: error });
+            throw error;
+          }
+        }),
+      findUserById: (id) => guard(() => {
+        const row = q.userById.get(id);
+        return row ? toUser(row) : null;
+      }),
+      findUserByLogin: (key) => guard(() => {
+        const row = q.userByLogin.get(key);
+        return row ? toUser(row) : null;
+      }),
+      updateUserPassword: (id, passwordHash, updatedAt) => guard(() => q.updatePassword.run(passwordHash, updatedAt, id).changes === 1),
+      updateUserRoles: (id, roles, updatedAt) => guard(() => {
+        const row = q.updateRoles.get(joinRoles(roles), updatedAt, id);
+        return row ? toUser(row) : null;
+      }),
+      // Sessions, logins and events go with the user through ON DELETE CASCADE, in one statement.
+      deleteUser: (id) => guard(() => q.deleteUser.run(id).changes === 1),
+      listUsers: ({ limit, after }) => guard(() => q.listUsers.all(after ?? "", limit).map(toUser)),
+    },
+
+    sessions: {
+      createSession: (session) => guard(() => void q.insertSession.run(session)),
+      findSession: (id, now) => guard((): SessionWithUser | null => {
+        const row = q.findSession.get(id, now, now);
+        if (!row) return null;
+        return {
+          session: toSession(row),
+          user: { id: row.user_id, username: row.u_username, email: row.u_email, roles: splitRoles(row.u_roles), createdAt: row.u_created_at },
+        };
+      }),
+      touchSession: (id, at, idle) => guard(() => q.touchSession.run({ id, at, idle }).changes === 1),
+      deleteSession: (id) => guard(() => q.deleteSession.get(id)?.user_id ?? null),
+      rotateSession: (oldId, next) => guard(() => rotateSession(oldId, next)),
+      listUserSessions: (userId, now) => guard(() => q.listUserSessions.all(userId, now, now).map(toSession)),
+      deleteUserSessions: (userId, options) => guard(() => q.deleteUserSessions.run(userId, options?.exceptId ?? null).changes),
+      deleteExpiredSessions: (now, limit) => guard(() => q.deleteExpired.run({ now, limit }).changes),
+    },
+
+    events: {
+      recordEvent: (event) =>
+        guard(() => void q.insertEvent.run({ ...event, detail: event.detail === null ? null : JSON.stringify(event.detail) })),
+      listUserEvents: (userId, limit) => guard(() => q.listEvents.all(userId, limit).map(toEvent)),
+      deleteUserEvents: (userId) => guard(() => q.deleteUserEvents.run(userId).changes),
+      deleteEventsBefore: (before, limit) =>
+        guard(() => {
+          // Closed rate-limit windows are swept on the same schedule.
+          q.deleteOldLimits.run(before, limit);
+          return q.deleteOldEvents.run(before, limit).changes;
+        }),
+    },
+
+    limits: {
+      hit: (key, windowMs, now) => guard(() => {
+        const row = q.hit.get({ key, now, windowMs })!;
+        return { count: row.count, resetAt: row.reset_at };
+      }),
+      peek: (key, now) => guard(() => {
+        const row = q.peek.get(key, now);
+        return row ? { count: row.count, resetAt: row.reset_at } : null;
+      }),
+      reset: (key) => guard(() => void q.resetLimit.run(key)),
+    },
+
+    keys: {
+      listSigningKeys: () => guard(() => q.listKeys.all().map(toKey)),
+      addSigningKey: (key) => guard(() => addSigningKey(key)),
+      deleteSigningKeysRetiredBefore: (before) => guard(() => q.deleteRetiredKeys.run(before).changes),
+    },
+
+    async health(): Promise<Record<string, StoreHealth>> {
+      try {
+        db.prepare("SELECT 1").get();
+        return { database: "ok" };
+      } catch {
+        return { database: "down" };
+      }
+    },
+
+    async close() {
+      if (db.open) db.close();
+    },
+  };
+}
