@@ -16,15 +16,15 @@ export interface RegisterInput {
 export interface Accounts {
   /** Creates a user. Throws `invalid_input` for a bad field, `conflict` when the username or email is taken. */
   register(input: RegisterInput): Promise<UserRecord>;
+  /** The user a sign-in names by username or email, or null. */
+  findByLogin(login: unknown): Promise<UserRecord | null>;
   /**
-   * The user whose login (username or email) and password match, or null.
-   * Unknown logins cost one full hash verification too, so that the time
-   * taken does not tell whether an account exists. A legacy or outdated hash
-   * is replaced by a current argon2id hash on success.
+   * True when `password` is `user`'s. For a null user (an unknown login) it
+   * runs one full verification against a dummy hash and returns false, so
+   * the time taken does not tell whether an account exists. A legacy or
+   * outdated hash is replaced by a current argon2id hash on success.
    */
-  verifyCredentials(login: unknown, password: unknown): Promise<UserRecord | null>;
-  /** True when `password` is the user's current password. */
-  verifyPassword(user: UserRecord, password: unknown): Promise<boolean>;
+  checkCredentials(user: UserRecord | null, password: unknown): Promise<boolean>;
   /** Sets a new password after checking it against the policy. */
   setPassword(user: UserRecord, newPassword: unknown, field?: string): Promise<void>;
 }
@@ -95,26 +95,20 @@ export function createAccounts(options: { users: UserStore; hasher: PasswordHash
       return user;
     },
 
-    async verifyCredentials(login, password) {
+    async findByLogin(login) {
       const key = loginKey(login);
-      const normalised = normalisePassword(password);
-      const user = key === null ? null : await users.findUserByLogin(key);
-      if (user === null || normalised === null) {
-        await hasher.verify(await dummy(), normalised ?? "");
-        return null;
-      }
-      if (!(await hasher.verify(user.passwordHash, normalised))) return null;
-      await upgradeHash(user, normalised);
-      return user;
+      return key === null ? null : users.findUserByLogin(key);
     },
 
-    async verifyPassword(user, password) {
+    async checkCredentials(user, password) {
       const normalised = normalisePassword(password);
-      if (normalised === null) {
-        await hasher.verify(await dummy(), "");
+      if (user === null || normalised === null) {
+        await hasher.verify(await dummy(), normalised ?? "");
         return false;
       }
-      return hasher.verify(user.passwordHash, normalised);
+      if (!(await hasher.verify(user.passwordHash, normalised))) return false;
+      await upgradeHash(user, normalised);
+      return true;
     },
 
     async setPassword(user, newPassword, field = "newPassword") {
@@ -126,4 +120,21 @@ export function createAccounts(options: { users: UserStore; hasher: PasswordHash
       user.passwordHash = passwordHash;
     },
   };
+}
+
+/**
+ * Creates the bootstrap administrator when no user has that username yet.
+ * Returns the user when it was created, null when the username exists.
+ * An existing user is left alone: start-up never resets a password.
+ */
+export async function ensureAdmin(accounts: Accounts, users: UserStore, admin: { username: string; password: string }): Promise<UserRecord | null> {
+  const { key } = normaliseUsername(admin.username);
+  if ((await users.findUserByLogin(key)) !== null) return null;
+  try {
+    return await accounts.register({ username: admin.username, password: admin.password, roles: ["admin"] });
+  } catch (error) {
+    // Another process started at the same moment and created it first.
+    if (error instanceof LatchError && error.code === "conflict") return null;
+    throw error;
+  }
 }

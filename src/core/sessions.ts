@@ -27,6 +27,8 @@ export interface ValidSession {
   user: User;
   /** The presented secret, kept for the request so the CSRF token can be derived. */
   secret: string;
+  /** True when this validation slid the idle expiry (the cookie should be re-sent with the new expiry). */
+  renewed: boolean;
 }
 
 export interface SessionManager {
@@ -86,15 +88,17 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       const found = await store.findSession(parsed.id, now);
       if (found === null || !verifySessionSecret(parsed.secret, found.session.secretHash)) return null;
       let { session } = found;
+      let renewed = false;
       if (now - session.lastSeenAt >= policy.renewIntervalMs) {
         const idleExpiresAt = Math.min(now + policy.idleTimeoutMs, session.absoluteExpiresAt);
         // Copy rather than mutate: the store (or a cache in front of it) may
         // hand the same object to concurrent requests.
         if (await store.touchSession(session.id, now, idleExpiresAt)) {
           session = { ...session, lastSeenAt: now, idleExpiresAt };
+          renewed = true;
         }
       }
-      return { session, user: found.user, secret: parsed.secret };
+      return { session, user: found.user, secret: parsed.secret, renewed };
     },
 
     async rotate(current) {

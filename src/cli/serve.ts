@@ -1,0 +1,61 @@
+import { randomFillSync } from "node:crypto";
+import { createAccounts, ensureAdmin } from "../core/accounts.js";
+import { ConfigError } from "../core/config.js";
+import type { Config } from "../core/config.js";
+import { LatchError } from "../core/errors.js";
+import { createPasswordHasher } from "../core/passwords.js";
+import type { Runtime } from "../core/runtime.js";
+import { buildServer } from "../server/app.js";
+import { startMaintenance } from "../server/maintenance.js";
+import { openStores } from "./stores.js";
+
+export function systemRuntime(): Runtime {
+  return { clock: { now: () => Date.now() }, random: (bytes) => void randomFillSync(bytes) };
+}
+
+/** Opens the stores, starts the server, and shuts both down cleanly on SIGTERM/SIGINT. */
+export async function serve(config: Config): Promise<void> {
+  const runtime = systemRuntime();
+  const stores = await openStores(config);
+  const hasher = createPasswordHasher({ concurrency: config.hashConcurrency });
+  const { app } = await buildServer({ config, stores, runtime, hasher });
+
+  if (config.admin !== null) {
+    try {
+      const created = await ensureAdmin(createAccounts({ users: stores.users, hasher, runtime }), stores.users, config.admin);
+      if (created !== null) app.log.info({ username: created.username }, "created the bootstrap admin");
+    } catch (error) {
+      await stores.close();
+      if (error instanceof LatchError && error.code === "invalid_input") {
+        const variable = error.details?.field === "username" ? "ADMIN_USERNAME" : "ADMIN_PASSWORD";
+        throw new ConfigError(variable, error.message.replace(/^\w+ /, ""));
+      }
+      throw error;
+    }
+  }
+
+  const stopMaintenance = startMaintenance({
+    stores,
+    clock: runtime.clock,
+    logger: app.log,
+    intervalMs: config.sweepIntervalMs,
+    eventRetentionDays: config.eventRetentionDays,
+  });
+
+  let closing = false;
+  async function shutdown(signal: string): Promise<void> {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal }, "shutting down: finishing in-flight requests");
+    stopMaintenance();
+    // close() stops accepting connections and waits for in-flight requests.
+    await app.close();
+    await stores.close();
+    app.log.info("stopped");
+  }
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+
+  const address = await app.listen({ port: config.port, host: config.host });
+  app.log.info({ address, database: config.database.kind, redis: config.redisUrl !== null }, "latch is listening");
+}

@@ -1,0 +1,121 @@
+import Fastify, { LogController } from "fastify";
+import type { FastifyInstance, FastifyServerOptions } from "fastify";
+import { createAccounts } from "../core/accounts.js";
+import type { Config } from "../core/config.js";
+import { LatchError } from "../core/errors.js";
+import { createPasswordHasher } from "../core/passwords.js";
+import type { PasswordHasher } from "../core/passwords.js";
+import type { Runtime } from "../core/runtime.js";
+import { createSessionManager } from "../core/sessions.js";
+import type { Stores } from "../core/store.js";
+import type { ServerContext } from "./context.js";
+import { sessionCookieName } from "./cookies.js";
+import { errorHandler } from "./errors.js";
+import { applyCors, checkOrigin, isUnsafeMethod } from "./origins.js";
+import { accountRoutes } from "./routes/account-routes.js";
+import { healthRoutes } from "./routes/health-routes.js";
+import { sessionRoutes } from "./routes/session-routes.js";
+
+export interface BuildServerOptions {
+  config: Config;
+  stores: Stores;
+  runtime: Runtime;
+  /** Defaults to argon2id with `config.hashConcurrency`. Tests may pass a cheaper one. */
+  hasher?: PasswordHasher;
+  /** pino options or false; defaults to JSON logs at `config.logLevel`. */
+  logger?: FastifyServerOptions["logger"];
+}
+
+export interface LatchServer {
+  app: FastifyInstance;
+  context: ServerContext;
+}
+
+/**
+ * Builds the Fastify auth server over the given stores. Listening, signals
+ * and store lifetimes belong to the caller (see src/cli/serve.ts).
+ *
+ * @example
+ * const { app } = await buildServer({ config: loadConfig(process.env), stores, runtime: systemRuntime() });
+ * await app.listen({ port: 3000 });
+ */
+export async function buildServer(options: BuildServerOptions): Promise<LatchServer> {
+  const { config, stores, runtime } = options;
+  const hasher = options.hasher ?? createPasswordHasher({ concurrency: config.hashConcurrency });
+  const cookieOptions = { production: config.production };
+  const context: ServerContext = {
+    config,
+    stores,
+    runtime,
+    sessions: createSessionManager({
+      store: stores.sessions,
+      runtime,
+      policy: {
+        idleTimeoutMs: config.session.idleTimeoutMs,
+        absoluteTimeoutMs: config.session.absoluteTimeoutMs,
+        renewIntervalMs: config.session.renewIntervalMs,
+      },
+    }),
+    accounts: createAccounts({ users: stores.users, hasher, runtime }),
+    cookieName: sessionCookieName(cookieOptions),
+    cookieOptions,
+    origins: { trusted: new Set(config.trustedOrigins) },
+  };
+
+  const app = Fastify({
+    logger: options.logger ?? {
+      level: config.logLevel,
+      // Never log credentials: request logging is off, and if a request is
+      // ever logged its cookie and authorization headers are censored.
+      redact: ["req.headers.cookie", "req.headers.authorization", "req.headers['x-csrf-token']", "req.headers['csrf-token']"],
+    },
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
+    onProtoPoisoning: "error",
+    onConstructorPoisoning: "error",
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
+  });
+
+  // JSON is the only body type. text/plain is removed so a form or text post
+  // to a JSON endpoint is refused with 415, which is also what makes a
+  // "simple" cross-site form POST impossible to parse.
+  app.removeContentTypeParser("text/plain");
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    // An empty body with a JSON content type (a bodiless fetch POST) is no body, not an error.
+    if (body === "") return done(null, undefined);
+    parseJson(request, body as string, done);
+  });
+
+  app.decorateRequest("auth", null);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}.` } });
+  });
+
+  const hsts = config.production ? "max-age=63072000; includeSubDomains" : null;
+  app.addHook("onRequest", async (request, reply) => {
+    reply.headers({
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+      "referrer-policy": "no-referrer",
+      "x-frame-options": "DENY",
+      "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    });
+    if (hsts !== null) reply.header("strict-transport-security", hsts);
+    if (applyCors(request, reply, context.origins)) return reply;
+    if (isUnsafeMethod(request.method)) checkOrigin(request, context.origins);
+  });
+
+  healthRoutes(app, context);
+  accountRoutes(app, context);
+  sessionRoutes(app, context);
+
+  await app.ready();
+  return { app, context };
+}
+
+export { LatchError };

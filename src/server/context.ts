@@ -1,0 +1,19 @@
+import type { Accounts } from "../core/accounts.js";
+import type { Config } from "../core/config.js";
+import type { Runtime } from "../core/runtime.js";
+import type { SessionManager } from "../core/sessions.js";
+import type { Stores } from "../core/store.js";
+import type { CookieOptions } from "./cookies.js";
+import type { OriginPolicy } from "./origins.js";
+
+/** What every route is handed: built once in `buildServer`. */
+export interface ServerContext {
+  config: Config;
+  stores: Stores;
+  runtime: Runtime;
+  sessions: SessionManager;
+  accounts: Accounts;
+  cookieName: string;
+  cookieOptions: CookieOptions;
+  origins: OriginPolicy;
+}

@@ -1,0 +1,3 @@
+export { buildServer } from "./app.js";
+export type { BuildServerOptions, LatchServer } from "./app.js";
+export type { ServerContext } from "./context.js";

@@ -1,0 +1,36 @@
+import type { FastifyRequest } from "fastify";
+import { LatchError } from "../core/errors.js";
+import type { Session, User } from "../core/store.js";
+
+/** Timestamps leave the server as ISO 8601 strings. */
+export const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** The contract's user object: `{id, username, email, roles, createdAt}`; never a hash. */
+export function userJson(user: User): { id: string; username: string; email: string | null; roles: string[]; createdAt: string } {
+  return { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: iso(user.createdAt) };
+}
+
+export function sessionJson(session: Session): {
+  id: string;
+  createdAt: string;
+  lastSeenAt: string;
+  idleExpiresAt: string;
+  absoluteExpiresAt: string;
+} {
+  return {
+    id: session.id,
+    createdAt: iso(session.createdAt),
+    lastSeenAt: iso(session.lastSeenAt),
+    idleExpiresAt: iso(session.idleExpiresAt),
+    absoluteExpiresAt: iso(session.absoluteExpiresAt),
+  };
+}
+
+/** The JSON body as a plain object, or `invalid_input`. */
+export function bodyObject(request: FastifyRequest): Record<string, unknown> {
+  const body = request.body;
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new LatchError("invalid_input", "The request body must be a JSON object.");
+  }
+  return body as Record<string, unknown>;
+}

@@ -1,0 +1,27 @@
+import type { FastifyInstance } from "fastify";
+import { authOf, guard } from "../auth.js";
+import type { ServerContext } from "../context.js";
+import { sessionJson, userJson } from "../responses.js";
+
+/** The signed-in user's own views: GET /protected, /dashboard, /me, /csrf-token. */
+export function sessionRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const sessionOrBearer = guard(ctx, { bearer: "allow" });
+
+  app.get("/protected", { preHandler: sessionOrBearer }, async (request) => {
+    return { message: "Access granted", user: userJson(authOf(request).user) };
+  });
+
+  app.get("/dashboard", { preHandler: sessionOrBearer }, async (request) => {
+    const { user } = authOf(request);
+    return { message: `Welcome, ${user.username}`, user: userJson(user) };
+  });
+
+  app.get("/me", { preHandler: sessionOrBearer }, async (request) => {
+    const { user, session } = authOf(request);
+    return { user: userJson(user), session: sessionJson(session) };
+  });
+
+  app.get("/csrf-token", { preHandler: guard(ctx) }, async (request) => {
+    return { csrfToken: ctx.sessions.csrfToken(authOf(request).cookie!) };
+  });
+}

@@ -1,0 +1,49 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { LatchError } from "../core/errors.js";
+import { loginKey } from "../core/identity.js";
+import type { NewSession } from "../core/sessions.js";
+import type { UserRecord } from "../core/store.js";
+import { truncateAddress } from "./client-address.js";
+import type { ServerContext } from "./context.js";
+import { sessionCookie } from "./cookies.js";
+import { recordEvent, userAgentOf } from "./events.js";
+import { bodyObject } from "./responses.js";
+import { checkAddress, countAccountAttempt, recordFailure, recordSuccess } from "./throttle.js";
+
+/**
+ * Checks `{username | email, password}` from the body, throttled per account
+ * and per address. Unknown user and wrong password give the same error after
+ * the same work (one argon2id verification). Used by POST /login and by
+ * POST /token with credentials.
+ */
+export async function verifySignIn(ctx: ServerContext, request: FastifyRequest): Promise<UserRecord> {
+  const body = bodyObject(request);
+  const login = body.username ?? body.email;
+  if (typeof login !== "string" || typeof body.password !== "string") {
+    throw new LatchError("invalid_input", "Send username (or email) and password as strings.", { details: { field: typeof login !== "string" ? "username" : "password" } });
+  }
+  await checkAddress(ctx, request);
+  const user = await ctx.accounts.findByLogin(login);
+  const account = user?.id ?? `login:${loginKey(login) ?? ""}`;
+  await countAccountAttempt(ctx, request, account, user?.id ?? null);
+  if (!(await ctx.accounts.checkCredentials(user, body.password))) {
+    await recordFailure(ctx, request);
+    recordEvent(ctx, request, "sign_in_failed", user?.id ?? null);
+    throw new LatchError("invalid_credentials");
+  }
+  await recordSuccess(ctx, account);
+  return user!;
+}
+
+/**
+ * Starts a brand-new session and sets its cookie. Whatever session id the
+ * client presented is never reused (no fixation); it is not even read.
+ */
+export async function startSession(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply, user: UserRecord): Promise<NewSession> {
+  const created = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) });
+  reply.header(
+    "Set-Cookie",
+    sessionCookie(ctx.cookieName, created.token, created.session.idleExpiresAt, ctx.runtime.clock.now(), ctx.cookieOptions),
+  );
+  return created;
+}

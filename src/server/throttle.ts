@@ -1,0 +1,55 @@
+import type { FastifyRequest } from "fastify";
+import { LatchError } from "../core/errors.js";
+import type { ServerContext } from "./context.js";
+import { recordEvent } from "./events.js";
+
+/**
+ * Sign-in and registration throttling. Counters live in the stores' shared
+ * RateLimitStore (Redis when configured, else the database), so several
+ * processes enforce one limit.
+ *
+ * The per-account counter is hit *before* the password is checked and reset
+ * on success: concurrent guesses cannot slip past the limit while their
+ * hashes are still running, and once the limit is reached every attempt is
+ * refused, right password or not, until the window passes. The per-address
+ * counter counts failures only, so many people behind one NAT who sign in
+ * successfully are not locked out together.
+ */
+function retryAfterSeconds(resetAt: number, now: number): number {
+  return Math.max(1, Math.ceil((resetAt - now) / 1000));
+}
+
+function refuse(ctx: ServerContext, request: FastifyRequest, userId: string | null, scope: string, resetAt: number): never {
+  recordEvent(ctx, request, "throttled", userId, { scope });
+  throw new LatchError("rate_limited", undefined, { retryAfter: retryAfterSeconds(resetAt, ctx.runtime.clock.now()) });
+}
+
+const addressKey = (request: FastifyRequest): string => `addr:${request.ip}`;
+
+/** Refuses with 429 when the client address has failed too often. */
+export async function checkAddress(ctx: ServerContext, request: FastifyRequest): Promise<void> {
+  const state = await ctx.stores.limits.peek(`login:${addressKey(request)}`, ctx.runtime.clock.now());
+  if (state !== null && state.count >= ctx.config.throttle.addressFailures) refuse(ctx, request, null, "address", state.resetAt);
+}
+
+/** Counts an attempt on the account (a user id, or the login text when no such user exists); refuses past the limit. */
+export async function countAccountAttempt(ctx: ServerContext, request: FastifyRequest, account: string, userId: string | null): Promise<void> {
+  const { accountFailures, accountWindowMs } = ctx.config.throttle;
+  const state = await ctx.stores.limits.hit(`login:acct:${account}`, accountWindowMs, ctx.runtime.clock.now());
+  if (state.count > accountFailures) refuse(ctx, request, userId, "account", state.resetAt);
+}
+
+export async function recordFailure(ctx: ServerContext, request: FastifyRequest): Promise<void> {
+  await ctx.stores.limits.hit(`login:${addressKey(request)}`, ctx.config.throttle.addressWindowMs, ctx.runtime.clock.now());
+}
+
+export async function recordSuccess(ctx: ServerContext, account: string): Promise<void> {
+  await ctx.stores.limits.reset(`login:acct:${account}`);
+}
+
+/** Counts a registration from the client address; refuses past the limit. */
+export async function countRegistration(ctx: ServerContext, request: FastifyRequest): Promise<void> {
+  const { registrations, registrationWindowMs } = ctx.config.throttle;
+  const state = await ctx.stores.limits.hit(`register:${addressKey(request)}`, registrationWindowMs, ctx.runtime.clock.now());
+  if (state.count > registrations) refuse(ctx, request, null, "registration", state.resetAt);
+}

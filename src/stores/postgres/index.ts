@@ -1,0 +1,4 @@
+export { createPostgresStores } from "./postgres-store.js";
+export type { PostgresStoreOptions, PostgresStores } from "./postgres-store.js";
+export { migrate, migrations } from "./migrations.js";
+export type { Migration } from "./migrations.js";

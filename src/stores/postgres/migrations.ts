@@ -1,0 +1,150 @@
+import pg from "pg";
+import { advisoryLockKeys } from "./advisory-locks.js";
+import { toLatchError } from "./postgres-errors.js";
+import { withTransaction } from "./transaction.js";
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * Versioned schema changes, applied in order and recorded in
+ * `latch_migrations`. Never edit a released migration: add one.
+ *
+ * Times are bigint milliseconds since the epoch. Ids and keys are
+ * `COLLATE "C"`: byte order, so `ORDER BY id` agrees with JavaScript's string
+ * order for the ASCII ids Latch issues (and comparisons skip the locale).
+ */
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: "users, logins, sessions, security events, rate limits, signing keys",
+    sql: `
+      CREATE TABLE users (
+        id text COLLATE "C" PRIMARY KEY,
+        username text NOT NULL,
+        username_key text COLLATE "C" NOT NULL UNIQUE,
+        email text,
+        email_key text COLLATE "C" UNIQUE,
+        password_hash text NOT NULL,
+        roles text[] NOT NULL,
+        created_at bigint NOT NULL,
+        updated_at bigint NOT NULL
+      );
+
+      -- One row per way to sign in (username key, email key), so that a
+      -- username can never equal another user's email: uniqueness across both
+      -- columns becomes one primary key, which the database enforces
+      -- atomically even between concurrent registrations.
+      CREATE TABLE logins (
+        login_key text COLLATE "C" PRIMARY KEY,
+        user_id text COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE
+      );
+      CREATE INDEX logins_user_id ON logins (user_id);
+
+      CREATE TABLE sessions (
+        id text COLLATE "C" PRIMARY KEY,
+        user_id text COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        secret_hash bytea NOT NULL,
+        created_at bigint NOT NULL,
+        last_seen_at bigint NOT NULL,
+        idle_expires_at bigint NOT NULL,
+        absolute_expires_at bigint NOT NULL,
+        user_agent text,
+        ip_address text
+      );
+      CREATE INDEX sessions_user_id ON sessions (user_id, created_at DESC);
+      -- The sweeper's predicate, verbatim: a session is expired once either
+      -- expiry has passed.
+      CREATE INDEX sessions_expires_at ON sessions ((LEAST(idle_expires_at, absolute_expires_at)));
+
+      CREATE TABLE security_events (
+        id text COLLATE "C" PRIMARY KEY,
+        user_id text COLLATE "C" REFERENCES users (id) ON DELETE CASCADE,
+        type text NOT NULL,
+        at bigint NOT NULL,
+        ip_address text,
+        user_agent text,
+        detail jsonb
+      );
+      CREATE INDEX security_events_user_at ON security_events (user_id, at DESC, id DESC);
+      CREATE INDEX security_events_at ON security_events (at);
+
+      CREATE TABLE rate_limits (
+        key text COLLATE "C" PRIMARY KEY,
+        count integer NOT NULL,
+        reset_at bigint NOT NULL
+      );
+      CREATE INDEX rate_limits_reset_at ON rate_limits (reset_at);
+
+      CREATE TABLE signing_keys (
+        kid text COLLATE "C" PRIMARY KEY,
+        alg text NOT NULL,
+        public_jwk text NOT NULL,
+        private_jwk text NOT NULL,
+        created_at bigint NOT NULL,
+        retired_at bigint
+      );
+      -- At most one active key, whatever a caller does.
+      CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys ((true)) WHERE retired_at IS NULL;
+    `,
+  },
+];
+
+/**
+ * Brings the schema to the latest version and returns the versions it
+ * applied (empty when there was nothing to do). Safe to call on every start,
+ * from several processes at once: everything runs in one transaction under an
+ * advisory lock scoped to the schema, so the first process migrates and the
+ * others wait, then find nothing left to apply.
+ *
+ * `schema` should be the schema the pool's connections have as their
+ * `search_path` (see `createPostgresStores`); it is created when missing.
+ *
+ * @example
+ * const applied = await migrate(pool, { schema: "latch" }); // [1] on a fresh database, then []
+ */
+export async function migrate(pool: pg.Pool, options: { schema?: string | undefined } = {}): Promise<number[]> {
+  const { schema } = options;
+  try {
+    return await withTransaction(pool, (client) => apply(client, schema));
+  } catch (error) {
+    throw toLatchError(error);
+  }
+}
+
+async function apply(client: pg.PoolClient, schema: string | undefined): Promise<number[]> {
+  await client.query("SELECT pg_advisory_xact_lock($1, $2)", advisoryLockKeys("migrations", schema));
+  // Look before creating: CREATE … IF NOT EXISTS still demands the CREATE
+  // privilege, and an already migrated database should start under a role
+  // that has none.
+  if (schema !== undefined) {
+    const found = await client.query("SELECT 1 FROM pg_namespace WHERE nspname = $1", [schema]);
+    if (found.rowCount === 0) await client.query(`CREATE SCHEMA ${pg.escapeIdentifier(schema)}`);
+    // The pool should already point here; this makes sure the tables land in
+    // the schema even when it does not.
+    await client.query(`SET LOCAL search_path TO ${pg.escapeIdentifier(schema)}`);
+  }
+  const table = await client.query<{ present: boolean }>("SELECT to_regclass('latch_migrations') IS NOT NULL AS present");
+  if (table.rows[0]?.present !== true) {
+    await client.query(`
+      CREATE TABLE latch_migrations (
+        version integer PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )
+    `);
+  }
+  const done = await client.query<{ version: number }>("SELECT version FROM latch_migrations");
+  const present = new Set(done.rows.map((row) => row.version));
+  const applied: number[] = [];
+  for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (present.has(migration.version)) continue;
+    await client.query(migration.sql);
+    await client.query("INSERT INTO latch_migrations (version, name) VALUES ($1, $2)", [migration.version, migration.name]);
+    applied.push(migration.version);
+  }
+  return applied;
+}

@@ -1,0 +1,222 @@
+import assert from "node:assert/strict";
+import { randomBytes, randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { inspect } from "node:util";
+import pg from "pg";
+import { isLatchError } from "../../core/errors.js";
+import type { Session, UserRecord } from "../../core/store.js";
+import { POSTGRES_URL, serviceSkip } from "../../testing/services.js";
+import { runStoreConformance } from "../store-conformance.js";
+import { advisoryLockKeys } from "./advisory-locks.js";
+import { migrate, migrations } from "./migrations.js";
+import { createPostgresStores } from "./postgres-store.js";
+import type { PostgresStores } from "./postgres-store.js";
+
+const skip = await serviceSkip("postgres");
+
+function schemaName(): string {
+  return `latch_test_${randomBytes(6).toString("hex")}`;
+}
+
+// On its own connection: the stores' pool is closed by then, and dropping a
+// schema from a connection that has it on its search_path would be odd.
+async function dropSchema(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+runStoreConformance(
+  "postgres",
+  async () => {
+    const schema = schemaName();
+    return { stores: await createPostgresStores({ url: POSTGRES_URL, schema }), cleanup: () => dropSchema(schema) };
+  },
+  { skip },
+);
+
+function newUser(overrides: Partial<UserRecord> = {}): UserRecord {
+  const tag = randomBytes(6).toString("hex");
+  const now = Date.now();
+  return {
+    id: randomUUID(),
+    username: `User_${tag}`,
+    usernameKey: `user_${tag}`,
+    email: `mail_${tag}@example.com`,
+    emailKey: `mail_${tag}@example.com`,
+    passwordHash: `$argon2id$v=19$m=19456,t=2,p=1$${randomBytes(8).toString("base64")}$${randomBytes(16).toString("base64")}`,
+    roles: ["user"],
+    createdAt: now,
+    updatedAt: now,
+    ...overrides,
+  };
+}
+
+function newSession(userId: string, overrides: Partial<Session> = {}): Session {
+  const now = Date.now();
+  return {
+    id: randomBytes(16).toString("base64url"),
+    userId,
+    secretHash: randomBytes(32),
+    createdAt: now,
+    lastSeenAt: now,
+    idleExpiresAt: now + 60_000,
+    absoluteExpiresAt: now + 3_600_000,
+    userAgent: null,
+    ipAddress: null,
+    ...overrides,
+  };
+}
+
+describe("postgres store", { skip }, () => {
+  const schemas: string[] = [];
+  const opened: PostgresStores[] = [];
+  let stores: PostgresStores;
+  let schema: string;
+
+  async function open(name: string): Promise<PostgresStores> {
+    if (!schemas.includes(name)) schemas.push(name);
+    const created = await createPostgresStores({ url: POSTGRES_URL, schema: name, poolSize: 4 });
+    opened.push(created);
+    return created;
+  }
+
+  async function migrationCount(target: PostgresStores): Promise<number> {
+    const result = await target.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM latch_migrations");
+    return result.rows[0]!.n;
+  }
+
+  before(async () => {
+    schema = schemaName();
+    stores = await open(schema);
+  });
+
+  after(async () => {
+    for (const target of opened) await target.close();
+    for (const name of schemas) await dropSchema(name);
+  });
+
+  it("does nothing when the migrations run a second time", async () => {
+    assert.deepEqual(await migrate(stores.pool, { schema }), []);
+    assert.equal(await migrationCount(stores), migrations.length);
+  });
+
+  it("migrates once when two processes start at the same time on a fresh schema", async () => {
+    const shared = schemaName();
+    const [first, second] = await Promise.all([open(shared), open(shared)]);
+    assert.equal(await migrationCount(first), migrations.length);
+    const user = newUser();
+    await first.users.createUser(user);
+    assert.deepEqual(await second.users.findUserById(user.id), user);
+  });
+
+  it("keeps the tables in the schema it was given", async () => {
+    const result = await stores.pool.query<{ schema: string }>("SELECT table_schema AS schema FROM information_schema.tables WHERE table_name = 'sessions' AND table_schema = $1", [schema]);
+    assert.equal(result.rowCount, 1);
+  });
+
+  it("lets exactly one of several concurrent registrations of one username succeed", async () => {
+    for (let round = 0; round < 5; round += 1) {
+      const usernameKey = `racer_${randomBytes(6).toString("hex")}`;
+      const attempts = Array.from({ length: 4 }, () => stores.users.createUser(newUser({ usernameKey })));
+      const results = await Promise.allSettled(attempts);
+      assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+      for (const r of results) if (r.status === "rejected") assert.ok(isLatchError(r.reason, "conflict"), inspect(r.reason));
+    }
+  });
+
+  it("lets only one of two crossing registrations succeed when each username is the other's email", async () => {
+    for (let round = 0; round < 5; round += 1) {
+      const a = `a_${randomBytes(6).toString("hex")}@example.com`;
+      const b = `b_${randomBytes(6).toString("hex")}@example.com`;
+      const results = await Promise.allSettled([
+        stores.users.createUser(newUser({ usernameKey: a, emailKey: b })),
+        stores.users.createUser(newUser({ usernameKey: b, emailKey: a })),
+      ]);
+      assert.equal(results.filter((r) => r.status === "fulfilled").length, 1);
+      const failure = results.find((r) => r.status === "rejected");
+      assert.ok(failure && isLatchError(failure.reason, "conflict"), inspect(failure));
+    }
+  });
+
+  it("allows a user whose username key equals their own email key", async () => {
+    const user = newUser({ usernameKey: `same_${randomBytes(6).toString("hex")}` });
+    user.emailKey = user.usernameKey;
+    await stores.users.createUser(user);
+    assert.deepEqual(await stores.users.findUserByLogin(user.usernameKey), user);
+  });
+
+  it("sweeps nothing while another connection holds the sweeper lock", async () => {
+    const user = newUser();
+    await stores.users.createUser(user);
+    const now = Date.now();
+    await stores.sessions.createSession(newSession(user.id, { idleExpiresAt: now + 1 }));
+    const other = new pg.Client({ connectionString: POSTGRES_URL });
+    await other.connect();
+    try {
+      await other.query("BEGIN");
+      await other.query("SELECT pg_advisory_xact_lock($1, $2)", advisoryLockKeys("sweeper", schema));
+      assert.equal(await stores.sessions.deleteExpiredSessions(now + 10, 100), 0);
+      await other.query("COMMIT");
+    } finally {
+      await other.end();
+    }
+    assert.ok((await stores.sessions.deleteExpiredSessions(now + 10, 100)) >= 1);
+  });
+
+  it("returns the secret hash as a Buffer", async () => {
+    const user = newUser();
+    await stores.users.createUser(user);
+    const session = newSession(user.id);
+    await stores.sessions.createSession(session);
+    const found = await stores.sessions.findSession(session.id, Date.now());
+    assert.ok(Buffer.isBuffer(found?.session.secretHash));
+    assert.ok(Buffer.isBuffer((await stores.sessions.listUserSessions(user.id, Date.now()))[0]?.secretHash));
+  });
+
+  it("never carries a row's values, such as the password hash, in an error", async () => {
+    // A NOT NULL violation makes the server describe the whole failing row.
+    const user = newUser({ username: null as unknown as string });
+    const error = await stores.users.createUser(user).then(
+      () => assert.fail("a user without a username was stored"),
+      (e: unknown) => e,
+    );
+    assert.ok(isLatchError(error, "internal"), inspect(error));
+    assert.ok(!inspect(error, { depth: 10 }).includes(user.passwordHash), inspect(error, { depth: 10 }));
+
+    const taken = newUser();
+    await stores.users.createUser(taken);
+    const clash = await stores.users.createUser(newUser({ usernameKey: taken.usernameKey })).then(
+      () => assert.fail("a taken username was stored"),
+      (e: unknown) => e,
+    );
+    assert.ok(isLatchError(clash, "conflict"));
+    assert.ok(!inspect(clash, { depth: 10 }).includes(taken.usernameKey));
+  });
+
+  it("refuses a session for a user that no longer exists with conflict", async () => {
+    const user = newUser();
+    await stores.users.createUser(user);
+    await stores.users.deleteUser(user.id);
+    await assert.rejects(stores.sessions.createSession(newSession(user.id)), (e) => isLatchError(e, "conflict"));
+  });
+
+  it("rejects with unavailable when the database cannot be reached", async () => {
+    const url = new URL(POSTGRES_URL);
+    url.port = "1";
+    await assert.rejects(createPostgresStores({ url: url.toString() }), (e) => isLatchError(e, "unavailable"));
+  });
+
+  it("reports the database as down once closed, without rejecting, and closes twice", async () => {
+    const target = await open(schema);
+    assert.deepEqual(await target.health(), { database: "ok" });
+    await target.close();
+    await target.close();
+    assert.deepEqual(await target.health(), { database: "down" });
+    await assert.rejects(target.users.findUserById(randomUUID()), (e) => isLatchError(e, "unavailable"));
+  });
+});

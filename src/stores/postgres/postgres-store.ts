@@ -1,0 +1,572 @@
+import pg from "pg";
+import type {
+  RateLimitState,
+  RateLimitStore,
+  SecurityEvent,
+  SecurityEventStore,
+  SecurityEventType,
+  Session,
+  SessionStore,
+  SessionWithUser,
+  SigningKey,
+  SigningKeyStore,
+  StoreHealth,
+  Stores,
+  UserRecord,
+  UserStore,
+} from "../../core/store.js";
+import { advisoryLockKeys } from "./advisory-locks.js";
+import { migrate } from "./migrations.js";
+import { toLatchError } from "./postgres-errors.js";
+import { withTransaction } from "./transaction.js";
+
+export interface PostgresStoreOptions {
+  /** A `postgres://` connection URL. */
+  url: string;
+  /** Connections in the pool. Default 10. */
+  poolSize?: number | undefined;
+  /**
+   * Keep every table in this schema (created when missing) instead of the
+   * connection's default, e.g. to share a database or to test in a throwaway
+   * schema. Lower-case letters, digits and `_`.
+   */
+  schema?: string | undefined;
+}
+
+export interface PostgresStores extends Stores {
+  /** The connection pool the stores use; `close()` ends it. */
+  pool: pg.Pool;
+}
+
+const HEALTH_TIMEOUT_MS = 1000;
+const CONNECT_TIMEOUT_MS = 5000;
+const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * The PostgreSQL stores: users, sessions, security events, rate limits and
+ * signing keys in one database, safe to share between any number of
+ * processes. Migrates the schema before it resolves.
+ *
+ * @example
+ * const stores = await createPostgresStores({ url: "postgres://latch@db/latch", poolSize: 20 });
+ * const found = await stores.sessions.findSession(id, Date.now());
+ * await stores.close();
+ */
+export async function createPostgresStores(options: PostgresStoreOptions): Promise<PostgresStores> {
+  const { schema, poolSize = 10 } = options;
+  if (schema !== undefined && !SCHEMA_PATTERN.test(schema)) {
+    throw new TypeError("schema must be 1 to 63 lower-case letters, digits and underscores, not starting with a digit.");
+  }
+  if (!Number.isInteger(poolSize) || poolSize < 1) throw new TypeError("poolSize must be a positive integer.");
+
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: poolSize,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    application_name: "latch",
+    // Set at connection start, so every pooled connection (and every
+    // prepared statement on it) resolves table names in the one schema.
+    ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
+  });
+  // An idle connection that the server drops (restart, failover) is reported
+  // here; without a listener Node would crash the process. The pool discards
+  // the connection itself and the next query opens a fresh one.
+  pool.on("error", () => {});
+
+  try {
+    await migrate(pool, { schema });
+  } catch (error) {
+    await pool.end().catch(() => {});
+    throw toLatchError(error);
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    pool,
+    users: createUserStore(pool),
+    sessions: createSessionStore(pool, { schema }),
+    events: createSecurityEventStore(pool),
+    limits: createRateLimitStore(pool),
+    keys: createSigningKeyStore(pool),
+    health: () => checkHealth(pool),
+    close() {
+      // pg throws if a pool is ended twice; shutdown paths often call close
+      // more than once.
+      closing ??= pool.end();
+      return closing;
+    },
+  };
+}
+
+/** `pool.query` with every failure mapped to a LatchError. */
+async function query<R extends pg.QueryResultRow>(db: pg.Pool | pg.PoolClient, config: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+  try {
+    return await db.query<R>(config);
+  } catch (error) {
+    throw toLatchError(error);
+  }
+}
+
+async function transaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  try {
+    return await withTransaction(pool, work);
+  } catch (error) {
+    throw toLatchError(error);
+  }
+}
+
+// node-postgres returns bigint columns as strings, since not every int8 fits
+// a double; millisecond timestamps do.
+type Int8 = string;
+
+interface UserRow {
+  id: string;
+  username: string;
+  username_key: string;
+  email: string | null;
+  email_key: string | null;
+  password_hash: string;
+  roles: string[];
+  created_at: Int8;
+  updated_at: Int8;
+}
+
+const USER_COLUMNS = "id, username, username_key, email, email_key, password_hash, roles, created_at, updated_at";
+
+function toUserRecord(row: UserRow): UserRecord {
+  return {
+    id: row.id,
+    username: row.username,
+    usernameKey: row.username_key,
+    email: row.email,
+    emailKey: row.email_key,
+    passwordHash: row.password_hash,
+    roles: row.roles,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+function createUserStore(pool: pg.Pool): UserStore {
+  return {
+    async createUser(user) {
+      // One statement, so atomic without a transaction: the user row and its
+      // login keys are written together or not at all. Keys go in sorted
+      // order so two registrations that cross (A's username is B's email and
+      // the reverse) queue behind each other instead of deadlocking.
+      await query(pool, {
+        text: `
+          WITH created AS (
+            INSERT INTO users (${USER_COLUMNS})
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            RETURNING id
+          )
+          INSERT INTO logins (login_key, user_id)
+          SELECT key, created.id
+          FROM created, unnest(ARRAY[$3, $5]::text[]) AS key
+          WHERE key IS NOT NULL
+          `,
+        values: [
+          user.id,
+          user.username,
+          user.usernameKey,
+          user.email,
+          user.emailKey,
+          user.passwordHash,
+          user.roles,
+          user.createdAt,
+          user.updatedAt,
+        ],
+      });
+    },
+
+    async findUserById(id) {
+      const result = await query<UserRow>(pool, { text: `SELECT ${USER_COLUMNS} FROM users WHERE id = $1`, values: [id] });
+      const row = result.rows[0];
+      return row ? toUserRecord(row) : null;
+    },
+
+    async findUserByLogin(key) {
+      const result = await query<UserRow>(pool, {
+        name: "latch_find_user_by_login",
+        text: `SELECT ${USER_COLUMNS} FROM users WHERE id = (SELECT user_id FROM logins WHERE login_key = $1)`,
+        values: [key],
+      });
+      const row = result.rows[0];
+      return row ? toUserRecord(row) : null;
+    },
+
+    async updateUserPassword(id, passwordHash, updatedAt) {
+      const result = await query(pool, { text: "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1", values: [id, passwordHash, updatedAt] });
+      return result.rowCount === 1;
+    },
+
+    async updateUserRoles(id, roles, updatedAt) {
+      const result = await query<UserRow>(pool, {
+        text: `UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1 RETURNING ${USER_COLUMNS}`,
+        values: [id, roles, updatedAt],
+      });
+      const row = result.rows[0];
+      return row ? toUserRecord(row) : null;
+    },
+
+    async deleteUser(id) {
+      // Sessions, security events and login keys go with the user through
+      // ON DELETE CASCADE, in the same statement.
+      const result = await query(pool, { text: "DELETE FROM users WHERE id = $1", values: [id] });
+      return result.rowCount === 1;
+    },
+
+    async listUsers(options) {
+      const result =
+        options.after === undefined
+          ? await query<UserRow>(pool, { text: `SELECT ${USER_COLUMNS} FROM users ORDER BY id LIMIT $1`, values: [options.limit] })
+          : await query<UserRow>(pool, {
+              text: `SELECT ${USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2`,
+              values: [options.after, options.limit],
+            });
+      return result.rows.map(toUserRecord);
+    },
+  };
+}
+
+interface SessionRow {
+  id: string;
+  user_id: string;
+  secret_hash: Buffer;
+  created_at: Int8;
+  last_seen_at: Int8;
+  idle_expires_at: Int8;
+  absolute_expires_at: Int8;
+  user_agent: string | null;
+  ip_address: string | null;
+}
+
+interface SessionWithUserRow extends SessionRow {
+  username: string;
+  email: string | null;
+  roles: string[];
+  user_created_at: Int8;
+}
+
+const SESSION_COLUMNS = "id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address";
+
+function toSession(row: SessionRow): Session {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    secretHash: row.secret_hash,
+    createdAt: Number(row.created_at),
+    lastSeenAt: Number(row.last_seen_at),
+    idleExpiresAt: Number(row.idle_expires_at),
+    absoluteExpiresAt: Number(row.absolute_expires_at),
+    userAgent: row.user_agent,
+    ipAddress: row.ip_address,
+  };
+}
+
+function bytes(value: Uint8Array): Buffer {
+  return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+function createSessionStore(pool: pg.Pool, options: { schema: string | undefined }): SessionStore {
+  const sweeperLock = advisoryLockKeys("sweeper", options.schema);
+
+  return {
+    async createSession(session) {
+      await query(pool, {
+        name: "latch_create_session",
+        text: `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        values: [
+          session.id,
+          session.userId,
+          bytes(session.secretHash),
+          session.createdAt,
+          session.lastSeenAt,
+          session.idleExpiresAt,
+          session.absoluteExpiresAt,
+          session.userAgent,
+          session.ipAddress,
+        ],
+      });
+    },
+
+    async findSession(id, now): Promise<SessionWithUser | null> {
+      // Every authenticated request runs this: one round trip, one prepared
+      // plan, and the user's roles read fresh so a role change applies at once.
+      const result = await query<SessionWithUserRow>(pool, {
+        name: "latch_find_session",
+        text: `
+          SELECT s.id, s.user_id, s.secret_hash, s.created_at, s.last_seen_at, s.idle_expires_at,
+                 s.absolute_expires_at, s.user_agent, s.ip_address,
+                 u.username, u.email, u.roles, u.created_at AS user_created_at
+          FROM sessions s JOIN users u ON u.id = s.user_id
+          WHERE s.id = $1 AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2`,
+        values: [id, now],
+      });
+      const row = result.rows[0];
+      if (!row) return null;
+      return {
+        session: toSession(row),
+        user: { id: row.user_id, username: row.username, email: row.email, roles: row.roles, createdAt: Number(row.user_created_at) },
+      };
+    },
+
+    async touchSession(id, lastSeenAt, idleExpiresAt) {
+      // The WHERE clause is the guard against revival: a row that was deleted
+      // or has expired by lastSeenAt is not there to update. LEAST keeps the
+      // idle expiry within the absolute one even if a caller forgets to cap it.
+      const result = await query(pool, {
+        name: "latch_touch_session",
+        text: `
+          UPDATE sessions SET last_seen_at = $2, idle_expires_at = LEAST($3::bigint, absolute_expires_at)
+          WHERE id = $1 AND idle_expires_at > $2 AND absolute_expires_at > $2`,
+        values: [id, lastSeenAt, idleExpiresAt],
+      });
+      return result.rowCount === 1;
+    },
+
+    async deleteSession(id) {
+      const result = await query<{ user_id: string }>(pool, {
+        name: "latch_delete_session",
+        text: "DELETE FROM sessions WHERE id = $1 RETURNING user_id",
+        values: [id],
+      });
+      return result.rows[0]?.user_id ?? null;
+    },
+
+    async rotateSession(oldId, next) {
+      // One statement, hence one transaction: the insert reads the delete's
+      // output, so the new session exists only if the old one was removed.
+      // Matching user_id too means a mismatched `next` writes nothing.
+      const result = await query(pool, {
+        text: `
+          WITH old AS (DELETE FROM sessions WHERE id = $1 AND user_id = $3 RETURNING id)
+          INSERT INTO sessions (${SESSION_COLUMNS})
+          SELECT $2, $3, $4::bytea, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::text, $10::text FROM old`,
+        values: [
+          oldId,
+          next.id,
+          next.userId,
+          bytes(next.secretHash),
+          next.createdAt,
+          next.lastSeenAt,
+          next.idleExpiresAt,
+          next.absoluteExpiresAt,
+          next.userAgent,
+          next.ipAddress,
+        ],
+      });
+      return result.rowCount === 1;
+    },
+
+    async listUserSessions(userId, now) {
+      const result = await query<SessionRow>(pool, {
+        text: `
+          SELECT ${SESSION_COLUMNS} FROM sessions
+          WHERE user_id = $1 AND idle_expires_at > $2 AND absolute_expires_at > $2
+          ORDER BY created_at DESC, id`,
+        values: [userId, now],
+      });
+      return result.rows.map(toSession);
+    },
+
+    async deleteUserSessions(userId, options) {
+      const result =
+        options?.exceptId === undefined
+          ? await query(pool, { text: "DELETE FROM sessions WHERE user_id = $1", values: [userId] })
+          : await query(pool, { text: "DELETE FROM sessions WHERE user_id = $1 AND id <> $2", values: [userId, options.exceptId] });
+      return result.rowCount ?? 0;
+    },
+
+    async deleteExpiredSessions(now, limit) {
+      return transaction(pool, async (client) => {
+        // Sweepers run on every instance; one at a time is plenty, and the
+        // others should give up at once rather than queue behind it.
+        const lock = await query<{ locked: boolean }>(client, {
+          text: "SELECT pg_try_advisory_xact_lock($1, $2) AS locked",
+          values: sweeperLock,
+        });
+        if (lock.rows[0]?.locked !== true) return 0;
+        // SKIP LOCKED: rows a request is touching or deleting right now are
+        // left for the next batch instead of stalling the sweep.
+        const result = await query(client, {
+          text: `
+            DELETE FROM sessions WHERE id IN (
+              SELECT id FROM sessions WHERE LEAST(idle_expires_at, absolute_expires_at) <= $1
+              LIMIT $2 FOR UPDATE SKIP LOCKED
+            )`,
+          values: [now, limit],
+        });
+        return result.rowCount ?? 0;
+      });
+    },
+  };
+}
+
+interface SecurityEventRow {
+  id: string;
+  user_id: string | null;
+  type: string;
+  at: Int8;
+  ip_address: string | null;
+  user_agent: string | null;
+  detail: Record<string, string> | null;
+}
+
+function toSecurityEvent(row: SecurityEventRow): SecurityEvent {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    type: row.type as SecurityEventType,
+    at: Number(row.at),
+    ipAddress: row.ip_address,
+    userAgent: row.user_agent,
+    detail: row.detail,
+  };
+}
+
+function createSecurityEventStore(pool: pg.Pool): SecurityEventStore {
+  return {
+    async recordEvent(event) {
+      await query(pool, {
+        text: "INSERT INTO security_events (id, user_id, type, at, ip_address, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+        // Serialised here: node-postgres would turn a JS array into a
+        // PostgreSQL array rather than JSON.
+        values: [event.id, event.userId, event.type, event.at, event.ipAddress, event.userAgent, event.detail === null ? null : JSON.stringify(event.detail)],
+      });
+    },
+
+    async listUserEvents(userId, limit) {
+      const result = await query<SecurityEventRow>(pool, {
+        text: `
+          SELECT id, user_id, type, at, ip_address, user_agent, detail FROM security_events
+          WHERE user_id = $1 ORDER BY at DESC, id DESC LIMIT $2`,
+        values: [userId, limit],
+      });
+      return result.rows.map(toSecurityEvent);
+    },
+
+    async deleteUserEvents(userId) {
+      const result = await query(pool, { text: "DELETE FROM security_events WHERE user_id = $1", values: [userId] });
+      return result.rowCount ?? 0;
+    },
+
+    async deleteEventsBefore(before, limit) {
+      const result = await query(pool, {
+        text: `
+          DELETE FROM security_events WHERE id IN (
+            SELECT id FROM security_events WHERE at < $1 ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED
+          )`,
+        values: [before, limit],
+      });
+      return result.rowCount ?? 0;
+    },
+  };
+}
+
+function toRateLimitState(row: { count: number; reset_at: Int8 }): RateLimitState {
+  return { count: row.count, resetAt: Number(row.reset_at) };
+}
+
+function createRateLimitStore(pool: pg.Pool): RateLimitStore {
+  return {
+    async hit(key, windowMs, now) {
+      // One statement, so concurrent hits from any number of processes
+      // serialise on the row: each sees the previous one's count. SET
+      // expressions read the old row, so both CASEs test the same window.
+      const result = await query<{ count: number; reset_at: Int8 }>(pool, {
+        name: "latch_rate_limit_hit",
+        text: `
+          INSERT INTO rate_limits AS r (key, count, reset_at) VALUES ($1, 1, $2::bigint + $3::bigint)
+          ON CONFLICT (key) DO UPDATE SET
+            count = CASE WHEN r.reset_at > $2::bigint THEN r.count + 1 ELSE 1 END,
+            reset_at = CASE WHEN r.reset_at > $2::bigint THEN r.reset_at ELSE EXCLUDED.reset_at END
+          RETURNING count, reset_at`,
+        values: [key, now, windowMs],
+      });
+      return toRateLimitState(result.rows[0]!);
+    },
+
+    async peek(key, now) {
+      const result = await query<{ count: number; reset_at: Int8 }>(pool, {
+        text: "SELECT count, reset_at FROM rate_limits WHERE key = $1 AND reset_at > $2",
+        values: [key, now],
+      });
+      const row = result.rows[0];
+      return row ? toRateLimitState(row) : null;
+    },
+
+    async reset(key) {
+      await query(pool, { text: "DELETE FROM rate_limits WHERE key = $1", values: [key] });
+    },
+  };
+}
+
+interface SigningKeyRow {
+  kid: string;
+  alg: string;
+  public_jwk: string;
+  private_jwk: string;
+  created_at: Int8;
+  retired_at: Int8 | null;
+}
+
+function toSigningKey(row: SigningKeyRow): SigningKey {
+  return {
+    kid: row.kid,
+    alg: row.alg as SigningKey["alg"],
+    publicJwk: row.public_jwk,
+    privateJwk: row.private_jwk,
+    createdAt: Number(row.created_at),
+    retiredAt: row.retired_at === null ? null : Number(row.retired_at),
+  };
+}
+
+function createSigningKeyStore(pool: pg.Pool): SigningKeyStore {
+  return {
+    async listSigningKeys() {
+      const result = await query<SigningKeyRow>(pool, {
+        text: "SELECT kid, alg, public_jwk, private_jwk, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid",
+      });
+      return result.rows.map(toSigningKey);
+    },
+
+    async addSigningKey(key) {
+      await transaction(pool, async (client) => {
+        // Two rotations at once must not both see the same active key and
+        // leave two active ones: the table lock makes the second wait, and
+        // its UPDATE then sees (and retires) the first one's new key. Readers
+        // are not blocked.
+        await query(client, { text: "LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE" });
+        await query(client, { text: "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL", values: [key.createdAt] });
+        await query(client, {
+          text: "INSERT INTO signing_keys (kid, alg, public_jwk, private_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)",
+          values: [key.kid, key.alg, key.publicJwk, key.privateJwk, key.createdAt, key.retiredAt],
+        });
+      });
+    },
+
+    async deleteSigningKeysRetiredBefore(before) {
+      const result = await query(pool, { text: "DELETE FROM signing_keys WHERE retired_at < $1", values: [before] });
+      return result.rowCount ?? 0;
+    },
+  };
+}
+
+async function checkHealth(pool: pg.Pool): Promise<Record<string, StoreHealth>> {
+  // Bounded by a timer rather than the driver: a full pool would otherwise
+  // keep the check waiting for a connection for CONNECT_TIMEOUT_MS.
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("health check timed out")), HEALTH_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([pool.query("SELECT 1"), timeout]);
+    return { database: "ok" };
+  } catch {
+    return { database: "down" };
+  } finally {
+    clearTimeout(timer);
+  }
+}
