@@ -45,7 +45,7 @@ describe("the signed-in user's endpoints", () => {
 
   for (const url of ["/protected", "/dashboard", "/me", "/csrf-token"]) {
     it(`GET ${url} without a session is 401 unauthenticated`, async () => {
-      for (const cookies of [{}, { sid: "garbage" }, { sid: `${"a".repeat(30)}.${"b".repeat(43)}` }]) {
+      for (const cookies of [{} as Record<string, string>, { sid: "garbage" }, { sid: `${"a".repeat(30)}.${"b".repeat(43)}` }]) {
         const response = await t.app.inject({ url, cookies });
         assert.equal(response.statusCode, 401);
         assert.deepEqual(response.json().error.code, "unauthenticated");

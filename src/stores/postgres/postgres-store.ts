@@ -162,10 +162,10 @@ function createUserStore(pool: pg.Pool): UserStore {
             RETURNING id
           )
           INSERT INTO logins (login_key, user_id)
-          SELECT key, created.id
+          SELECT DISTINCT key, created.id
           FROM created, unnest(ARRAY[$3, $5]::text[]) AS key
           WHERE key IS NOT NULL
-          `,
+          ORDER BY key`,
         values: [
           user.id,
           user.username,
@@ -197,7 +197,10 @@ function createUserStore(pool: pg.Pool): UserStore {
     },
 
     async updateUserPassword(id, passwordHash, updatedAt) {
-      const result = await query(pool, { text: "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1", values: [id, passwordHash, updatedAt] });
+      const result = await query(pool, {
+        text: "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
+        values: [id, passwordHash, updatedAt],
+      });
       return result.rowCount === 1;
     },
 
@@ -433,7 +436,15 @@ function createSecurityEventStore(pool: pg.Pool): SecurityEventStore {
         text: "INSERT INTO security_events (id, user_id, type, at, ip_address, user_agent, detail) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
         // Serialised here: node-postgres would turn a JS array into a
         // PostgreSQL array rather than JSON.
-        values: [event.id, event.userId, event.type, event.at, event.ipAddress, event.userAgent, event.detail === null ? null : JSON.stringify(event.detail)],
+        values: [
+          event.id,
+          event.userId,
+          event.type,
+          event.at,
+          event.ipAddress,
+          event.userAgent,
+          event.detail === null ? null : JSON.stringify(event.detail),
+        ],
       });
     },
 

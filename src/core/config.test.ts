@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ConfigError, loadConfig } from "./config.js";
+
+describe("configuration", () => {
+  it("has the contract's defaults", () => {
+    const config = loadConfig({});
+    assert.equal(config.port, 3000);
+    assert.equal(config.host, "127.0.0.1");
+    assert.deepEqual(config.database, { kind: "sqlite", path: "./data/latch.db" });
+    assert.equal(config.redisUrl, null);
+    assert.equal(config.session.idleTimeoutMs, 1_800_000);
+    assert.equal(config.session.absoluteTimeoutMs, 86_400_000);
+    assert.deepEqual(config.trustedOrigins, []);
+    assert.deepEqual(config.trustProxy, []);
+    assert.equal(config.production, false);
+    assert.equal(config.bodyLimitBytes, 16_384);
+    assert.deepEqual(config.throttle, {
+      accountFailures: 10, accountWindowMs: 900_000, addressFailures: 100, addressWindowMs: 900_000, registrations: 100, registrationWindowMs: 3_600_000,
+    });
+    assert.ok(config.tokenTtlSeconds <= 900);
+  });
+
+  it("reads each variable", () => {
+    const config = loadConfig({
+      PORT: "8080", HOST: "0.0.0.0", DATABASE_URL: "postgres://u@db/latch", REDIS_URL: "redis://cache:6379",
+      SESSION_IDLE_TIMEOUT: "60", SESSION_ABSOLUTE_TIMEOUT: "120", TRUSTED_ORIGINS: "https://a.example, https://b.example:8443",
+      ADMIN_USERNAME: "root", ADMIN_PASSWORD: "a long admin password", TRUST_PROXY: "10.0.0.0/8,127.0.0.1", NODE_ENV: "production",
+    });
+    assert.equal(config.port, 8080);
+    assert.deepEqual(config.database, { kind: "postgres", url: "postgres://u@db/latch" });
+    assert.equal(config.redisUrl, "redis://cache:6379");
+    assert.equal(config.session.renewIntervalMs, 6000);
+    assert.deepEqual(config.trustedOrigins, ["https://a.example", "https://b.example:8443"]);
+    assert.deepEqual(config.admin, { username: "root", password: "a long admin password" });
+    assert.deepEqual(config.trustProxy, ["10.0.0.0/8", "127.0.0.1"]);
+    assert.equal(config.production, true);
+  });
+
+  const bad: Array<[Record<string, string>, string]> = [
+    [{ PORT: "http" }, "PORT"],
+    [{ PORT: "70000" }, "PORT"],
+    [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL"],
+    [{ REDIS_URL: "localhost:6379" }, "REDIS_URL"],
+    [{ SESSION_IDLE_TIMEOUT: "-5" }, "SESSION_IDLE_TIMEOUT"],
+    [{ SESSION_IDLE_TIMEOUT: "600", SESSION_ABSOLUTE_TIMEOUT: "60" }, "SESSION_ABSOLUTE_TIMEOUT"],
+    [{ TRUSTED_ORIGINS: "not a url" }, "TRUSTED_ORIGINS"],
+    [{ TRUSTED_ORIGINS: "https://a.example/path" }, "TRUSTED_ORIGINS"],
+    [{ ADMIN_USERNAME: "root" }, "ADMIN_PASSWORD"],
+    [{ TRUST_PROXY: "everyone" }, "TRUST_PROXY"],
+    [{ NODE_ENV: "production" }, "TRUSTED_ORIGINS"],
+  ];
+  for (const [env, variable] of bad) {
+    it(`refuses ${JSON.stringify(env)} with one line naming ${variable}`, () => {
+      assert.throws(() => loadConfig(env), (error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.equal(error.variable, variable);
+        assert.ok(error.message.includes(variable));
+        assert.ok(!error.message.includes("\n"));
+        return true;
+      });
+    });
+  }
+});
