@@ -7,7 +7,7 @@ import { createPasswordHasher } from "../core/passwords.js";
 import type { Runtime } from "../core/runtime.js";
 import { buildServer } from "../server/app.js";
 import { startMaintenance } from "../server/maintenance.js";
-import { openStores } from "./stores.js";
+import { openStores } from "../stores/open-stores.js";
 
 export function systemRuntime(): Runtime {
   return { clock: { now: () => Date.now() }, random: (bytes) => void randomFillSync(bytes) };
