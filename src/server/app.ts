@@ -13,7 +13,10 @@ import { sessionCookieName } from "./cookies.js";
 import { errorHandler } from "./errors.js";
 import { applyCors, checkOrigin, isUnsafeMethod } from "./origins.js";
 import { accountRoutes } from "./routes/account-routes.js";
+import { adminRoutes } from "./routes/admin-routes.js";
 import { healthRoutes } from "./routes/health-routes.js";
+import { ownSessionRoutes } from "./routes/own-session-routes.js";
+import { privacyRoutes } from "./routes/privacy-routes.js";
 import { sessionRoutes } from "./routes/session-routes.js";
 
 export interface BuildServerOptions {
@@ -113,6 +116,9 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   healthRoutes(app, context);
   accountRoutes(app, context);
   sessionRoutes(app, context);
+  ownSessionRoutes(app, context);
+  privacyRoutes(app, context);
+  adminRoutes(app, context);
 
   await app.ready();
   return { app, context };

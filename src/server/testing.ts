@@ -24,6 +24,10 @@ export interface TestServer {
   /** Registers a user and returns the session cookie value and CSRF token. */
   register(username?: string, password?: string): Promise<SignedIn>;
   login(username: string, password?: string): Promise<SignedIn>;
+  /** Registers a user, makes them an admin in the store, and signs in again. */
+  registerAdmin(username?: string): Promise<SignedIn>;
+  /** Headers for a cookie-authenticated state change. */
+  auth(user: SignedIn): { cookies: Record<string, string>; headers: Record<string, string> };
   close(): Promise<void>;
 }
 
@@ -69,7 +73,7 @@ export async function createTestServer(
     return { response, cookie: setCookieValue(response, context.cookieName)!, csrfToken: body.csrfToken, userId: body.user.id, username: name };
   }
 
-  return {
+  const server: TestServer = {
     app,
     context,
     clock,
@@ -82,9 +86,18 @@ export async function createTestServer(
       const response = await app.inject({ method: "POST", url: "/login", payload: { username, password } });
       return signedIn(response, username);
     },
+    async registerAdmin(username) {
+      const user = await server.register(username);
+      await stores.users.updateUserRoles(user.userId, ["user", "admin"], clock.now());
+      return user;
+    },
+    auth(user) {
+      return { cookies: { [context.cookieName]: user.cookie }, headers: { "x-csrf-token": user.csrfToken } };
+    },
     async close() {
       await app.close();
       await stores.close();
     },
   };
+  return server;
 }

@@ -1,0 +1,69 @@
+import type { FastifyInstance } from "fastify";
+import { LatchError } from "../../core/errors.js";
+import { isSessionId } from "../../core/session-token.js";
+import type { Session } from "../../core/store.js";
+import { authOf, guard } from "../auth.js";
+import type { ServerContext } from "../context.js";
+import { clearedSessionCookie, sessionCookie } from "../cookies.js";
+import { recordEvent } from "../events.js";
+import { bodyObject, sessionJson } from "../responses.js";
+import { countAccountAttempt, recordSuccess } from "../throttle.js";
+
+/** A session as the user's session list shows it. */
+function listedSession(session: Session, currentId: string): ReturnType<typeof sessionJson> & { userAgent: string | null; ipAddress: string | null; current: boolean } {
+  return { ...sessionJson(session), userAgent: session.userAgent, ipAddress: session.ipAddress, current: session.id === currentId };
+}
+
+/** The user's own sessions and password: GET /sessions, DELETE /sessions/:id, POST /sessions/revoke-others, POST /password. */
+export function ownSessionRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const session = guard(ctx);
+
+  app.get("/sessions", { preHandler: session }, async (request) => {
+    const auth = authOf(request);
+    const sessions = await ctx.stores.sessions.listUserSessions(auth.user.id, ctx.runtime.clock.now());
+    return { sessions: sessions.map((s) => listedSession(s, auth.session.id)) };
+  });
+
+  app.delete<{ Params: { id: string } }>("/sessions/:id", { preHandler: session }, async (request, reply) => {
+    const auth = authOf(request);
+    const { id } = request.params;
+    // Another user's session and an unknown one look the same: 404, so ids cannot be probed.
+    const target = isSessionId(id) ? await ctx.stores.sessions.findSession(id, ctx.runtime.clock.now()) : null;
+    if (target === null || target.session.userId !== auth.user.id) throw new LatchError("not_found", "No such session.");
+    await ctx.stores.sessions.deleteSession(id);
+    recordEvent(ctx, request, "session_revoked", auth.user.id, { session: id });
+    if (id === auth.session.id) reply.header("Set-Cookie", clearedSessionCookie(ctx.cookieName, ctx.cookieOptions));
+    return reply.code(204).send();
+  });
+
+  app.post("/sessions/revoke-others", { preHandler: session }, async (request) => {
+    const auth = authOf(request);
+    const revoked = await ctx.stores.sessions.deleteUserSessions(auth.user.id, { exceptId: auth.session.id });
+    recordEvent(ctx, request, "sessions_revoked", auth.user.id, { count: String(revoked), kept: auth.session.id });
+    return { revoked };
+  });
+
+  app.post("/password", { preHandler: session }, async (request, reply) => {
+    const auth = authOf(request);
+    const body = bodyObject(request);
+    if (typeof body.currentPassword !== "string" || typeof body.newPassword !== "string") {
+      throw new LatchError("invalid_input", "Send currentPassword and newPassword as strings.");
+    }
+    const user = await ctx.stores.users.findUserById(auth.user.id);
+    if (user === null) throw new LatchError("unauthenticated");
+    // A stolen session must not become an unlimited password oracle.
+    await countAccountAttempt(ctx, request, user.id, user.id);
+    if (!(await ctx.accounts.checkCredentials(user, body.currentPassword))) {
+      recordEvent(ctx, request, "sign_in_failed", user.id, { reason: "password change" });
+      throw new LatchError("invalid_credentials", "The current password is wrong.");
+    }
+    await recordSuccess(ctx, user.id);
+    await ctx.accounts.setPassword(user, body.newPassword, "newPassword");
+    const rotated = await ctx.sessions.rotate(auth.session);
+    if (rotated === null) throw new LatchError("unauthenticated", "The session ended while the password was being changed.");
+    const revoked = await ctx.stores.sessions.deleteUserSessions(user.id, { exceptId: rotated.session.id });
+    reply.header("Set-Cookie", sessionCookie(ctx.cookieName, rotated.token, rotated.session.idleExpiresAt, ctx.runtime.clock.now(), ctx.cookieOptions));
+    recordEvent(ctx, request, "password_changed", user.id, { revoked: String(revoked) });
+    return { message: "Password changed", csrfToken: rotated.csrfToken, revoked };
+  });
+}
