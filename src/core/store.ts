@@ -173,6 +173,11 @@ export interface RateLimitStore {
   peek(key: string, now: number): Promise<RateLimitState | null>;
   /** Closes the key's window. */
   reset(key: string): Promise<void>;
+  /**
+   * Deletes up to `limit` windows closed at `now`; returns how many. Stores
+   * whose keys expire natively (Redis) return 0.
+   */
+  deleteClosedWindows(now: number, limit: number): Promise<number>;
 }
 
 export interface SigningKey {

@@ -39,7 +39,8 @@ export function startMaintenance(options: MaintenanceOptions): () => void {
       const sessions = await drain(() => options.stores.sessions.deleteExpiredSessions(now, batch));
       const before = now - options.eventRetentionDays * 86_400_000;
       const events = await drain(() => options.stores.events.deleteEventsBefore(before, batch));
-      if (sessions + events > 0) options.logger.info({ sessions, events }, "swept expired sessions and old security events");
+      const windows = await drain(() => options.stores.limits.deleteClosedWindows(now, batch));
+      if (sessions + events + windows > 0) options.logger.info({ sessions, events, windows }, "swept expired sessions, old security events and closed rate-limit windows");
     } catch (error) {
       options.logger.warn({ err: error }, "sweep failed; will retry");
     } finally {

@@ -408,6 +408,17 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.equal((await s.limits.peek(key, now))?.count, 25);
       });
 
+      it("deletes closed windows and keeps open ones", async () => {
+        const closed = `conformance:${randomUUID()}`;
+        const open = `conformance:${randomUUID()}`;
+        const now = Date.now();
+        await s.limits.hit(closed, 1000, now);
+        await s.limits.hit(open, 60_000, now);
+        for (let round = 0; round < 50; round += 1) if ((await s.limits.deleteClosedWindows(now + 2000, 100)) === 0) break;
+        assert.equal((await s.limits.peek(open, now + 2000))?.count, 1);
+        assert.equal((await s.limits.hit(closed, 1000, now + 2000)).count, 1);
+      });
+
       it("peeks null for an unknown or closed window, and resets", async () => {
         const key = `conformance:${randomUUID()}`;
         const now = Date.now();

@@ -211,6 +211,18 @@ export function createMemoryStores(): Stores {
         await tick();
         limits.delete(key);
       },
+      async deleteClosedWindows(now, limit) {
+        await tick();
+        let removed = 0;
+        for (const [key, state] of limits) {
+          if (removed >= limit) break;
+          if (state.resetAt <= now) {
+            limits.delete(key);
+            removed += 1;
+          }
+        }
+        return removed;
+      },
     },
 
     keys: {

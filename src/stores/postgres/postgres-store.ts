@@ -511,6 +511,14 @@ function createRateLimitStore(pool: pg.Pool): RateLimitStore {
     async reset(key) {
       await query(pool, { text: "DELETE FROM rate_limits WHERE key = $1", values: [key] });
     },
+
+    async deleteClosedWindows(now, limit) {
+      const result = await query(pool, {
+        text: "DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE reset_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        values: [now, limit],
+      });
+      return result.rowCount ?? 0;
+    },
   };
 }
 

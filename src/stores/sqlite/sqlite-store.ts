@@ -278,12 +278,7 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
         guard(() => void q.insertEvent.run({ ...event, detail: event.detail === null ? null : JSON.stringify(event.detail) })),
       listUserEvents: (userId, limit) => guard(() => q.listEvents.all(userId, limit).map(toEvent)),
       deleteUserEvents: (userId) => guard(() => q.deleteUserEvents.run(userId).changes),
-      deleteEventsBefore: (before, limit) =>
-        guard(() => {
-          // Closed rate-limit windows are swept on the same schedule.
-          q.deleteOldLimits.run(before, limit);
-          return q.deleteOldEvents.run(before, limit).changes;
-        }),
+      deleteEventsBefore: (before, limit) => guard(() => q.deleteOldEvents.run(before, limit).changes),
     },
 
     limits: {
@@ -296,6 +291,7 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
         return row ? { count: row.count, resetAt: row.reset_at } : null;
       }),
       reset: (key) => guard(() => void q.resetLimit.run(key)),
+      deleteClosedWindows: (now, limit) => guard(() => q.deleteOldLimits.run(now, limit).changes),
     },
 
     keys: {
