@@ -1,0 +1,93 @@
+import { parseArgs } from "node:util";
+import { createAccounts, normaliseRoles } from "../core/accounts.js";
+import type { Config } from "../core/config.js";
+import { LatchError } from "../core/errors.js";
+import { isUuid } from "../core/ids.js";
+import { loginKey } from "../core/identity.js";
+import { createPasswordHasher } from "../core/passwords.js";
+import type { Stores, UserRecord } from "../core/store.js";
+import { openStores } from "../stores/open-stores.js";
+import { systemRuntime } from "./serve.js";
+
+/** A refusal the operator can fix: printed as one line, exit code 1. */
+export class UsageError extends Error {}
+
+export const ADMIN_USAGE = `Usage:
+  latch users create <username> [--email <email>] [--admin]   (password from LATCH_PASSWORD or stdin)
+  latch users roles <username|id> <role,role,...>             (sets the roles; "user" is always kept)
+  latch users revoke-sessions <username|id>
+  latch users delete <username|id>
+  latch sessions purge                                        (deletes expired sessions now)`;
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) throw new UsageError("set LATCH_PASSWORD or pipe the password on stdin");
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+}
+
+async function findUser(stores: Stores, who: string | undefined): Promise<UserRecord> {
+  if (!who) throw new UsageError("name a user by username, email or id");
+  const user = isUuid(who) ? await stores.users.findUserById(who) : await stores.users.findUserByLogin(loginKey(who) ?? "");
+  if (user === null) throw new UsageError(`no user "${who}"`);
+  return user;
+}
+
+/**
+ * Runs an administration command against the configured stores and prints
+ * one line of result. Returns the exit code: 0 done, 1 refused, 2 usage.
+ */
+export async function runAdminCommand(config: Config, args: string[], out: (line: string) => void): Promise<number> {
+  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { email: { type: "string" }, admin: { type: "boolean" } } });
+  const [group, action, ...rest] = positionals;
+  const known = ["users create", "users roles", "users revoke-sessions", "users delete", "sessions purge"];
+  if (!known.includes(`${group} ${action}`)) {
+    out(ADMIN_USAGE);
+    return 2;
+  }
+  const runtime = systemRuntime();
+  const stores = await openStores(config);
+  try {
+    switch (`${group} ${action}`) {
+      case "users create": {
+        const password = process.env.LATCH_PASSWORD ?? (await readStdin());
+        const accounts = createAccounts({ users: stores.users, hasher: createPasswordHasher(), runtime });
+        const user = await accounts.register({ username: rest[0], password, email: values.email, roles: values.admin ? ["admin"] : [] });
+        out(`created ${user.username} (${user.id}) with roles ${user.roles.join(",")}`);
+        return 0;
+      }
+      case "users roles": {
+        const user = await findUser(stores, rest[0]);
+        const roles = normaliseRoles((rest[1] ?? "").split(",").map((r) => r.trim()).filter(Boolean));
+        await stores.users.updateUserRoles(user.id, roles, runtime.clock.now());
+        out(`${user.username} now has roles ${roles.join(",")}`);
+        return 0;
+      }
+      case "users revoke-sessions": {
+        const user = await findUser(stores, rest[0]);
+        out(`revoked ${await stores.sessions.deleteUserSessions(user.id)} session(s) of ${user.username}`);
+        return 0;
+      }
+      case "users delete": {
+        const user = await findUser(stores, rest[0]);
+        await stores.users.deleteUser(user.id);
+        out(`deleted ${user.username} and all their sessions`);
+        return 0;
+      }
+      default: {
+        let total = 0;
+        for (let removed = -1; removed !== 0; total += removed) removed = await stores.sessions.deleteExpiredSessions(runtime.clock.now(), 1000);
+        out(`purged ${total} expired session(s)`);
+        return 0;
+      }
+    }
+  } catch (error) {
+    if (error instanceof UsageError || (error instanceof LatchError && error.status < 500)) {
+      out(`latch: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  } finally {
+    await stores.close();
+  }
+}
