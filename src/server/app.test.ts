@@ -154,3 +154,26 @@ describe("production mode", () => {
     }
   });
 });
+
+describe("GET /metrics", () => {
+  it("serves Prometheus text to loopback clients and 403 to others, whatever X-Forwarded-For says", async () => {
+    const t = await createTestServer({ env: { TRUST_PROXY: "127.0.0.1" } });
+    try {
+      await t.register();
+      await t.app.inject({ method: "POST", url: "/login", payload: { username: "nobody.at.all", password: "wrong password" } });
+      const local = await t.app.inject({ url: "/metrics", remoteAddress: "127.0.0.1" });
+      assert.equal(local.statusCode, 200);
+      assert.match(String(local.headers["content-type"]), /text\/plain/);
+      assert.match(local.body, /latch_sign_ins_total\{result="failure"\} 1/);
+      assert.match(local.body, /latch_registrations_total 1/);
+      assert.match(local.body, /latch_process_cpu_seconds_total/);
+      const remote = await t.app.inject({ url: "/metrics", remoteAddress: "203.0.113.5" });
+      assert.equal(remote.statusCode, 403);
+      assert.equal(remote.json().error.code, "forbidden");
+      const spoofed = await t.app.inject({ url: "/metrics", remoteAddress: "203.0.113.5", headers: { "x-forwarded-for": "127.0.0.1" } });
+      assert.equal(spoofed.statusCode, 403);
+    } finally {
+      await t.close();
+    }
+  });
+});

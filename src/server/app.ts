@@ -11,6 +11,7 @@ import type { Stores } from "../core/store.js";
 import type { ServerContext } from "./context.js";
 import { sessionCookieName } from "./cookies.js";
 import { errorHandler } from "./errors.js";
+import { createMetrics, metricsRoute } from "./metrics.js";
 import { applyCors, checkOrigin, isUnsafeMethod } from "./origins.js";
 import { accountRoutes } from "./routes/account-routes.js";
 import { adminRoutes } from "./routes/admin-routes.js";
@@ -63,6 +64,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     cookieName: sessionCookieName(cookieOptions),
     cookieOptions,
     origins: { trusted: new Set(config.trustedOrigins) },
+    metrics: createMetrics(),
   };
 
   const app = Fastify({
@@ -114,6 +116,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   });
 
   healthRoutes(app, context);
+  metricsRoute(app, context.metrics);
   accountRoutes(app, context);
   sessionRoutes(app, context);
   ownSessionRoutes(app, context);

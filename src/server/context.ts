@@ -4,6 +4,7 @@ import type { Runtime } from "../core/runtime.js";
 import type { SessionManager } from "../core/sessions.js";
 import type { Stores } from "../core/store.js";
 import type { CookieOptions } from "./cookies.js";
+import type { Metrics } from "./metrics.js";
 import type { OriginPolicy } from "./origins.js";
 
 /** What every route is handed: built once in `buildServer`. */
@@ -16,4 +17,5 @@ export interface ServerContext {
   cookieName: string;
   cookieOptions: CookieOptions;
   origins: OriginPolicy;
+  metrics: Metrics;
 }

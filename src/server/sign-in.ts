@@ -28,10 +28,12 @@ export async function verifySignIn(ctx: ServerContext, request: FastifyRequest):
   await countAccountAttempt(ctx, request, account, user?.id ?? null);
   if (!(await ctx.accounts.checkCredentials(user, body.password))) {
     await recordFailure(ctx, request);
+    ctx.metrics.signIns.inc({ result: "failure" });
     recordEvent(ctx, request, "sign_in_failed", user?.id ?? null);
     throw new LatchError("invalid_credentials");
   }
   await recordSuccess(ctx, account);
+  ctx.metrics.signIns.inc({ result: "success" });
   return user!;
 }
 

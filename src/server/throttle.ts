@@ -20,6 +20,7 @@ function retryAfterSeconds(resetAt: number, now: number): number {
 }
 
 function refuse(ctx: ServerContext, request: FastifyRequest, userId: string | null, scope: string, resetAt: number): never {
+  if (scope !== "registration") ctx.metrics.signIns.inc({ result: "throttled" });
   recordEvent(ctx, request, "throttled", userId, { scope });
   throw new LatchError("rate_limited", undefined, { retryAfter: retryAfterSeconds(resetAt, ctx.runtime.clock.now()) });
 }

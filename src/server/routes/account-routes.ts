@@ -16,6 +16,7 @@ export function accountRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const user = await ctx.accounts.register({ username: body.username, password: body.password, email: body.email });
     const { csrfToken } = await startSession(ctx, request, reply, user);
     recordEvent(ctx, request, "register", user.id);
+    ctx.metrics.registrations.inc();
     return reply.code(201).send({ user: userJson(publicUser(user)), csrfToken });
   });
 
