@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import { randomFillSync } from "node:crypto";
+import { beforeEach, describe, it } from "node:test";
+import { createFakeClock } from "../../core/runtime.js";
+import type { FakeClock } from "../../core/runtime.js";
+import { issueSessionToken } from "../../core/session-token.js";
+import type { Session, Stores } from "../../core/store.js";
+import { createMemoryStores } from "../memory/memory-store.js";
+import { runStoreConformance } from "../store-conformance.js";
+import { createSessionCache } from "./session-cache.js";
+import type { SessionCache } from "./session-cache.js";
+
+runStoreConformance("memory behind the session cache", async () => {
+  const cache = createSessionCache(createMemoryStores(), { clock: { now: () => Date.now() } });
+  cache.setChannelUp(true);
+  return { stores: cache.stores };
+});
+
+describe("the in-process session cache", () => {
+  let clock: FakeClock;
+  let inner: Stores;
+  let cache: SessionCache;
+  let n = 0;
+
+  async function newSession(overrides: Partial<Session> = {}): Promise<Session> {
+    n += 1;
+    const userId = `user-${n}`;
+    await inner.users.createUser({ id: userId, username: userId, usernameKey: userId, email: null, emailKey: null, passwordHash: "x", roles: ["user"], createdAt: 1, updatedAt: 1 });
+    const issued = issueSessionToken(userId, (b) => void randomFillSync(b));
+    const now = clock.now();
+    const session = { id: issued.id, userId, secretHash: issued.secretHash, createdAt: now, lastSeenAt: now, idleExpiresAt: now + 600_000, absoluteExpiresAt: now + 3_600_000, userAgent: null, ipAddress: null, ...overrides };
+    await inner.sessions.createSession(session);
+    return session;
+  }
+
+  beforeEach(() => {
+    clock = createFakeClock(Date.UTC(2026, 0, 1));
+    inner = createMemoryStores();
+    cache = createSessionCache(inner, { clock, maxAgeMs: 30_000 });
+    cache.setChannelUp(true);
+  });
+
+  it("serves a repeated validation from memory", async () => {
+    const session = await newSession();
+    assert.ok(await cache.stores.sessions.findSession(session.id, clock.now()));
+    assert.ok(await cache.stores.sessions.findSession(session.id, clock.now()));
+    assert.deepEqual(cache.stats(), { entries: 1, hits: 1, misses: 1 });
+  });
+
+  it("keeps serving an entry another process revoked until the invalidation arrives, then refuses it", async () => {
+    const session = await newSession();
+    await cache.stores.sessions.findSession(session.id, clock.now());
+    await inner.sessions.deleteSession(session.id); // another process, straight to the store
+    assert.ok(await cache.stores.sessions.findSession(session.id, clock.now()), "stale until told");
+    cache.apply({ kind: "session", sessionId: session.id });
+    assert.equal(await cache.stores.sessions.findSession(session.id, clock.now()), null);
+  });
+
+  it("forgets a session ended in this process at once", async () => {
+    const session = await newSession();
+    await cache.stores.sessions.findSession(session.id, clock.now());
+    await cache.stores.sessions.deleteSession(session.id);
+    assert.equal(await cache.stores.sessions.findSession(session.id, clock.now()), null);
+  });
+
+  it("refuses every session of a user created before a revoke-all, except the one kept", async () => {
+    const a = await newSession();
+    const b = { ...a, id: issueSessionToken(a.userId, (x) => void randomFillSync(x)).id };
+    await inner.sessions.createSession(b);
+    await cache.stores.sessions.findSession(a.id, clock.now());
+    await cache.stores.sessions.findSession(b.id, clock.now());
+    await inner.sessions.deleteUserSessions(a.userId, { exceptId: b.id });
+    cache.apply({ kind: "user-sessions", userId: a.userId, before: clock.now() + 1, exceptId: b.id });
+    assert.equal(await cache.stores.sessions.findSession(a.id, clock.now()), null);
+    assert.ok(await cache.stores.sessions.findSession(b.id, clock.now()));
+  });
+
+  it("does not let a read that raced an invalidation fill the cache with a revoked session", async () => {
+    const session = await newSession();
+    const slowInner = inner.sessions.findSession;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    inner.sessions.findSession = async (id, now) => {
+      const found = await slowInner(id, now);
+      await gate;
+      return found;
+    };
+    const racing = cache.stores.sessions.findSession(session.id, clock.now());
+    await new Promise((r) => setImmediate(r));
+    await inner.sessions.deleteSession.call(inner.sessions, session.id);
+    cache.apply({ kind: "session", sessionId: session.id });
+    release();
+    await racing;
+    inner.sessions.findSession = slowInner;
+    assert.equal(cache.stats().entries, 0);
+    assert.equal(await cache.stores.sessions.findSession(session.id, clock.now()), null);
+  });
+
+  it("shows new roles after a user invalidation", async () => {
+    const session = await newSession();
+    await cache.stores.sessions.findSession(session.id, clock.now());
+    await inner.users.updateUserRoles(session.userId, ["user", "admin"], clock.now());
+    cache.apply({ kind: "user", userId: session.userId });
+    assert.deepEqual((await cache.stores.sessions.findSession(session.id, clock.now()))?.user.roles, ["user", "admin"]);
+  });
+
+  it("serves nothing from memory while the channel is down, and starts empty when it returns", async () => {
+    const session = await newSession();
+    await cache.stores.sessions.findSession(session.id, clock.now());
+    cache.setChannelUp(false);
+    await inner.sessions.deleteSession(session.id);
+    assert.equal(await cache.stores.sessions.findSession(session.id, clock.now()), null, "fails closed to the store");
+    cache.setChannelUp(true);
+    assert.equal(cache.stats().entries, 0);
+  });
+
+  it("re-reads an entry past its idle expiry (another process may have renewed it) and past its maximum age", async () => {
+    const session = await newSession();
+    await cache.stores.sessions.findSession(session.id, clock.now());
+    await inner.sessions.touchSession(session.id, clock.now() + 500_000, clock.now() + 1_100_000);
+    clock.advance(700_000);
+    assert.ok(await cache.stores.sessions.findSession(session.id, clock.now()), "renewed elsewhere, still valid");
+    const missesBefore = cache.stats().misses;
+    clock.advance(31_000);
+    await cache.stores.sessions.findSession(session.id, clock.now());
+    assert.equal(cache.stats().misses, missesBefore + 1);
+  });
+
+  it("never holds more than its maximum entries", async () => {
+    const small = createSessionCache(inner, { clock, maxEntries: 3 });
+    small.setChannelUp(true);
+    for (let i = 0; i < 5; i += 1) await small.stores.sessions.findSession((await newSession()).id, clock.now());
+    assert.equal(small.stats().entries, 3);
+  });
+});

@@ -1,0 +1,232 @@
+import type { Clock } from "../../core/runtime.js";
+import type { Session, SessionWithUser, Stores } from "../../core/store.js";
+
+/**
+ * What invalidates cached sessions. Mirrors the Redis revocation events
+ * (src/stores/redis/revocations.ts) without depending on Redis.
+ */
+export type Invalidation =
+  | { kind: "session"; sessionId: string }
+  | { kind: "user-sessions"; userId: string; before: number; exceptId: string | null }
+  | { kind: "user"; userId: string }
+  | { kind: "flush"; before: number };
+
+export interface SessionCacheOptions {
+  clock: Clock;
+  /** Most sessions kept; the oldest are dropped first. Default 100,000 (~40 MB at worst). */
+  maxEntries?: number;
+  /**
+   * How long an entry may be served before it is re-read, even with a healthy
+   * invalidation channel: a bound on staleness should a message ever be lost
+   * in a way the channel cannot report. Default 30 s.
+   */
+  maxAgeMs?: number;
+}
+
+export interface SessionCache {
+  /** The stores with sessions served from memory while the channel is up. */
+  stores: Stores;
+  /** Applies an invalidation received from the channel (or made locally). */
+  apply(invalidation: Invalidation): void;
+  /**
+   * Tells the cache whether invalidations are being delivered. While down it
+   * serves nothing from memory (every validation goes to the store: fails
+   * closed); going up again starts from an empty cache, since anything may
+   * have changed while messages could not arrive.
+   */
+  setChannelUp(up: boolean): void;
+  /** Entries and hit/miss counters, for metrics and tests. */
+  stats(): { entries: number; hits: number; misses: number };
+}
+
+interface Entry {
+  value: SessionWithUser;
+  cachedAt: number;
+}
+
+/**
+ * An in-process cache in front of a session store, kept correct across
+ * processes by pushed invalidations. The hot path (a valid cookie, again)
+ * becomes a Map lookup: no network round trip and no store read.
+ *
+ * Correctness rules:
+ * - A read that started before an invalidation must not put its (possibly
+ *   revoked) result in the cache: every invalidation bumps an epoch, and a
+ *   read only fills the cache if the epoch did not move while it ran.
+ * - Entries are checked against both expiries on every hit; an entry that
+ *   looks expired is re-read from the store (another process may have renewed
+ *   it), never answered from memory.
+ * - Revoke-all for a user ("user-sessions") also records a valid-after time
+ *   for that user, so an entry created before it is refused even if it was
+ *   filled concurrently.
+ *
+ * @example
+ * const cache = createSessionCache(stores, { clock });
+ * subscribeRevocations({ redis, prefix, onEvent: cache.apply, onStatus: (s) => cache.setChannelUp(s === "up") });
+ * buildServer({ stores: cache.stores, ... });
+ */
+export function createSessionCache(inner: Stores, options: SessionCacheOptions): SessionCache {
+  const maxEntries = options.maxEntries ?? 100_000;
+  const maxAgeMs = options.maxAgeMs ?? 30_000;
+  const { clock } = options;
+  const entries = new Map<string, Entry>();
+  const byUser = new Map<string, Set<string>>();
+  const validAfter = new Map<string, { before: number; exceptId: string | null }>();
+  let epoch = 0;
+  let channelUp = false;
+  let hits = 0;
+  let misses = 0;
+
+  function drop(sessionId: string): void {
+    const entry = entries.get(sessionId);
+    if (entry === undefined) return;
+    entries.delete(sessionId);
+    const ids = byUser.get(entry.value.session.userId);
+    ids?.delete(sessionId);
+    if (ids?.size === 0) byUser.delete(entry.value.session.userId);
+  }
+
+  function dropUser(userId: string): void {
+    for (const id of byUser.get(userId) ?? []) entries.delete(id);
+    byUser.delete(userId);
+  }
+
+  function clear(): void {
+    entries.clear();
+    byUser.clear();
+    validAfter.clear();
+  }
+
+  function apply(invalidation: Invalidation): void {
+    epoch += 1;
+    switch (invalidation.kind) {
+      case "session":
+        drop(invalidation.sessionId);
+        break;
+      case "user-sessions":
+        // Bounded: past the limit, forgetting every mark is safe because the
+        // entries go too and later reads come from the store.
+        if (validAfter.size >= maxEntries) clear();
+        validAfter.set(invalidation.userId, { before: invalidation.before, exceptId: invalidation.exceptId });
+        dropUser(invalidation.userId);
+        break;
+      case "user":
+        dropUser(invalidation.userId);
+        break;
+      case "flush":
+        clear();
+        break;
+    }
+  }
+
+  function revokedByUser(session: Session): boolean {
+    const mark = validAfter.get(session.userId);
+    return mark !== undefined && session.createdAt < mark.before && session.id !== mark.exceptId;
+  }
+
+  function put(value: SessionWithUser, readEpoch: number): void {
+    if (!channelUp || readEpoch !== epoch) return;
+    if (entries.size >= maxEntries) {
+      // Maps iterate in insertion order: the first key is the oldest entry.
+      const oldest = entries.keys().next().value;
+      if (oldest !== undefined) drop(oldest);
+    }
+    entries.set(value.session.id, { value, cachedAt: clock.now() });
+    let ids = byUser.get(value.session.userId);
+    if (ids === undefined) byUser.set(value.session.userId, (ids = new Set()));
+    ids.add(value.session.id);
+  }
+
+  const sessions = inner.sessions;
+  const wrapped: Stores = {
+    ...inner,
+    users: {
+      ...inner.users,
+      async updateUserRoles(id, roles, updatedAt) {
+        const updated = await inner.users.updateUserRoles(id, roles, updatedAt);
+        apply({ kind: "user", userId: id });
+        return updated;
+      },
+      async deleteUser(id) {
+        const deleted = await inner.users.deleteUser(id);
+        apply({ kind: "user", userId: id });
+        return deleted;
+      },
+    },
+    sessions: {
+      ...sessions,
+      async findSession(id, now) {
+        if (channelUp) {
+          const entry = entries.get(id);
+          if (entry !== undefined) {
+            const { session } = entry.value;
+            if (session.idleExpiresAt > now && session.absoluteExpiresAt > now && now - entry.cachedAt < maxAgeMs && !revokedByUser(session)) {
+              hits += 1;
+              return entry.value;
+            }
+            drop(id);
+          }
+        }
+        misses += 1;
+        const readEpoch = epoch;
+        const found = await sessions.findSession(id, now);
+        if (found === null || revokedByUser(found.session)) return null;
+        put(found, readEpoch);
+        return found;
+      },
+      async touchSession(id, lastSeenAt, idleExpiresAt) {
+        const touched = await sessions.touchSession(id, lastSeenAt, idleExpiresAt);
+        const entry = entries.get(id);
+        if (entry !== undefined) {
+          if (touched) {
+            const session = { ...entry.value.session, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, entry.value.session.absoluteExpiresAt) };
+            entry.value = { session, user: entry.value.user };
+          } else {
+            drop(id);
+          }
+        }
+        return touched;
+      },
+      // Local writes invalidate before and after the store call: before, so
+      // this process stops serving the entry at once; after, so a read that
+      // ran concurrently with the write cannot have re-filled it.
+      async deleteSession(id) {
+        apply({ kind: "session", sessionId: id });
+        try {
+          return await sessions.deleteSession(id);
+        } finally {
+          apply({ kind: "session", sessionId: id });
+        }
+      },
+      async rotateSession(oldId, next) {
+        apply({ kind: "session", sessionId: oldId });
+        try {
+          return await sessions.rotateSession(oldId, next);
+        } finally {
+          apply({ kind: "session", sessionId: oldId });
+        }
+      },
+      async deleteUserSessions(userId, deleteOptions) {
+        const invalidation = { kind: "user-sessions" as const, userId, before: clock.now() + 1, exceptId: deleteOptions?.exceptId ?? null };
+        apply(invalidation);
+        try {
+          return await sessions.deleteUserSessions(userId, deleteOptions);
+        } finally {
+          apply(invalidation);
+        }
+      },
+    },
+  };
+
+  return {
+    stores: wrapped,
+    apply,
+    setChannelUp(up) {
+      if (up === channelUp) return;
+      channelUp = up;
+      epoch += 1;
+      clear();
+    },
+    stats: () => ({ entries: entries.size, hits, misses }),
+  };
+}
