@@ -37,12 +37,12 @@ async function findUser(stores: Stores, who: string | undefined): Promise<UserRe
  * Runs an administration command against the configured stores and prints
  * one line of result. Returns the exit code: 0 done, 1 refused, 2 usage.
  */
-export async function runAdminCommand(config: Config, args: string[], out: (line: string) => void): Promise<number> {
+export async function runAdminCommand(config: Config, args: string[], out: (line: string) => void, err: (line: string) => void): Promise<number> {
   const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { email: { type: "string" }, admin: { type: "boolean" } } });
   const [group, action, ...rest] = positionals;
   const known = ["users create", "users roles", "users revoke-sessions", "users delete", "sessions purge"];
   if (!known.includes(`${group} ${action}`)) {
-    out(ADMIN_USAGE);
+    err(ADMIN_USAGE);
     return 2;
   }
   const runtime = systemRuntime();
@@ -83,7 +83,7 @@ export async function runAdminCommand(config: Config, args: string[], out: (line
     }
   } catch (error) {
     if (error instanceof UsageError || (error instanceof LatchError && error.status < 500)) {
-      out(`latch: ${error.message}`);
+      err(`latch: ${error.message}`);
       return 1;
     }
     throw error;

@@ -18,7 +18,7 @@ export async function serve(config: Config): Promise<void> {
   const runtime = systemRuntime();
   const stores = await openStores(config);
   const hasher = createPasswordHasher({ concurrency: config.hashConcurrency });
-  const { app } = await buildServer({ config, stores, runtime, hasher });
+  const { app, context } = await buildServer({ config, stores, runtime, hasher });
 
   if (config.admin !== null) {
     try {
@@ -36,6 +36,7 @@ export async function serve(config: Config): Promise<void> {
 
   const stopMaintenance = startMaintenance({
     stores,
+    tokens: context.tokens,
     clock: runtime.clock,
     logger: app.log,
     intervalMs: config.sweepIntervalMs,

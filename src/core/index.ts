@@ -9,3 +9,4 @@ export * from "./identity.js";
 export * from "./accounts.js";
 export * from "./config.js";
 export * from "./ids.js";
+export * from "./tokens.js";

@@ -8,6 +8,7 @@ import type { PasswordHasher } from "../core/passwords.js";
 import type { Runtime } from "../core/runtime.js";
 import { createSessionManager } from "../core/sessions.js";
 import type { Stores } from "../core/store.js";
+import { createTokenService } from "../core/tokens.js";
 import type { ServerContext } from "./context.js";
 import { sessionCookieName } from "./cookies.js";
 import { errorHandler } from "./errors.js";
@@ -19,6 +20,8 @@ import { healthRoutes } from "./routes/health-routes.js";
 import { ownSessionRoutes } from "./routes/own-session-routes.js";
 import { privacyRoutes } from "./routes/privacy-routes.js";
 import { sessionRoutes } from "./routes/session-routes.js";
+import { tokenRoutes } from "./routes/token-routes.js";
+import { webRoutes } from "../web/index.js";
 
 export interface BuildServerOptions {
   config: Config;
@@ -61,6 +64,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
       },
     }),
     accounts: createAccounts({ users: stores.users, hasher, runtime }),
+    tokens: createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds }),
     cookieName: sessionCookieName(cookieOptions),
     cookieOptions,
     origins: { trusted: new Set(config.trustedOrigins) },
@@ -122,6 +126,8 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   ownSessionRoutes(app, context);
   privacyRoutes(app, context);
   adminRoutes(app, context);
+  tokenRoutes(app, context);
+  webRoutes(app, context);
 
   await app.ready();
   return { app, context };

@@ -3,6 +3,8 @@ import { LatchError } from "../core/errors.js";
 import type { ValidSession } from "../core/sessions.js";
 import type { Session, User } from "../core/store.js";
 import { verifyCsrfToken } from "../core/session-token.js";
+import { isBearerScheme } from "../core/tokens.js";
+import { authenticateBearer } from "./bearer.js";
 import type { ServerContext } from "./context.js";
 import { readCookie, sessionCookie } from "./cookies.js";
 import { isUnsafeMethod } from "./origins.js";
@@ -57,12 +59,23 @@ export function guard(ctx: ServerContext, options: GuardOptions = {}): preHandle
   const bearerAllowed = options.bearer === "allow";
   return async function requireAuth(request, reply) {
     const authorization = request.headers.authorization;
-    if (bearerAllowed && authorization !== undefined && /^bearer /i.test(authorization)) {
-      // Bearer tokens arrive with the tokens issue; until then they are refused as invalid.
-      throw new LatchError("invalid_token", "Bearer tokens are not accepted here.");
+    if (bearerAllowed && isBearerScheme(authorization)) {
+      // A token carries no ambient authority (the browser never attaches it
+      // by itself), so it needs no CSRF token.
+      const auth = await authenticateBearer(ctx, authorization!);
+      if (options.role !== undefined && !auth.user.roles.includes(options.role)) {
+        reply.header("WWW-Authenticate", 'Bearer error="insufficient_scope"');
+        throw new LatchError("forbidden");
+      }
+      request.auth = auth;
+      return;
     }
     const auth = await authenticateCookie(ctx, request, reply);
-    if (auth === null) throw new LatchError("unauthenticated");
+    if (auth === null) {
+      // RFC 6750 §3: a 401 where a token would have done names the scheme.
+      if (bearerAllowed) reply.header("WWW-Authenticate", "Bearer");
+      throw new LatchError("unauthenticated");
+    }
     if (isUnsafeMethod(request.method)) {
       const presented = request.headers["x-csrf-token"] ?? request.headers["csrf-token"];
       if (!verifyCsrfToken(auth.cookie!.secret, presented)) throw new LatchError("csrf", "Missing or invalid CSRF token.");

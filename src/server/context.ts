@@ -3,6 +3,7 @@ import type { Config } from "../core/config.js";
 import type { Runtime } from "../core/runtime.js";
 import type { SessionManager } from "../core/sessions.js";
 import type { Stores } from "../core/store.js";
+import type { TokenService } from "../core/tokens.js";
 import type { CookieOptions } from "./cookies.js";
 import type { Metrics } from "./metrics.js";
 import type { OriginPolicy } from "./origins.js";
@@ -14,6 +15,7 @@ export interface ServerContext {
   runtime: Runtime;
   sessions: SessionManager;
   accounts: Accounts;
+  tokens: TokenService;
   cookieName: string;
   cookieOptions: CookieOptions;
   origins: OriginPolicy;

@@ -8,6 +8,8 @@ export interface MaintenanceOptions {
   logger: FastifyBaseLogger;
   intervalMs: number;
   eventRetentionDays: number;
+  /** Drops signing keys retired longer ago than any token they signed can live. */
+  tokens?: { prune(): Promise<number> };
   /** Rows deleted per statement: small batches keep each write lock short. */
   batchSize?: number;
 }
@@ -40,6 +42,7 @@ export function startMaintenance(options: MaintenanceOptions): () => void {
       const before = now - options.eventRetentionDays * 86_400_000;
       const events = await drain(() => options.stores.events.deleteEventsBefore(before, batch));
       const windows = await drain(() => options.stores.limits.deleteClosedWindows(now, batch));
+      await options.tokens?.prune();
       if (sessions + events + windows > 0) options.logger.info({ sessions, events, windows }, "swept expired sessions, old security events and closed rate-limit windows");
     } catch (error) {
       options.logger.warn({ err: error }, "sweep failed; will retry");

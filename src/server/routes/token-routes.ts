@@ -1,0 +1,81 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { LatchError } from "../../core/errors.js";
+import type { Session, User } from "../../core/store.js";
+import { authOf, guard } from "../auth.js";
+import { truncateAddress } from "../client-address.js";
+import type { ServerContext } from "../context.js";
+import { recordEvent, userAgentOf } from "../events.js";
+import { bodyObject } from "../responses.js";
+import { verifySignIn } from "../sign-in.js";
+
+/** The shape of a successful POST /token (RFC 6749 §5.1 names, plus `token` for the tutorials' clients). */
+export interface TokenResponse {
+  token: string;
+  access_token: string;
+  token_type: "Bearer";
+  expires_in: number;
+}
+
+function wantsCredentials(body: Record<string, unknown>): boolean {
+  return "username" in body || "email" in body || "password" in body;
+}
+
+/**
+ * Counts a token request with credentials against the client address. Every
+ * request counts, not only failures (as for registration): each one mints a
+ * session, so a flood of correct passwords is as much a problem as guesses.
+ */
+async function countTokenRequest(ctx: ServerContext, request: FastifyRequest): Promise<void> {
+  const { addressFailures, addressWindowMs } = ctx.config.throttle;
+  const now = ctx.runtime.clock.now();
+  const state = await ctx.stores.limits.hit(`token:addr:${request.ip}`, addressWindowMs, now);
+  if (state.count > addressFailures) {
+    recordEvent(ctx, request, "throttled", null, { scope: "token" });
+    throw new LatchError("rate_limited", undefined, { retryAfter: Math.max(1, Math.ceil((state.resetAt - now) / 1000)) });
+  }
+}
+
+/**
+ * POST /token and GET /.well-known/jwks.json.
+ *
+ * POST /token with the session cookie (and its CSRF token) issues a token for
+ * that session. With `{username | email, password}` instead, it signs in
+ * like POST /login but sets no cookie: the new session exists so that the
+ * token's `sid` names something that sign-out, revocation and the session
+ * list can end, and it shows in the user's sessions like any other.
+ *
+ * @example
+ * tokenRoutes(app, context); // in buildServer, beside the other route groups
+ */
+export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const sessionGuard = guard(ctx);
+
+  app.post("/token", async (request, reply): Promise<TokenResponse> => {
+    const body = request.body === undefined ? {} : bodyObject(request);
+    let user: User;
+    let session: Session;
+    let via: "session" | "credentials";
+    if (wantsCredentials(body)) {
+      await countTokenRequest(ctx, request);
+      user = await verifySignIn(ctx, request);
+      ({ session } = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }));
+      recordEvent(ctx, request, "sign_in", user.id, { session: session.id, via: "token" });
+      via = "credentials";
+    } else {
+      await sessionGuard.call(app, request, reply);
+      ({ user, session } = authOf(request));
+      via = "session";
+    }
+    // The token never outlives its session: a resource server that checks
+    // only the signature then cannot accept it past the session's end either.
+    const issued = await ctx.tokens.issue({ userId: user.id, sessionId: session.id, roles: user.roles, notAfter: session.idleExpiresAt });
+    recordEvent(ctx, request, "token_issued", user.id, { session: session.id, kid: issued.kid, via });
+    return { token: issued.token, access_token: issued.token, token_type: "Bearer", expires_in: issued.expiresIn };
+  });
+
+  app.get("/.well-known/jwks.json", async (_request, reply) => {
+    // Public keys only, the same for everyone: cacheable, unlike every other response.
+    reply.header("cache-control", "public, max-age=300");
+    return ctx.tokens.jwks();
+  });
+}

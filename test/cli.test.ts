@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { Client, runLatch, startLatch } from "./support/latch-process.js";
+
+const dir = mkdtempSync(join(tmpdir(), "latch-cli-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const env = { DATABASE_URL: `sqlite:${join(dir, "cli.db")}` };
+
+async function cli(args: string[], extra: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = runLatch(args, { ...env, ...extra });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  return { code, stdout, stderr };
+}
+
+describe("the admin CLI", () => {
+  it("creates a user, sets roles, revokes sessions, purges and deletes, with clear exit codes", async () => {
+    const created = await cli(["users", "create", "cli.admin", "--email", "cli@example.com", "--admin"], { LATCH_PASSWORD: "a long cli password" });
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /created cli\.admin .* with roles user,admin/);
+
+    const server = await startLatch(env);
+    try {
+      const client = new Client(server.url);
+      assert.equal((await client.request("POST", "/login", { username: "cli.admin", password: "a long cli password" })).status, 200);
+      assert.equal((await client.request("GET", "/admin")).status, 200);
+
+      const roles = await cli(["users", "roles", "cli@example.com", "user"]);
+      assert.equal(roles.code, 0, roles.stderr);
+      assert.equal((await client.request("GET", "/admin")).status, 403, "a role removed by the CLI applies on the next request");
+
+      const revoked = await cli(["users", "revoke-sessions", "cli.admin"]);
+      assert.equal(revoked.code, 0);
+      assert.match(revoked.stdout, /revoked 1 session/);
+      assert.equal((await client.request("GET", "/protected")).status, 401);
+    } finally {
+      await server.stop();
+    }
+
+    const purged = await cli(["sessions", "purge"]);
+    assert.equal(purged.code, 0);
+    assert.match(purged.stdout, /purged \d+ expired session/);
+
+    const deleted = await cli(["users", "delete", "cli.admin"]);
+    assert.equal(deleted.code, 0);
+    const again = await cli(["users", "delete", "cli.admin"]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /no user "cli\.admin"/);
+  });
+
+  it("refuses a weak password with exit 1 and bad usage with exit 2", async () => {
+    const weak = await cli(["users", "create", "weak.user"], { LATCH_PASSWORD: "password" });
+    assert.equal(weak.code, 1);
+    assert.match(weak.stderr, /password/);
+    const usage = await cli(["users", "frobnicate"]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /Usage:/);
+    const unknown = await cli(["nonsense"]);
+    assert.equal(unknown.code, 2);
+  });
+});
