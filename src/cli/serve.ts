@@ -1,4 +1,5 @@
 import { randomFillSync } from "node:crypto";
+import pino from "pino";
 import { createAccounts, ensureAdmin } from "../core/accounts.js";
 import { ConfigError } from "../core/config.js";
 import type { Config } from "../core/config.js";
@@ -16,7 +17,8 @@ export function systemRuntime(): Runtime {
 /** Opens the stores, starts the server, and shuts both down cleanly on SIGTERM/SIGINT. */
 export async function serve(config: Config): Promise<void> {
   const runtime = systemRuntime();
-  const stores = await openStores(config);
+  const storeLogger = pino({ level: config.logLevel, base: { component: "stores" } });
+  const stores = await openStores(config, { logger: storeLogger, clock: runtime.clock });
   const hasher = createPasswordHasher({ concurrency: config.hashConcurrency });
   const { app, context } = await buildServer({ config, stores, runtime, hasher });
 

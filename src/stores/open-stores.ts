@@ -1,17 +1,51 @@
 import type { Config } from "../core/config.js";
+import type { Clock } from "../core/runtime.js";
 import type { Stores } from "../core/store.js";
+import { createSessionCache } from "./cached/session-cache.js";
 import { createPostgresStores } from "./postgres/index.js";
+import { connectRedis, DEFAULT_REDIS_PREFIX, subscribeRevocations } from "./redis/index.js";
 import { openSqliteStores } from "./sqlite/index.js";
+import { createTieredStores } from "./tiered/index.js";
+import type { TieredLogger } from "./tiered/index.js";
+
+export interface OpenStoresOptions {
+  /** Where the tiered store reports Redis going away and coming back. */
+  logger?: TieredLogger;
+  clock?: Clock;
+}
 
 /**
  * Builds the stores that DATABASE_URL and REDIS_URL name. Shared by the
- * server's composition root and by resource servers that validate sessions
- * against the same stores.
+ * server's composition root, the admin CLI and resource servers that
+ * validate sessions against the same stores.
+ *
+ * - `DATABASE_URL` alone: SQLite or PostgreSQL holds everything.
+ * - With `REDIS_URL`: the tiered store (database first, Redis as the fast
+ *   path and for rate limits), and in front of it an in-process session
+ *   cache that Redis pub/sub keeps correct across processes; while the
+ *   subscription is down the cache serves nothing.
  *
  * @example
  * const stores = await openStores(loadConfig(process.env));
  */
-export async function openStores(config: Pick<Config, "database" | "redisUrl">): Promise<Stores> {
+export async function openStores(config: Pick<Config, "database" | "redisUrl">, options: OpenStoresOptions = {}): Promise<Stores> {
   const database = config.database.kind === "sqlite" ? openSqliteStores({ path: config.database.path }) : await createPostgresStores({ url: config.database.url });
-  return database;
+  if (config.redisUrl === null) return database;
+
+  const redis = connectRedis(config.redisUrl);
+  const tiered = createTieredStores({ database, redis, logger: options.logger, prefix: DEFAULT_REDIS_PREFIX });
+  const cache = createSessionCache(tiered, { clock: options.clock ?? { now: () => Date.now() } });
+  const subscription = subscribeRevocations({
+    redis,
+    prefix: DEFAULT_REDIS_PREFIX,
+    onEvent: (event) => cache.apply(event),
+    onStatus: (status) => cache.setChannelUp(status === "up"),
+  });
+  return {
+    ...cache.stores,
+    async close() {
+      await subscription.close();
+      await tiered.close();
+    },
+  };
 }

@@ -1,0 +1,198 @@
+import { createHash } from "node:crypto";
+import { LatchError } from "../../core/errors.js";
+import { SLOT_TAG_LENGTH } from "../../core/session-token.js";
+import type { Session, User } from "../../core/store.js";
+
+/**
+ * The byte layout of what the Redis store keeps. Memory per session is the
+ * product requirement here (see `redis-store.ts`), so values are packed
+ * binary rather than JSON with repeated field names.
+ *
+ * A session value (offsets 0-based; the Lua scripts read the same offsets
+ * 1-based and only ever touch the fixed-size prefix):
+ *
+ * | offset | size | field |
+ * | --- | --- | --- |
+ * | 0 | 1 | flags: 1 owner id inline, 2 user agent by reference, 4 user agent inline, 8 address present |
+ * | 1 | 6 | idleExpiresAt, ms, big-endian |
+ * | 7 | 6 | absoluteExpiresAt |
+ * | 13 | 6 | lastSeenAt |
+ * | 19 | 6 | createdAt |
+ * | 25 | 32 | secretHash |
+ * | 57 | 1 + n | owner's user id (only with flag 1; the Lua scripts insert it) |
+ * | … | 6 | user agent reference (flag 2): the hash field `a<ref>` holds the text |
+ * | … | 2 + n | user agent inline (flag 4) |
+ * | … | rest | ipAddress, UTF-8 (flag 8) |
+ *
+ * A user snapshot: `"1"` (fresh) or `"0"` (must be re-read), one byte of id
+ * length, the id, then JSON `[username, email, roles, createdAt]`.
+ */
+const FLAG_OWNER_INLINE = 1;
+const FLAG_AGENT_REF = 2;
+const FLAG_AGENT_INLINE = 4;
+const FLAG_ADDRESS = 8;
+const FIXED_LENGTH = 57;
+const MAX_TIME = 2 ** 48 - 1;
+
+export interface PackedSession {
+  /** The hash field: the session id without its slot tag (the tag is in the key). */
+  field: string;
+  /** The value when the user agent is stored by reference (or there is none). */
+  byReference: Buffer;
+  /** The value with the user agent inline: used if the reference collides with another agent. */
+  inline: Buffer;
+  /** `a` + 6 bytes of SHA-256(userAgent), or an empty buffer when there is no user agent. */
+  agentField: Buffer;
+  agent: string;
+  /** min(idle, absolute) expiry: the key must live at least this long. */
+  expiresAt: number;
+}
+
+function time(value: number, name: string): Buffer {
+  if (!Number.isSafeInteger(value) || value < 0 || value > MAX_TIME) {
+    throw new LatchError("invalid_input", `${name} must be a whole number of milliseconds since the epoch.`);
+  }
+  const bytes = Buffer.alloc(6);
+  bytes.writeUIntBE(value, 0, 6);
+  return bytes;
+}
+
+/**
+ * The hash field of a session id: the id without its slot tag (the tag is in the key).
+ *
+ * @example
+ * sessionField(session.id); // the last 22 characters
+ */
+export function sessionField(id: string): string {
+  return id.slice(SLOT_TAG_LENGTH);
+}
+
+/**
+ * Packs a session for the PUT script, in both user-agent forms.
+ *
+ * @example
+ * const { field, byReference } = packSession(session);
+ */
+export function packSession(session: Session): PackedSession {
+  const fixed = Buffer.concat([
+    Buffer.alloc(1),
+    time(session.idleExpiresAt, "idleExpiresAt"),
+    time(session.absoluteExpiresAt, "absoluteExpiresAt"),
+    time(session.lastSeenAt, "lastSeenAt"),
+    time(session.createdAt, "createdAt"),
+  ]);
+  if (session.secretHash.byteLength !== 32) throw new LatchError("invalid_input", "secretHash must be 32 bytes.");
+  const hash = Buffer.from(session.secretHash.buffer, session.secretHash.byteOffset, session.secretHash.byteLength);
+  const address = session.ipAddress === null ? Buffer.alloc(0) : Buffer.from(session.ipAddress, "utf8");
+  const baseFlags = session.ipAddress === null ? 0 : FLAG_ADDRESS;
+  const expiresAt = Math.min(session.idleExpiresAt, session.absoluteExpiresAt);
+  const field = sessionField(session.id);
+
+  if (session.userAgent === null) {
+    fixed[0] = baseFlags;
+    const value = Buffer.concat([fixed, hash, address]);
+    return { field, byReference: value, inline: value, agentField: Buffer.alloc(0), agent: "", expiresAt };
+  }
+  const agentBytes = Buffer.from(session.userAgent, "utf8");
+  if (agentBytes.byteLength > 0xffff) throw new LatchError("invalid_input", "userAgent is too long.");
+  const ref = createHash("sha256").update(agentBytes).digest().subarray(0, 6);
+  const length = Buffer.alloc(2);
+  length.writeUInt16BE(agentBytes.byteLength);
+  const byReference = Buffer.concat([Buffer.from([baseFlags | FLAG_AGENT_REF]), fixed.subarray(1), hash, ref, address]);
+  const inline = Buffer.concat([Buffer.from([baseFlags | FLAG_AGENT_INLINE]), fixed.subarray(1), hash, length, agentBytes, address]);
+  return { field, byReference, inline, agentField: Buffer.concat([Buffer.from("a"), ref]), agent: session.userAgent, expiresAt };
+}
+
+export interface UnpackedSession {
+  session: Omit<Session, "userId" | "userAgent"> & { userAgent: string | null };
+  /** The owner's id when stored inline (a second user sharing the slot tag); otherwise the snapshot's. */
+  ownerId: string | null;
+  /** The reference to look up when the user agent is stored by reference. */
+  agentRef: boolean;
+}
+
+/**
+ * Decodes a session value. `agent` is the referenced user-agent text, which
+ * the scripts return next to the value.
+ *
+ * @example
+ * const { session, ownerId } = unpackSession(id, value, agentText);
+ */
+export function unpackSession(id: string, value: Buffer, agent: Buffer | null): UnpackedSession {
+  const flags = value[0]!;
+  let offset = FIXED_LENGTH;
+  let ownerId: string | null = null;
+  if (flags & FLAG_OWNER_INLINE) {
+    const length = value[offset]!;
+    ownerId = value.toString("utf8", offset + 1, offset + 1 + length);
+    offset += 1 + length;
+  }
+  let userAgent: string | null = null;
+  if (flags & FLAG_AGENT_REF) {
+    offset += 6;
+    userAgent = agent === null ? "" : agent.toString("utf8");
+  } else if (flags & FLAG_AGENT_INLINE) {
+    const length = value.readUInt16BE(offset);
+    userAgent = value.toString("utf8", offset + 2, offset + 2 + length);
+    offset += 2 + length;
+  }
+  const ipAddress = flags & FLAG_ADDRESS ? value.toString("utf8", offset) : null;
+  return {
+    session: {
+      id,
+      // A copy: the reply buffer must not be shared with callers.
+      secretHash: Buffer.from(value.subarray(25, 57)),
+      createdAt: value.readUIntBE(19, 6),
+      lastSeenAt: value.readUIntBE(13, 6),
+      idleExpiresAt: value.readUIntBE(1, 6),
+      absoluteExpiresAt: value.readUIntBE(7, 6),
+      userAgent,
+      ipAddress,
+    },
+    ownerId,
+    agentRef: (flags & FLAG_AGENT_REF) !== 0,
+  };
+}
+
+/**
+ * The user id as the scripts compare it: one length byte, then the UTF-8 id.
+ *
+ * @example
+ * ownerBytes("0193…"); // <Buffer 24 30 31 39 33 …>
+ */
+export function ownerBytes(userId: string): Buffer {
+  const id = Buffer.from(userId, "utf8");
+  if (id.byteLength === 0 || id.byteLength > 255) throw new LatchError("invalid_input", "User ids must be 1 to 255 bytes for the Redis store.");
+  return Buffer.concat([Buffer.from([id.byteLength]), id]);
+}
+
+/**
+ * The copy of a user kept next to their sessions.
+ *
+ * @example
+ * const snapshot = packUser(publicUser(record), { fresh: true });
+ */
+export function packUser(user: User, options: { fresh: boolean }): Buffer {
+  return Buffer.concat([
+    Buffer.from(options.fresh ? "1" : "0"),
+    ownerBytes(user.id),
+    Buffer.from(JSON.stringify([user.username, user.email, user.roles, user.createdAt]), "utf8"),
+  ]);
+}
+
+export interface UnpackedUser {
+  user: User;
+  /** False when a change may have raced the copy: read the user from the database. */
+  fresh: boolean;
+}
+
+/**
+ * @example
+ * const { user, fresh } = unpackUser(snapshot);
+ */
+export function unpackUser(value: Buffer): UnpackedUser {
+  const length = value[1]!;
+  const id = value.toString("utf8", 2, 2 + length);
+  const [username, email, roles, createdAt] = JSON.parse(value.toString("utf8", 2 + length)) as [string, string | null, string[], number];
+  return { user: { id, username, email, roles, createdAt }, fresh: value[0] === 0x31 };
+}

@@ -1,0 +1,375 @@
+import { publicUser } from "../../core/accounts.js";
+import { isSessionId } from "../../core/session-token.js";
+import type { RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserStore } from "../../core/store.js";
+import { redisCall } from "../redis/redis-connection.js";
+import type { RedisClient } from "../redis/redis-connection.js";
+import { createRedisSessionCache } from "../redis/redis-session-cache.js";
+import type { WriteOptions } from "../redis/redis-session-cache.js";
+import { DEFAULT_REDIS_PREFIX, closeRedis, createRedisRateLimitStore, whenReady } from "../redis/redis-store.js";
+import { publishRevocation, subscribeRevocations } from "../redis/revocations.js";
+import type { RevocationEvent } from "../redis/revocations.js";
+
+/** What the tiered store logs: a pino or Fastify logger fits. */
+export interface TieredLogger {
+  warn(details: Record<string, unknown>, message: string): void;
+  info(details: Record<string, unknown>, message: string): void;
+}
+
+export interface TieredStoresOptions {
+  /** The system of record: users, events, keys, and every session. */
+  database: Stores;
+  /** The fast path for sessions and the home of rate-limit counters. The stores own it and close it. */
+  redis: RedisClient;
+  prefix?: string | undefined;
+  logger?: TieredLogger | undefined;
+  /** How often a Redis that is down is probed. Default 250 ms. */
+  probeIntervalMs?: number | undefined;
+}
+
+const consoleLogger: TieredLogger = {
+  warn: (details, message) => console.warn(message, details),
+  info: (details, message) => console.info(message, details),
+};
+
+function live(session: Session, now: number): boolean {
+  return session.idleExpiresAt > now && session.absoluteExpiresAt > now;
+}
+
+/**
+ * The database as the system of record with Redis in front of it for
+ * sessions, and Redis (or, while it is down, the database) for rate limits.
+ *
+ * Writes go to the database first, then Redis; reads try Redis, then the
+ * database (refilling Redis). A Redis failure is logged once, the stores
+ * keep serving from the database, and a probe puts Redis back in use when
+ * it answers again.
+ *
+ * Staying correct across an outage. A cached session is only dangerous if
+ * it outlives a revocation (or role change) that Redis never heard of:
+ * one made while this process could not reach Redis. Such copies are
+ * neutralised with an epoch rather than by remembering what to delete:
+ *
+ * 1. Every cached entry records (field `w`) the Redis time of the database
+ *    read it came from.
+ * 2. A process that lost Redis, or wrote a revocation it could not mirror,
+ *    does not use Redis again until it has raised `<prefix>epoch` to
+ *    Redis's current time and announced it on the revocation channel.
+ * 3. Every script is given the epoch its caller knows and drops entries
+ *    stamped before it (a miss, so the database answers and the entry is
+ *    refilled). Each process reads the epoch whenever it (re)connects and
+ *    follows announcements.
+ *
+ * That is one small key and no replay list: it needs no memory of what was
+ * deleted (which a crash would lose), holds for a restarted Redis (empty)
+ * and a paused one (full of old entries) alike, and costs a cold cache
+ * once per outage. What it cannot cover is a partition that cuts off only
+ * some processes: until the cut-off process reconnects, others may serve
+ * a copy it revoked. Races in normal operation (a refill read from the
+ * database just before a revocation) are refused by the per-user marker
+ * `d` instead: see `redis-scripts.ts`.
+ *
+ * @example
+ * const stores = createTieredStores({ database: await createPostgresStores({ url }), redis: connectRedis(redisUrl), logger: app.log });
+ */
+export function createTieredStores(options: TieredStoresOptions): Stores {
+  const { database, redis } = options;
+  const prefix = options.prefix ?? DEFAULT_REDIS_PREFIX;
+  const logger = options.logger ?? consoleLogger;
+  const probeIntervalMs = options.probeIntervalMs ?? 250;
+  const cache = createRedisSessionCache({ redis, prefix });
+  const redisLimits = createRedisRateLimitStore({ redis, prefix });
+
+  let state: "starting" | "ok" | "down" = "starting";
+  let epoch = 0;
+  /** Raised when this process may have left Redis with entries it should have changed. */
+  let dirty = 0;
+  let flushedDirty = 0;
+  let probing = false;
+  let probeTimer: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  function scheduleProbe(delay = probeIntervalMs): void {
+    if (closed || probing || probeTimer !== undefined) return;
+    probeTimer = setTimeout(() => {
+      probeTimer = undefined;
+      void probe();
+    }, delay);
+    probeTimer.unref();
+  }
+
+  function lost(cause: unknown): void {
+    if (closed) return;
+    if (state === "ok") {
+      logger.warn({ err: cause }, "Redis is unreachable: serving sessions from the database until it returns");
+      // Other processes may have revoked sessions they could not remove from
+      // Redis meanwhile; flush before trusting it again.
+      dirty += 1;
+    } else if (state === "starting") {
+      logger.warn({ err: cause }, "Redis is unreachable at start: serving sessions from the database until it answers");
+    }
+    state = "down";
+    scheduleProbe();
+  }
+
+  async function probe(): Promise<void> {
+    if (closed || probing) return;
+    probing = true;
+    try {
+      await redisCall(() => redis.ping());
+      for (;;) {
+        const target = dirty;
+        if (flushedDirty < target) {
+          const bumped = await cache.bumpEpoch();
+          epoch = Math.max(epoch, bumped);
+          await publishRevocation(redis, prefix, { kind: "flush", before: bumped });
+        }
+        epoch = Math.max(epoch, await cache.readEpoch());
+        flushedDirty = target;
+        // A revocation written to the database while this probe ran was not
+        // mirrored either: flush again before going back to Redis.
+        if (dirty === target) break;
+      }
+      if (state === "down") logger.info({}, "Redis answers again: using it for sessions");
+      state = "ok";
+    } catch (error) {
+      lost(error);
+      probing = false;
+      scheduleProbe();
+      return;
+    }
+    probing = false;
+  }
+
+  redis.on("error", () => {});
+  redis.on("close", () => {
+    if (state === "ok") lost(new Error("connection to Redis closed"));
+  });
+  redis.on("ready", () => {
+    if (state !== "ok") void probe();
+  });
+
+  const subscription = subscribeRevocations({
+    redis,
+    prefix,
+    onEvent(event: RevocationEvent) {
+      if (event.kind === "flush") epoch = Math.max(epoch, event.before);
+    },
+    onStatus(status) {
+      // Announcements may have been missed while unsubscribed.
+      if (status === "up" && state === "ok") {
+        cache.readEpoch().then(
+          (current) => (epoch = Math.max(epoch, current)),
+          (error: unknown) => lost(error),
+        );
+      }
+    },
+  });
+
+  // The first probe waits for the first connection attempt to end: a client
+  // still connecting would fail it (no offline queue) and log a false alarm.
+  void whenReady(redis).then(probe);
+
+  /** Runs a Redis operation if Redis is in use; undefined when it is not or it failed (Redis then counts as down). */
+  async function attempt<T>(operation: () => Promise<T>): Promise<{ value: T } | undefined> {
+    if (state !== "ok") return undefined;
+    try {
+      return { value: await operation() };
+    } catch (error) {
+      lost(error);
+      return undefined;
+    }
+  }
+
+  /** Mirrors a change already made in the database; if it cannot, Redis is flushed before it is used again. */
+  async function mirror(operation: () => Promise<unknown>): Promise<void> {
+    if ((await attempt(operation)) === undefined) dirty += 1;
+  }
+
+  async function cacheSession(session: Session, write: Omit<WriteOptions, "epoch">): Promise<"ok" | "raced" | "gone" | undefined> {
+    const first = await attempt(() => cache.write(session, { ...write, epoch }));
+    if (first === undefined) return undefined;
+    const outcome = first.value;
+    if (typeof outcome === "string") return outcome;
+    let user: User | null;
+    try {
+      const record = await database.users.findUserById(session.userId);
+      user = record === null ? null : publicUser(record);
+    } catch {
+      // The session is in the database; a later read refills Redis.
+      return undefined;
+    }
+    const second = await attempt(() => cache.write(session, { ...write, user, readAt: outcome.at, epoch }));
+    return second === undefined || typeof second.value !== "string" ? undefined : second.value;
+  }
+
+  async function publish(event: RevocationEvent): Promise<void> {
+    await publishRevocation(redis, prefix, event);
+  }
+
+  const sessions: SessionStore = {
+    async createSession(session) {
+      await database.sessions.createSession(session);
+      await cacheSession(session, { mode: "create" });
+    },
+
+    async findSession(id, now): Promise<SessionWithUser | null> {
+      if (!isSessionId(id)) return null;
+      const read = await attempt(() => cache.read(id, { epoch }));
+      if (read === undefined) return database.sessions.findSession(id, now);
+      const { session, user, at } = read.value;
+      if (session !== null && live(session, now)) {
+        if (user !== null) return { session, user };
+        const record = await database.users.findUserById(session.userId);
+        if (record === null) return null;
+        const fresh = publicUser(record);
+        await attempt(() => cache.refillUser(fresh, at));
+        return { session, user: fresh };
+      }
+      // A miss, or a copy that looks expired but may only have missed a
+      // renewal made while Redis was unreachable: the database decides.
+      const found = await database.sessions.findSession(id, now);
+      if (found !== null) await attempt(() => cache.write(found.session, { mode: "refill", user: found.user, readAt: at, epoch }));
+      return found;
+    },
+
+    async touchSession(id, lastSeenAt, idleExpiresAt) {
+      // The database first: Redis is only extended when the system of record
+      // was, so a copy never outlives the session it copies. Both writes
+      // only extend a session that still exists, so neither can revive one
+      // revoked in between.
+      const renewed = await database.sessions.touchSession(id, lastSeenAt, idleExpiresAt);
+      if (!isSessionId(id)) return renewed;
+      if (renewed) await attempt(() => cache.touch(id, lastSeenAt, idleExpiresAt, { epoch }));
+      // Gone or expired in the database: make sure no copy says otherwise.
+      else await mirror(() => cache.remove(id));
+      return renewed;
+    },
+
+    async deleteSession(id) {
+      const userId = await database.sessions.deleteSession(id);
+      if (isSessionId(id)) {
+        await mirror(async () => {
+          await cache.remove(id);
+          await publish({ kind: "session", sessionId: id });
+        });
+      }
+      return userId;
+    },
+
+    async rotateSession(oldId, next) {
+      const rotated = await database.sessions.rotateSession(oldId, next);
+      if (!isSessionId(oldId)) return rotated;
+      await mirror(async () => {
+        if (!rotated) {
+          await cache.remove(oldId);
+          return;
+        }
+        const outcome = await cacheSession(next, { mode: "create", replaces: oldId });
+        // The old session was not cached: nothing to replace, cache the new one on its own.
+        if (outcome === "gone") await cacheSession(next, { mode: "create" });
+        await cache.remove(oldId);
+        await publish({ kind: "session", sessionId: oldId });
+      });
+      return rotated;
+    },
+
+    listUserSessions: (userId, now) => database.sessions.listUserSessions(userId, now),
+
+    async deleteUserSessions(userId, deleteOptions) {
+      const exceptId = deleteOptions?.exceptId;
+      const before = Date.now();
+      const removed = await database.sessions.deleteUserSessions(userId, deleteOptions);
+      await mirror(async () => {
+        await cache.removeUserSessions(userId, { exceptId });
+        await publish({ kind: "user-sessions", userId, before, exceptId: exceptId ?? null });
+      });
+      return removed;
+    },
+
+    async deleteExpiredSessions(now, limit) {
+      const removed = await database.sessions.deleteExpiredSessions(now, limit);
+      // Redis expires keys natively; this only reclaims expired fields early.
+      await attempt(() => cache.sweep(now, limit));
+      return removed;
+    },
+  };
+
+  const users: UserStore = {
+    createUser: (user) => database.users.createUser(user),
+    findUserById: (id) => database.users.findUserById(id),
+    findUserByLogin: (key) => database.users.findUserByLogin(key),
+    updateUserPassword: (id, hash, at) => database.users.updateUserPassword(id, hash, at),
+    listUsers: (listOptions) => database.users.listUsers(listOptions),
+
+    async updateUserRoles(id, roles, updatedAt) {
+      const updated = await database.users.updateUserRoles(id, roles, updatedAt);
+      if (updated !== null) {
+        await mirror(async () => {
+          await cache.setUser(publicUser(updated), "set");
+          await publish({ kind: "user", userId: id });
+        });
+      }
+      return updated;
+    },
+
+    async deleteUser(id) {
+      const deleted = await database.users.deleteUser(id);
+      await mirror(async () => {
+        await cache.removeUserSessions(id, { dropUser: true });
+        await publish({ kind: "user-sessions", userId: id, before: Date.now(), exceptId: null });
+        await publish({ kind: "user", userId: id });
+      });
+      return deleted;
+    },
+  };
+
+  // Counters follow Redis while it is up; during an outage the database
+  // keeps them (a window restarts when the store switches, at worst
+  // allowing one extra window of attempts).
+  const limits: RateLimitStore = {
+    async hit(key, windowMs, now) {
+      return (await attempt(() => redisLimits.hit(key, windowMs, now)))?.value ?? database.limits.hit(key, windowMs, now);
+    },
+    async peek(key, now) {
+      const cached = await attempt(() => redisLimits.peek(key, now));
+      return cached === undefined ? database.limits.peek(key, now) : cached.value;
+    },
+    async reset(key) {
+      await attempt(() => redisLimits.reset(key));
+      await database.limits.reset(key);
+    },
+    deleteClosedWindows: (now, limit) => database.limits.deleteClosedWindows(now, limit),
+  };
+
+  return {
+    users,
+    sessions,
+    events: database.events,
+    limits,
+    keys: database.keys,
+
+    async health(): Promise<Record<string, StoreHealth>> {
+      const base = await database.health().catch((): Record<string, StoreHealth> => ({ database: "down" }));
+      let redisHealth: StoreHealth = "down";
+      if (state === "ok") {
+        try {
+          await redisCall(() => redis.ping());
+          // Without the subscription, flushes announced by other processes
+          // could be missed: usable, but not fully.
+          redisHealth = subscription.up ? "ok" : "degraded";
+        } catch (error) {
+          lost(error);
+        }
+      }
+      return { ...base, redis: redisHealth };
+    },
+
+    async close() {
+      closed = true;
+      if (probeTimer !== undefined) clearTimeout(probeTimer);
+      await subscription.close();
+      await closeRedis(redis);
+      await database.close();
+    },
+  };
+}
