@@ -5,6 +5,7 @@ import { createSessionCache } from "./cached/session-cache.js";
 import { createPostgresStores } from "./postgres/index.js";
 import { connectRedis, DEFAULT_REDIS_PREFIX, subscribeRevocations } from "./redis/index.js";
 import { openSqliteStores } from "./sqlite/index.js";
+import type { SqliteStores } from "./sqlite/index.js";
 import { createTieredStores } from "./tiered/index.js";
 import type { TieredLogger } from "./tiered/index.js";
 
@@ -29,12 +30,14 @@ export interface OpenStoresOptions {
  * const stores = await openStores(loadConfig(process.env));
  */
 export async function openStores(config: Pick<Config, "database" | "redisUrl">, options: OpenStoresOptions = {}): Promise<Stores> {
+  const clock = options.clock ?? { now: () => Date.now() };
+  if (config.database.kind === "sqlite" && config.redisUrl === null) return cachedSqlite(openSqliteStores({ path: config.database.path }), clock);
   const database = config.database.kind === "sqlite" ? openSqliteStores({ path: config.database.path }) : await createPostgresStores({ url: config.database.url });
   if (config.redisUrl === null) return database;
 
   const redis = connectRedis(config.redisUrl);
   const tiered = createTieredStores({ database, redis, logger: options.logger, prefix: DEFAULT_REDIS_PREFIX });
-  const cache = createSessionCache(tiered, { clock: options.clock ?? { now: () => Date.now() } });
+  const cache = createSessionCache(tiered, { clock });
   const subscription = subscribeRevocations({
     redis,
     prefix: DEFAULT_REDIS_PREFIX,
@@ -48,4 +51,28 @@ export async function openStores(config: Pick<Config, "database" | "redisUrl">, 
       await tiered.close();
     },
   };
+}
+
+/**
+ * SQLite alone: the in-process cache is invalidated by this process's own
+ * writes (through the cache) and, for writes by other processes on the same
+ * file, by `PRAGMA data_version`, checked before every read: any foreign
+ * commit empties the cache. So a session ended by the admin CLI or a resource
+ * server is refused on the very next request, and the hot path is a Map
+ * lookup plus one tiny pragma instead of a joined query.
+ */
+function cachedSqlite(sqlite: SqliteStores, clock: Clock): Stores {
+  const cache = createSessionCache(sqlite, { clock });
+  cache.setChannelUp(true);
+  let version = sqlite.dataVersion();
+  const findSession = cache.stores.sessions.findSession;
+  cache.stores.sessions.findSession = (id, now) => {
+    const current = sqlite.dataVersion();
+    if (current !== version) {
+      version = current;
+      cache.apply({ kind: "flush", before: now });
+    }
+    return findSession(id, now);
+  };
+  return cache.stores;
 }

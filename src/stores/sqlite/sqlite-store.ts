@@ -8,6 +8,13 @@ import { migrate } from "./migrations.js";
 
 export interface SqliteStores extends Stores {
   db: Database;
+  /**
+   * SQLite's `PRAGMA data_version`: it changes when another connection (another
+   * process: a resource server, the admin CLI) commits to the file, and not
+   * for this connection's own writes. A cache in front of this store can
+   * compare it before each read to learn of writes it did not see.
+   */
+  dataVersion(): number;
 }
 
 interface UserRow {
@@ -208,6 +215,7 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
        VALUES (@kid, @alg, @publicJwk, @privateJwk, @createdAt, @retiredAt)`,
     ),
     deleteRetiredKeys: db.prepare("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?"),
+    dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
   };
 
   const createUser = db.transaction((user: UserRecord) => {
@@ -227,6 +235,7 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
 
   return {
     db,
+    dataVersion: () => q.dataVersion.get()!,
     users: {
       createUser: (user) =>
         guard(() => {
