@@ -43,6 +43,10 @@ describe("the admin CLI", () => {
       await server.stop();
     }
 
+    const everyone = await cli(["sessions", "revoke-all"]);
+    assert.equal(everyone.code, 0);
+    assert.match(everyone.stdout, /revoked \d+ session\(s\) of every user/);
+
     const purged = await cli(["sessions", "purge"]);
     assert.equal(purged.code, 0);
     assert.match(purged.stdout, /purged \d+ expired session/);

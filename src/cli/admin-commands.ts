@@ -17,7 +17,8 @@ export const ADMIN_USAGE = `Usage:
   latch users roles <username|id> <role,role,...>             (sets the roles; "user" is always kept)
   latch users revoke-sessions <username|id>
   latch users delete <username|id>
-  latch sessions purge                                        (deletes expired sessions now)`;
+  latch sessions purge                                        (deletes expired sessions now)
+  latch sessions revoke-all                                   (ends every session of every user: after an incident)`;
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError("set LATCH_PASSWORD or pipe the password on stdin");
@@ -40,7 +41,7 @@ async function findUser(stores: Stores, who: string | undefined): Promise<UserRe
 export async function runAdminCommand(config: Config, args: string[], out: (line: string) => void, err: (line: string) => void): Promise<number> {
   const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { email: { type: "string" }, admin: { type: "boolean" } } });
   const [group, action, ...rest] = positionals;
-  const known = ["users create", "users roles", "users revoke-sessions", "users delete", "sessions purge"];
+  const known = ["users create", "users roles", "users revoke-sessions", "users delete", "sessions purge", "sessions revoke-all"];
   if (!known.includes(`${group} ${action}`)) {
     err(ADMIN_USAGE);
     return 2;
@@ -72,6 +73,18 @@ export async function runAdminCommand(config: Config, args: string[], out: (line
         const user = await findUser(stores, rest[0]);
         await stores.users.deleteUser(user.id);
         out(`deleted ${user.username} and all their sessions`);
+        return 0;
+      }
+      case "sessions revoke-all": {
+        let total = 0;
+        let after: string | undefined;
+        for (;;) {
+          const page = await stores.users.listUsers({ limit: 100, after });
+          for (const user of page) total += await stores.sessions.deleteUserSessions(user.id);
+          if (page.length < 100) break;
+          after = page[page.length - 1]!.id;
+        }
+        out(`revoked ${total} session(s) of every user`);
         return 0;
       }
       default: {

@@ -1,5 +1,6 @@
 import { hash as argon2Hash, verify as argon2Verify } from "@node-rs/argon2";
 import bcrypt from "bcryptjs";
+import { LatchError } from "./errors.js";
 
 /**
  * argon2id at the OWASP-recommended minimum (m=19 MiB, t=2, p=1). @node-rs/argon2
@@ -32,6 +33,12 @@ export interface PasswordHasherOptions {
    * Defaults to 1.
    */
   concurrency?: number;
+  /**
+   * Hashes allowed to wait for a slot. Past this the hasher refuses at once
+   * with `unavailable` instead of letting every sign-in queue for seconds
+   * behind a burst. Defaults to 64.
+   */
+  maxQueue?: number;
 }
 
 /**
@@ -41,7 +48,7 @@ export interface PasswordHasherOptions {
  * await hasher.verify(phc, "correct horse battery staple"); // true
  */
 export function createPasswordHasher(options: PasswordHasherOptions = {}): PasswordHasher {
-  const limit = createLimiter(options.concurrency ?? 1);
+  const limit = createLimiter(options.concurrency ?? 1, { maxQueue: options.maxQueue ?? 64 });
   const current = `$argon2id$v=19$m=${ARGON2_PARAMS.memoryCost},t=${ARGON2_PARAMS.timeCost},p=${ARGON2_PARAMS.parallelism}$`;
   return {
     hash: (password) => limit(() => argon2Hash(password, ARGON2_PARAMS)),
@@ -63,11 +70,15 @@ export function createPasswordHasher(options: PasswordHasherOptions = {}): Passw
  * A counting semaphore around async work. Written here because it is eight
  * lines and a dependency (p-limit) would add ESM-only churn for no gain.
  */
-export function createLimiter(concurrency: number): <T>(task: () => Promise<T>) => Promise<T> {
+export function createLimiter(concurrency: number, options: { maxQueue?: number } = {}): <T>(task: () => Promise<T>) => Promise<T> {
   let active = 0;
   const waiting: Array<() => void> = [];
+  const maxQueue = options.maxQueue ?? Number.POSITIVE_INFINITY;
   return async function run<T>(task: () => Promise<T>): Promise<T> {
-    if (active >= concurrency) await new Promise<void>((resolve) => waiting.push(resolve));
+    if (active >= concurrency) {
+      if (waiting.length >= maxQueue) throw new LatchError("unavailable", "Too many sign-ins at once; try again in a moment.", { retryAfter: 1 });
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    }
     active += 1;
     try {
       return await task();

@@ -5,7 +5,8 @@ import type { NewSession } from "../core/sessions.js";
 import type { UserRecord } from "../core/store.js";
 import { truncateAddress } from "./client-address.js";
 import type { ServerContext } from "./context.js";
-import { sessionCookie } from "./cookies.js";
+import { parseSessionToken } from "../core/session-token.js";
+import { readCookie, sessionCookie } from "./cookies.js";
 import { recordEvent, userAgentOf } from "./events.js";
 import { bodyObject } from "./responses.js";
 import { checkAddress, countAccountAttempt, recordFailure, recordSuccess } from "./throttle.js";
@@ -22,27 +23,38 @@ export async function verifySignIn(ctx: ServerContext, request: FastifyRequest):
   if (typeof login !== "string" || typeof body.password !== "string") {
     throw new LatchError("invalid_input", "Send username (or email) and password as strings.", { details: { field: typeof login !== "string" ? "username" : "password" } });
   }
-  await checkAddress(ctx, request);
-  const user = await ctx.accounts.findByLogin(login);
-  const account = user?.id ?? `login:${loginKey(login) ?? ""}`;
-  await countAccountAttempt(ctx, request, account, user?.id ?? null);
-  if (!(await ctx.accounts.checkCredentials(user, body.password))) {
-    await recordFailure(ctx, request);
-    ctx.metrics.signIns.inc({ result: "failure" });
-    recordEvent(ctx, request, "sign_in_failed", user?.id ?? null);
-    throw new LatchError("invalid_credentials");
+  const release = await checkAddress(ctx, request);
+  try {
+    const user = await ctx.accounts.findByLogin(login);
+    const account = user?.id ?? `login:${loginKey(login) ?? ""}`;
+    await countAccountAttempt(ctx, request, account, user?.id ?? null);
+    if (!(await ctx.accounts.checkCredentials(user, body.password))) {
+      await recordFailure(ctx, request);
+      ctx.metrics.signIns.inc({ result: "failure" });
+      recordEvent(ctx, request, "sign_in_failed", user?.id ?? null);
+      throw new LatchError("invalid_credentials");
+    }
+    await recordSuccess(ctx, account);
+    ctx.metrics.signIns.inc({ result: "success" });
+    return user!;
+  } finally {
+    release();
   }
-  await recordSuccess(ctx, account);
-  ctx.metrics.signIns.inc({ result: "success" });
-  return user!;
 }
 
 /**
  * Starts a brand-new session and sets its cookie. Whatever session id the
- * client presented is never reused (no fixation); it is not even read.
+ * client presented is never reused (no fixation); if it named a live
+ * session, that session is ended, so one browser holds one session (ASVS 7.2.4).
  */
 export async function startSession(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply, user: UserRecord): Promise<NewSession> {
+  const previous = parseSessionToken(readCookie(request.headers.cookie, ctx.cookieName));
   const created = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) });
+  if (previous !== null) {
+    // Only a cookie that proves its secret may end a session: a planted id alone must not sign anyone out.
+    const valid = await ctx.sessions.validate(`${previous.id}.${previous.secret}`);
+    if (valid !== null) await ctx.stores.sessions.deleteSession(valid.session.id);
+  }
   reply.header(
     "Set-Cookie",
     sessionCookie(ctx.cookieName, created.token, created.session.idleExpiresAt, ctx.runtime.clock.now(), ctx.cookieOptions),

@@ -9,6 +9,7 @@ import type { FakeClock } from "../core/runtime.js";
 import type { Stores } from "../core/store.js";
 import { createMemoryStores } from "../stores/memory/memory-store.js";
 import { buildServer } from "./app.js";
+import type { BuildServerOptions } from "./app.js";
 import type { ServerContext } from "./context.js";
 
 /**
@@ -54,7 +55,7 @@ export function setCookieValue(response: LightMyRequestResponse, name = "sid"): 
 }
 
 export async function createTestServer(
-  options: { env?: Record<string, string>; stores?: Stores; hasher?: PasswordHasher; config?: Partial<Config> } = {},
+  options: { env?: Record<string, string>; stores?: Stores; hasher?: PasswordHasher; config?: Partial<Config>; logger?: BuildServerOptions["logger"] } = {},
 ): Promise<TestServer> {
   const clock = createFakeClock(Date.now());
   const stores = options.stores ?? createMemoryStores();
@@ -64,7 +65,7 @@ export async function createTestServer(
     stores,
     runtime: { clock, random: (bytes) => void randomFillSync(bytes) },
     hasher: options.hasher ?? createPasswordHasher({ concurrency: 2 }),
-    logger: false,
+    logger: options.logger ?? false,
   });
 
   function signedIn(response: LightMyRequestResponse, name: string): SignedIn {

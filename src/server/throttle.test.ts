@@ -49,3 +49,72 @@ describe("sign-in throttling", () => {
     }
   });
 });
+
+describe("throttling under concurrency and across endpoints", () => {
+  it("lets no more guesses through than the address limit when they all arrive at once", async () => {
+    const t = await createTestServer({ env: { THROTTLE_ADDRESS_FAILURES: "20" } });
+    try {
+      const responses = await Promise.all(
+        Array.from({ length: 60 }, (_, i) => t.app.inject({ method: "POST", url: "/login", payload: { username: `nobody.${i}`, password: "wrong password" } })),
+      );
+      const statuses = responses.map((r) => r.statusCode);
+      assert.ok(statuses.every((s) => s === 401 || s === 429 || s === 503), statuses.join(","));
+      assert.ok(statuses.filter((s) => s === 401).length <= 20, `${statuses.filter((s) => s === 401).length} guesses were checked`);
+      assert.ok(statuses.filter((s) => s === 429).length >= 40);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("gives exactly ten 401s and then 429s to twenty simultaneous guesses on one account", async () => {
+    const t = await createTestServer();
+    try {
+      const { username } = await t.register();
+      const responses = await Promise.all(Array.from({ length: 20 }, () => t.app.inject({ method: "POST", url: "/login", payload: { username, password: "wrong password" } })));
+      const statuses = responses.map((r) => r.statusCode).sort();
+      assert.deepEqual(statuses, [...Array(10).fill(401), ...Array(10).fill(429)]);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("ignores X-Forwarded-For unless TRUST_PROXY names the proxy", async () => {
+    const t = await createTestServer({ env: { THROTTLE_ADDRESS_FAILURES: "3" } });
+    try {
+      for (let i = 0; i < 3; i += 1) {
+        await t.app.inject({ method: "POST", url: "/login", payload: { username: `nobody.${i}`, password: "wrong password" }, headers: { "x-forwarded-for": `198.51.100.${i}` } });
+      }
+      const spoofed = await t.app.inject({ method: "POST", url: "/login", payload: { username: "nobody.x", password: "wrong password" }, headers: { "x-forwarded-for": "198.51.100.99" } });
+      assert.equal(spoofed.statusCode, 429, "a forged X-Forwarded-For does not give a fresh address");
+    } finally {
+      await t.close();
+    }
+    const proxied = await createTestServer({ env: { THROTTLE_ADDRESS_FAILURES: "3", TRUST_PROXY: "127.0.0.1" } });
+    try {
+      for (let i = 0; i < 3; i += 1) {
+        await proxied.app.inject({ method: "POST", url: "/login", payload: { username: `nobody.${i}`, password: "wrong password" }, headers: { "x-forwarded-for": "198.51.100.1" } });
+      }
+      const other = await proxied.app.inject({ method: "POST", url: "/login", payload: { username: "nobody.x", password: "wrong password" }, headers: { "x-forwarded-for": "198.51.100.2" } });
+      assert.equal(other.statusCode, 401, "behind a trusted proxy, each client address has its own limit");
+    } finally {
+      await proxied.close();
+    }
+  });
+
+  it("counts wrong passwords at POST /password and DELETE /me against the account limit", async () => {
+    const t = await createTestServer();
+    try {
+      const me = await t.register();
+      const statuses = [];
+      for (let i = 0; i < 11; i += 1) {
+        const url = i % 2 === 0 ? "/password" : "/me";
+        const method = i % 2 === 0 ? "POST" : "DELETE";
+        const payload = i % 2 === 0 ? { currentPassword: "wrong password", newPassword: "another fine passphrase" } : { password: "wrong password" };
+        statuses.push((await t.app.inject({ method, url, payload, ...t.auth(me) })).statusCode);
+      }
+      assert.deepEqual(statuses, [...Array(10).fill(401), 429]);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -27,10 +27,39 @@ function refuse(ctx: ServerContext, request: FastifyRequest, userId: string | nu
 
 const addressKey = (request: FastifyRequest): string => `addr:${request.ip}`;
 
-/** Refuses with 429 when the client address has failed too often. */
-export async function checkAddress(ctx: ServerContext, request: FastifyRequest): Promise<void> {
-  const state = await ctx.stores.limits.peek(`login:${addressKey(request)}`, ctx.runtime.clock.now());
-  if (state !== null && state.count >= ctx.config.throttle.addressFailures) refuse(ctx, request, null, "address", state.resetAt);
+/**
+ * Sign-in attempts from each address still being checked in this process.
+ * Failures are only counted once their hash has run, so without this a burst
+ * of concurrent guesses would all pass the address check before the first
+ * failure was recorded. Attempts in flight count as failures until they end.
+ */
+const inFlight = new Map<string, number>();
+
+/**
+ * Refuses with 429 when the client address has failed too often (counting
+ * its attempts still in flight). On success, returns a release function to
+ * call when the attempt has finished.
+ */
+export async function checkAddress(ctx: ServerContext, request: FastifyRequest): Promise<() => void> {
+  const key = addressKey(request);
+  const pending = inFlight.get(key) ?? 0;
+  inFlight.set(key, pending + 1);
+  const release = (): void => {
+    const left = (inFlight.get(key) ?? 1) - 1;
+    if (left <= 0) inFlight.delete(key);
+    else inFlight.set(key, left);
+  };
+  try {
+    const now = ctx.runtime.clock.now();
+    const state = await ctx.stores.limits.peek(`login:${key}`, now);
+    if ((state?.count ?? 0) + pending >= ctx.config.throttle.addressFailures) {
+      refuse(ctx, request, null, "address", state?.resetAt ?? now + ctx.config.throttle.addressWindowMs);
+    }
+    return release;
+  } catch (error) {
+    release();
+    throw error;
+  }
 }
 
 /** Counts an attempt on the account (a user id, or the login text when no such user exists); refuses past the limit. */

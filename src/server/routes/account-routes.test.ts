@@ -104,6 +104,22 @@ describe("POST /login", () => {
     assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: planted } })).statusCode, 401);
   });
 
+  it("ends the session the browser was already in when it signs in again", async () => {
+    const { cookie: first, username } = await t.register();
+    const response = await t.app.inject({ method: "POST", url: "/login", payload: { username, password: TEST_PASSWORD }, cookies: { sid: first } });
+    assert.equal(response.statusCode, 200);
+    assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: first } })).statusCode, 401);
+    assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: setCookieValue(response)! } })).statusCode, 200);
+  });
+
+  it("ignores a roles field at registration (no mass assignment)", async () => {
+    const response = await t.app.inject({ method: "POST", url: "/register", payload: { username: "wants.admin", password: TEST_PASSWORD, roles: ["admin"], id: "chosen-id", createdAt: 0 } });
+    assert.equal(response.statusCode, 201);
+    assert.deepEqual(response.json().user.roles, ["user"]);
+    assert.notEqual(response.json().user.id, "chosen-id");
+    assert.equal((await t.app.inject({ url: "/admin", cookies: { sid: setCookieValue(response)! } })).statusCode, 403);
+  });
+
   it("answers a wrong password and an unknown user with the same status and body", async () => {
     const { username } = await t.register();
     const wrong = await t.app.inject({ method: "POST", url: "/login", payload: { username, password: "not the password" } });
