@@ -62,7 +62,7 @@ async function keysCommand(config: Config, args: string[]): Promise<number> {
   }
   const stores = await openStores(config);
   try {
-    const tokens = createTokenService({ keys: stores.keys, runtime: systemRuntime(), issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds });
+    const tokens = createTokenService({ keys: stores.keys, runtime: systemRuntime(), issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret });
     if (action === "rotate") {
       const key = await tokens.rotate();
       process.stdout.write(`rotated: ${key.kid} signs new tokens; the previous key stays in the JWKS for ${Math.ceil(tokens.retentionMs / 1000)} s\n`);

@@ -36,6 +36,10 @@ export async function serve(config: Config): Promise<void> {
     }
   }
 
+  if (config.production && config.tokenKeySecret === null) {
+    app.log.warn("TOKEN_KEY_SECRET is not set: JWT signing keys are stored unsealed in the database");
+  }
+
   const stopMaintenance = startMaintenance({
     stores,
     tokens: context.tokens,

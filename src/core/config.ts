@@ -33,6 +33,8 @@ export interface Config {
     registrationWindowMs: number;
   };
   tokenTtlSeconds: number;
+  /** Seals signing keys at rest when set (32+ characters); null keeps them as plain JWK. */
+  tokenKeySecret: string | null;
   /** The `iss` claim of issued tokens. */
   issuer: string;
   eventRetentionDays: number;
@@ -123,6 +125,7 @@ const schema = z.object({
   THROTTLE_REGISTRATION_WINDOW: int(1, 31_536_000).default(3600),
   TOKEN_TTL: int(30, 900).default(900),
   TOKEN_ISSUER: z.string().trim().min(1).optional(),
+  TOKEN_KEY_SECRET: z.string().min(32, "must be at least 32 characters (a random string; keep it out of the database)").optional(),
   EVENT_RETENTION_DAYS: int(1, 3650).default(90),
   SWEEP_INTERVAL: int(1, 86_400).default(300),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -182,6 +185,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       registrationWindowMs: e.THROTTLE_REGISTRATION_WINDOW * 1000,
     },
     tokenTtlSeconds: e.TOKEN_TTL,
+    tokenKeySecret: e.TOKEN_KEY_SECRET ?? null,
     issuer: e.TOKEN_ISSUER ?? "latch",
     eventRetentionDays: e.EVENT_RETENTION_DAYS,
     sweepIntervalMs: e.SWEEP_INTERVAL * 1000,

@@ -1,4 +1,5 @@
 import { SignJWT, decodeProtectedHeader, errors, exportJWK, generateKeyPair, importJWK, jwtVerify } from "jose";
+import { openPrivateKey, sealPrivateKey } from "./key-sealing.js";
 import type { CryptoKey, JSONWebKeySet, JWK, JWTVerifyGetKey } from "jose";
 import { toBase64Url } from "./encoding.js";
 import { LatchError, isLatchError } from "./errors.js";
@@ -88,6 +89,8 @@ export interface TokenServiceOptions {
   refreshIntervalMs?: number;
   /** Minimum time between two reloads caused by tokens naming an unknown `kid`. Default 1 s. */
   unknownKidCooldownMs?: number;
+  /** Seals private keys at rest (TOKEN_KEY_SECRET); see `key-sealing.ts`. */
+  keySecret?: string | null;
   /** Verified tokens remembered so their signature is checked once (see {@link cacheVerifiedTokens}). Default 10,000; 0 turns it off. */
   verifiedCacheSize?: number;
 }
@@ -117,7 +120,7 @@ export interface TokenService {
  * const key = await generateSigningKey({ runtime });
  * await stores.keys.addSigningKey(key);
  */
-export async function generateSigningKey(options: { runtime: Runtime }): Promise<SigningKey> {
+export async function generateSigningKey(options: { runtime: Runtime; keySecret?: string | null }): Promise<SigningKey> {
   const { privateKey, publicKey } = await generateKeyPair("EdDSA", { extractable: true });
   const kidBytes = new Uint8Array(16);
   options.runtime.random(kidBytes);
@@ -128,7 +131,9 @@ export async function generateSigningKey(options: { runtime: Runtime }): Promise
     kid,
     alg: "EdDSA",
     publicJwk: JSON.stringify({ ...publicJwk, kid, alg: "EdDSA", use: "sig" }),
-    privateJwk: JSON.stringify({ ...privateJwk, kid, alg: "EdDSA" }),
+    privateJwk: options.keySecret
+      ? sealPrivateKey(JSON.stringify({ ...privateJwk, kid, alg: "EdDSA" }), kid, options.keySecret, options.runtime.random)
+      : JSON.stringify({ ...privateJwk, kid, alg: "EdDSA" }),
     createdAt: options.runtime.clock.now(),
     retiredAt: null,
   };
@@ -334,7 +339,7 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
     const found = activeOf((await current()).keys);
     if (found !== undefined) return found;
     creating ??= (async () => {
-      await store.addSigningKey(await generateSigningKey({ runtime }));
+      await store.addSigningKey(await generateSigningKey({ runtime, keySecret: options.keySecret ?? null }));
       // Re-read rather than trust our own key: another process may have
       // added one at the same moment, and whichever the store holds as
       // active is the one every process must converge on. The loser's key
@@ -403,7 +408,7 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
         .setSubject(claims.sub)
         .setIssuedAt(iat)
         .setExpirationTime(exp)
-        .sign(await importOnce(privateKeys, key.kid, key.privateJwk));
+        .sign(await importOnce(privateKeys, key.kid, openPrivateKey(key.privateJwk, key.kid, options.keySecret ?? null)));
       return { token, expiresIn: exp - iat, kid: key.kid, claims };
     },
 
@@ -419,7 +424,7 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
     },
 
     async rotate() {
-      const key = await generateSigningKey({ runtime });
+      const key = await generateSigningKey({ runtime, keySecret: options.keySecret ?? null });
       await store.addSigningKey(key);
       await prune();
       await reload();

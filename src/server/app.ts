@@ -64,7 +64,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
       },
     }),
     accounts: createAccounts({ users: stores.users, hasher, runtime }),
-    tokens: createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds }),
+    tokens: createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret }),
     cookieName: sessionCookieName(cookieOptions),
     cookieOptions,
     origins: { trusted: new Set(config.trustedOrigins) },
