@@ -1,0 +1,235 @@
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { freePort, lastLine, start, stop, waitForHttp } from "./processes.js";
+import type { Tracked } from "./processes.js";
+import { SERVER_CPU } from "./wrk.js";
+
+export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const BASELINES = join(ROOT, "bench", "baselines");
+
+/** What a run shares with every variant it starts. */
+export interface BenchEnv {
+  /**
+   * The Latch build to run: a snapshot of dist/ taken at the start of the
+   * run, so that a rebuild by someone else in the same work tree cannot
+   * change the server halfway through. Lives under the work tree so that
+   * node_modules still resolves.
+   */
+  distDir: string;
+  /** A scratch directory for this run: SQLite files, the servers' working directory. */
+  tmpDir: string;
+  redisUrl: string;
+  /** False when nothing answered at `redisUrl` at the start of the run. */
+  redisUp: boolean;
+  /** postgres://… of the bench database, created fresh for this run. */
+  postgresUrl: string | null;
+}
+
+/** A started server, signed in. */
+export interface Running {
+  url: string;
+  process: Tracked;
+  /** The Cookie header value that authenticates GET /protected. */
+  cookie: string;
+  /** The JSON body that signs in successfully (POST /login). */
+  loginBody: string;
+  /** The CSRF token of the session behind `cookie`, where the server has one. */
+  csrfToken: string | null;
+  /** Things the report should say about this instance (e.g. REDIS_URL accepted but unused). */
+  notes: string[];
+}
+
+export interface Variant {
+  name: string;
+  label: string;
+  /** Latch variants take part in the sign-in scenarios; so does the seed stack. */
+  signIn: boolean;
+  /** Why it cannot run here, decided before starting it (e.g. no PostgreSQL). */
+  unavailable?: (env: BenchEnv) => string | null;
+  start(env: BenchEnv, options?: { port?: number }): Promise<Running>;
+}
+
+function pinnedNode(name: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Tracked {
+  // taskset execs node, so the PID is node's own: /proc/<pid>/stat is the server's CPU time.
+  return start(name, "taskset", ["-c", SERVER_CPU, process.execPath, ...args], { env: { PATH: process.env.PATH, ...env }, cwd });
+}
+
+function cookiePair(response: Response, name: string): string | null {
+  for (const header of response.headers.getSetCookie()) {
+    const pair = header.split(";")[0]!;
+    if (pair.startsWith(`${name}=`) && pair.length > name.length + 1) return pair;
+  }
+  return null;
+}
+
+async function post(url: string, body: string): Promise<Response> {
+  return fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body, signal: AbortSignal.timeout(30_000) });
+}
+
+async function startBaseline(
+  name: string,
+  script: string,
+  env: BenchEnv,
+  extraEnv: NodeJS.ProcessEnv,
+  login: { body: string; cookieName: string },
+  port?: number,
+): Promise<Running> {
+  const p = port ?? (await freePort());
+  const url = `http://127.0.0.1:${p}`;
+  const tracked = pinnedNode(name, [join(BASELINES, script)], { PORT: String(p), ...extraEnv }, env.tmpDir);
+  try {
+    await waitForHttp(tracked, `${url}/protected`);
+    const response = await post(`${url}/login`, login.body);
+    await response.arrayBuffer();
+    const cookie = cookiePair(response, login.cookieName);
+    if (response.status !== 200 || cookie === null) throw new Error(`${name}: POST /login answered ${response.status} without a ${login.cookieName} cookie`);
+    return { url, process: tracked, cookie, loginBody: login.body, csrfToken: null, notes: [] };
+  } catch (error) {
+    await stop(tracked);
+    throw error;
+  }
+}
+
+export const LATCH_PASSWORD = "bench password, not a common one 7391";
+
+/** The environment every Latch process gets: quiet logs, throttles that never bite the bench's own sign-ins. */
+function latchEnv(port: number, database: string, redisUrl: string | null): NodeJS.ProcessEnv {
+  return {
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    DATABASE_URL: database,
+    ...(redisUrl === null ? {} : { REDIS_URL: redisUrl }),
+    LOG_LEVEL: "warn",
+    THROTTLE_ACCOUNT_FAILURES: "1000000",
+    THROTTLE_ADDRESS_FAILURES: "1000000",
+    THROTTLE_REGISTRATIONS: "1000000",
+    NODE_ENV: "development",
+  };
+}
+
+export interface LatchStartOptions {
+  database: string;
+  redisUrl: string | null;
+  username: string;
+  port?: number;
+}
+
+/**
+ * Starts `node dist/cli/main.js serve` pinned to the server CPU, in the run's
+ * scratch directory (so no .env or ./data of the work tree is read), then
+ * registers `username` (or signs in when it exists).
+ */
+export async function startLatch(name: string, env: BenchEnv, options: LatchStartOptions): Promise<Running> {
+  const port = options.port ?? (await freePort());
+  const url = `http://127.0.0.1:${port}`;
+  const tracked = pinnedNode(name, [join(env.distDir, "cli", "main.js"), "serve"], latchEnv(port, options.database, options.redisUrl), env.tmpDir);
+  try {
+    await waitForHttp(tracked, `${url}/healthz`);
+    const credentials = JSON.stringify({ username: options.username, password: LATCH_PASSWORD });
+    let response = await post(`${url}/register`, credentials);
+    if (response.status === 409) {
+      await response.arrayBuffer();
+      response = await post(`${url}/login`, credentials);
+    }
+    const body = (await response.json()) as { csrfToken?: string; error?: { code: string; message: string } };
+    const cookie = cookiePair(response, "sid");
+    if (response.status >= 300 || cookie === null) {
+      throw new Error(`${name}: sign-in answered ${response.status} ${JSON.stringify(body.error ?? body)}`);
+    }
+    const notes: string[] = [];
+    if (options.redisUrl !== null) {
+      // /readyz lists the stores in use; a build that ignores REDIS_URL lists only the database.
+      const ready = await fetch(`${url}/readyz`).then((r) => r.json() as Promise<{ stores?: Record<string, string> }>).catch(() => null);
+      const stores = Object.keys(ready?.stores ?? {});
+      if (!stores.some((s) => /redis|cache|tier/i.test(s))) {
+        notes.push(`REDIS_URL was accepted but /readyz lists no Redis store (stores: ${stores.join(", ") || "none"}): this build does not use Redis, so this is its database alone`);
+      }
+    }
+    return { url, process: tracked, cookie, loginBody: credentials, csrfToken: body.csrfToken ?? null, notes };
+  } catch (error) {
+    const output = tracked.output();
+    await stop(tracked);
+    if (error instanceof Error && output.trim() !== "" && !error.message.includes(lastLine(output))) {
+      throw new Error(`${error.message} (server said: ${lastLine(output)})`);
+    }
+    throw error;
+  }
+}
+
+const needsPostgres = (env: BenchEnv): string | null => (env.postgresUrl === null ? "PostgreSQL is not reachable at BENCH_POSTGRES_URL" : null);
+const needsRedis = (env: BenchEnv): string | null => (env.redisUp ? null : `Redis is not reachable at ${env.redisUrl}`);
+const needsBoth = (env: BenchEnv): string | null => needsPostgres(env) ?? needsRedis(env);
+
+export const VARIANTS: Variant[] = [
+  {
+    name: "ceiling",
+    label: "node:http + Map lookup (ceiling)",
+    signIn: false,
+    start: (env, o) => startBaseline("ceiling", "ceiling.mjs", env, {}, { body: "{}", cookieName: "sid" }, o?.port),
+  },
+  {
+    name: "fastify-bare",
+    label: "Fastify, no session",
+    signIn: false,
+    start: (env, o) => startBaseline("fastify-bare", "fastify-bare.mjs", env, {}, { body: "{}", cookieName: "sid" }, o?.port),
+  },
+  {
+    name: "redis-get",
+    unavailable: needsRedis,
+    label: "node:http + 1 Redis GET (ioredis)",
+    signIn: false,
+    start: (env, o) =>
+      startBaseline("redis-get", "redis-get.mjs", env, { REDIS_URL: env.redisUrl, BENCH_REDIS_CLIENT: "ioredis" }, { body: "{}", cookieName: "sid" }, o?.port),
+  },
+  {
+    name: "redis-get-node-redis",
+    unavailable: needsRedis,
+    label: "node:http + 1 Redis GET (node-redis defaults)",
+    signIn: false,
+    start: (env, o) =>
+      startBaseline("redis-get-node-redis", "redis-get.mjs", env, { REDIS_URL: env.redisUrl, BENCH_REDIS_CLIENT: "node-redis" }, { body: "{}", cookieName: "sid" }, o?.port),
+  },
+  {
+    name: "seed",
+    unavailable: needsRedis,
+    label: "seed: Express + express-session + connect-redis",
+    signIn: true,
+    start: (env, o) =>
+      startBaseline(
+        "seed",
+        "seed-stack.mjs",
+        env,
+        { REDIS_URL: env.redisUrl, SESSION_SECRET: "keyboard cat" },
+        { body: JSON.stringify({ username: "user1", password: "password" }), cookieName: "connect.sid" },
+        o?.port,
+      ),
+  },
+  {
+    name: "latch-sqlite",
+    label: "Latch on SQLite",
+    signIn: true,
+    start: (env, o) => startLatch("latch-sqlite", env, { database: `sqlite:${join(env.tmpDir, "latch-sqlite.db")}`, redisUrl: null, username: "bench.sqlite", ...o }),
+  },
+  {
+    name: "latch-redis",
+    unavailable: needsRedis,
+    label: "Latch on Redis (SQLite + REDIS_URL)",
+    signIn: true,
+    start: (env, o) =>
+      startLatch("latch-redis", env, { database: `sqlite:${join(env.tmpDir, "latch-redis.db")}`, redisUrl: env.redisUrl, username: "bench.redis", ...o }),
+  },
+  {
+    name: "latch-postgres",
+    label: "Latch on PostgreSQL",
+    signIn: true,
+    unavailable: needsPostgres,
+    start: (env, o) => startLatch("latch-postgres", env, { database: env.postgresUrl!, redisUrl: null, username: "bench.postgres", ...o }),
+  },
+  {
+    name: "latch-tiered",
+    label: "Latch tiered (PostgreSQL + Redis)",
+    signIn: true,
+    unavailable: needsBoth,
+    start: (env, o) => startLatch("latch-tiered", env, { database: env.postgresUrl!, redisUrl: env.redisUrl, username: "bench.tiered", ...o }),
+  },
+];
