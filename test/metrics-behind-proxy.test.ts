@@ -13,10 +13,7 @@ import type { LatchProcess } from "./support/latch-process.js";
  * X-Forwarded-For may be believed", and /metrics is for loopback clients
  * only. A request that nginx forwards for a remote client arrives from
  * 127.0.0.1 with that client in X-Forwarded-For.
- *
- * A bug in src/, reported rather than fixed here: src/server/metrics.ts
- * checks request.socket.remoteAddress, not the client address, so a proxy on
- * the same host serves /metrics to everyone. Remove `todo` once fixed.
+ * Both the socket's and the client address must be loopback.
  */
 
 const dir = mkdtempSync(join(tmpdir(), "latch-metrics-proxy-"));
@@ -37,7 +34,7 @@ describe("/metrics behind a trusted proxy on the same host", () => {
     await response.text();
   });
 
-  it("refuses a remote client that the proxy forwards", { todo: "src bug: /metrics checks the socket address, not the client address" }, async () => {
+  it("refuses a remote client that the proxy forwards", async () => {
     const response = await fetch(`${latch!.url}/metrics`, { headers: { "x-forwarded-for": "203.0.113.9" } });
     const body = await response.text();
     assert.equal(response.status, 403, `a remote client got /metrics through the proxy: ${body.slice(0, 80)}…`);

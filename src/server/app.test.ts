@@ -156,7 +156,7 @@ describe("production mode", () => {
 });
 
 describe("GET /metrics", () => {
-  it("serves Prometheus text to loopback clients and 403 to others, whatever X-Forwarded-For says", async () => {
+  it("serves Prometheus text to loopback clients and 403 to others, directly or through a trusted proxy", async () => {
     const t = await createTestServer({ env: { TRUST_PROXY: "127.0.0.1" } });
     try {
       await t.register();
@@ -172,6 +172,11 @@ describe("GET /metrics", () => {
       assert.equal(remote.json().error.code, "forbidden");
       const spoofed = await t.app.inject({ url: "/metrics", remoteAddress: "203.0.113.5", headers: { "x-forwarded-for": "127.0.0.1" } });
       assert.equal(spoofed.statusCode, 403);
+      // Through the trusted proxy on loopback, the forwarded client decides.
+      const forwarded = await t.app.inject({ url: "/metrics", remoteAddress: "127.0.0.1", headers: { "x-forwarded-for": "203.0.113.5" } });
+      assert.equal(forwarded.statusCode, 403);
+      const forwardedLocal = await t.app.inject({ url: "/metrics", remoteAddress: "127.0.0.1", headers: { "x-forwarded-for": "127.0.0.1" } });
+      assert.equal(forwardedLocal.statusCode, 200);
     } finally {
       await t.close();
     }

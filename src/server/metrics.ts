@@ -26,13 +26,15 @@ function isLoopback(address: string | undefined): boolean {
 }
 
 /**
- * GET /metrics in Prometheus text format, for loopback clients only. The
- * socket's address is used, never X-Forwarded-For: a proxy in front must not
- * turn every client into a loopback one.
+ * GET /metrics in Prometheus text format, for loopback clients only. Both the
+ * socket's address and the client address must be loopback: the socket's, so
+ * that a spoofed X-Forwarded-For from afar counts for nothing; the client's
+ * (X-Forwarded-For from a TRUST_PROXY proxy), so that a reverse proxy on the
+ * same host does not turn every remote client into a loopback one.
  */
 export function metricsRoute(app: FastifyInstance, metrics: Metrics): void {
   app.get("/metrics", async (request, reply) => {
-    if (!isLoopback(request.socket.remoteAddress)) throw new LatchError("forbidden", "Metrics are served to loopback clients only.");
+    if (!isLoopback(request.socket.remoteAddress) || !isLoopback(request.ip)) throw new LatchError("forbidden", "Metrics are served to loopback clients only.");
     reply.header("Content-Type", metrics.registry.contentType);
     return metrics.registry.metrics();
   });
