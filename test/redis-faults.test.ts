@@ -330,15 +330,11 @@ describe("two Latch processes through a Redis outage", { skip }, () => {
     await waitForRedis(b!.url, "ok", 10_000);
   });
 
-  // A bug in src/, reported rather than fixed here: the in-process session
-  // cache (src/stores/cached/session-cache.ts) stops serving only when its
-  // pub/sub connection closes. A Redis that hangs (SIGSTOP, a partition that
-  // drops packets) keeps that connection open, so B goes on answering from
-  // memory a session that A ended, for up to the cache's maxAgeMs (30 s),
-  // even while B's own /readyz says Redis is down. Remove `todo` once fixed.
+  // The connection stays open while Redis hangs, so only the subscription's
+  // heartbeat (a message to itself that stops coming back) shows B that it
+  // may be missing revocations; its cache then stops serving.
   it(
     "refuses on B, within one second, a session signed out on A while redis-server hangs",
-    { todo: "src bug: the in-process session cache keeps serving while Redis hangs (see the comment above)" },
     async () => {
       await waitForRedis(a!.url, "ok");
       await waitForRedis(b!.url, "ok");

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { Cluster } from "ioredis";
 import { redisCall } from "./redis-connection.js";
@@ -78,6 +79,15 @@ export interface SubscribeOptions {
    * cache must drop what it holds or re-validate it.
    */
   onStatus?: (status: "up" | "down") => void;
+  /**
+   * How often, in ms, the subscription publishes a heartbeat to itself.
+   * Default 250. A closed connection is noticed at once, but a Redis that
+   * hangs (SIGSTOP, a partition that drops packets) keeps the connection
+   * open: only a message that fails to come back shows it.
+   */
+  heartbeatMs?: number;
+  /** Reports "down" when no heartbeat has come back for this long, in ms. Default 750. */
+  heartbeatTimeoutMs?: number;
 }
 
 /**
@@ -103,6 +113,13 @@ export function subscribeRevocations(options: SubscribeOptions): RevocationSubsc
     options.redis instanceof Cluster
       ? options.redis.duplicate([], { enableOfflineQueue: true, autoResubscribe: false, redisOptions: { ...options.redis.options.redisOptions, commandTimeout: undefined, maxRetriesPerRequest: null } })
       : (options.redis as Redis).duplicate(overrides);
+  const heartbeatMs = options.heartbeatMs ?? 250;
+  const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 750;
+  // A per-subscription nonce, so a process recognises its own heartbeats;
+  // other processes' heartbeats are not events (parseEvent ignores them).
+  const heartbeat = JSON.stringify({ kind: "heartbeat", from: randomUUID() });
+  let subscribed = false;
+  let lastHeartbeat = 0;
   let up = false;
   let closed = false;
 
@@ -114,18 +131,38 @@ export function subscribeRevocations(options: SubscribeOptions): RevocationSubsc
 
   function subscribe(): void {
     subscriber.subscribe(channel).then(
-      () => setStatus(true),
+      () => {
+        subscribed = true;
+        lastHeartbeat = performance.now();
+        setStatus(true);
+      },
       () => setStatus(false),
     );
   }
 
   subscriber.on("message", (received: string, message: string) => {
     if (received !== channel) return;
+    if (message === heartbeat) {
+      lastHeartbeat = performance.now();
+      if (subscribed) setStatus(true);
+      return;
+    }
     const event = parseEvent(message);
     if (event !== null) options.onEvent(event);
   });
   subscriber.on("ready", subscribe);
-  subscriber.on("close", () => setStatus(false));
+  subscriber.on("close", () => {
+    subscribed = false;
+    setStatus(false);
+  });
+  const timer = setInterval(() => {
+    if (!subscribed) return;
+    if (performance.now() - lastHeartbeat > heartbeatTimeoutMs) setStatus(false);
+    // Through the shared client, so a heartbeat that returns proves the whole
+    // path other processes' revocations take: PUBLISH, then delivery here.
+    options.redis.publish(channel, heartbeat).catch(() => {});
+  }, heartbeatMs);
+  timer.unref();
   // Errors surface as "down"; without a listener ioredis would log each one.
   subscriber.on("error", () => {});
 
@@ -135,6 +172,7 @@ export function subscribeRevocations(options: SubscribeOptions): RevocationSubsc
     },
     async close() {
       closed = true;
+      clearInterval(timer);
       subscriber.disconnect();
     },
   };
