@@ -137,11 +137,16 @@ export async function startRedisCluster(): Promise<{ url: string; stop(): Promis
     }
     const created = spawnSync("redis-cli", ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"], { encoding: "utf8" });
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
-    const probe = new Redis(nodes[0]!.url);
+    // Every node must agree: a node that has not yet heard of the others'
+    // slots answers MOVED/CLUSTERDOWN to the first commands sent to it.
+    const probes = nodes.map((node) => new Redis(node.url));
     try {
-      await waitFor("cluster_state:ok", async () => (await probe.cluster("INFO")).includes("cluster_state:ok"), 10_000);
+      await waitFor("cluster_state:ok on every node", async () => {
+        const infos = await Promise.all(probes.map((probe) => probe.cluster("INFO")));
+        return infos.every((info) => info.includes("cluster_state:ok") && info.includes("cluster_known_nodes:3"));
+      }, 10_000);
     } finally {
-      probe.disconnect();
+      for (const probe of probes) probe.disconnect();
     }
   } catch (error) {
     for (const node of nodes) await node.kill();
