@@ -20,7 +20,7 @@ export async function serve(config: Config): Promise<void> {
   const storeLogger = pino({ level: config.logLevel, base: { component: "stores" } });
   const stores = await openStores(config, { logger: storeLogger, clock: runtime.clock });
   const hasher = createPasswordHasher({ concurrency: config.hashConcurrency });
-  const { app, context } = await buildServer({ config, stores, runtime, hasher });
+  const { app, context, drain } = await buildServer({ config, stores, runtime, hasher });
 
   if (config.admin !== null) {
     try {
@@ -57,6 +57,7 @@ export async function serve(config: Config): Promise<void> {
     stopMaintenance();
     // close() stops accepting connections and waits for in-flight requests.
     await app.close();
+    if (!(await drain(10_000))) app.log.warn("shutdown: state-changing requests still running after 10 s; closing the stores anyway");
     await stores.close();
     app.log.info("stopped");
   }

@@ -1,12 +1,13 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 
 /** URL-safe base64 without padding. */
 export function toBase64Url(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64url");
 }
 
+/** SHA-256 in one call (no Hash object: about half the cost of createHash on the hot path). */
 export function sha256(input: string | Uint8Array): Buffer {
-  return createHash("sha256").update(input).digest();
+  return hash("sha256", input, "buffer");
 }
 
 /**

@@ -41,6 +41,12 @@ export interface SessionManager {
    * expiry at most once per renewal interval: most validations write nothing.
    */
   validate(token: string | undefined): Promise<ValidSession | null>;
+  /**
+   * {@link validate} without I/O, when the store can answer from memory and
+   * no renewal is due: the same answer `validate` would give, or undefined
+   * when `validate` must be called. Never writes.
+   */
+  validateCached(token: string | undefined): ValidSession | null | undefined;
   /** A new id and secret for an existing session (password change); the old id stops working at once. */
   rotate(current: Session): Promise<NewSession | null>;
   csrfToken(valid: ValidSession): string;
@@ -99,6 +105,17 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
         }
       }
       return { session, user: found.user, secret: parsed.secret, renewed };
+    },
+
+    validateCached(token) {
+      const parsed = parseSessionToken(token);
+      if (parsed === null) return null;
+      const now = clock.now();
+      const found = store.peekSession?.(parsed.id, now);
+      if (found === undefined) return undefined;
+      if (!verifySessionSecret(parsed.secret, found.session.secretHash)) return null;
+      if (now - found.session.lastSeenAt >= policy.renewIntervalMs) return undefined;
+      return { session: found.session, user: found.user, secret: parsed.secret, renewed: false };
     },
 
     async rotate(current) {

@@ -99,6 +99,13 @@ export interface SessionStore {
    */
   findSession(id: string, now: number): Promise<SessionWithUser | null>;
   /**
+   * Optional and synchronous: what {@link findSession} would answer, when it
+   * can be told from memory with no I/O (an in-process cache hit), under the
+   * same rules; undefined when only `findSession` can tell (including every
+   * miss). Lets the hot path skip the promise machinery.
+   */
+  peekSession?(id: string, now: number): SessionWithUser | undefined;
+  /**
    * Slides the idle expiry. Only touches a session that still exists and has
    * not expired at `lastSeenAt`: a late renewal racing a revocation must never
    * bring the session back. `idleExpiresAt` is capped at the absolute expiry

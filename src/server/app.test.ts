@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { createPasswordHasher } from "../core/passwords.js";
 import { createTestServer, setCookieValue, TEST_PASSWORD } from "./testing.js";
 import type { TestServer } from "./testing.js";
 
@@ -177,6 +178,36 @@ describe("GET /metrics", () => {
       assert.equal(forwarded.statusCode, 403);
       const forwardedLocal = await t.app.inject({ url: "/metrics", remoteAddress: "127.0.0.1", headers: { "x-forwarded-for": "127.0.0.1" } });
       assert.equal(forwardedLocal.statusCode, 200);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe("shutdown drain", () => {
+  it("waits for a state-changing handler that is still running", async () => {
+    const real = createPasswordHasher({ concurrency: 2 });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let gated = false;
+    const hasher = {
+      ...real,
+      async verify(stored: string, password: string) {
+        if (gated) await gate;
+        return real.verify(stored, password);
+      },
+    };
+    const t = await createTestServer({ hasher });
+    try {
+      const user = await t.register();
+      assert.equal(await t.drain(10), true, "nothing running");
+      gated = true;
+      const login = t.app.inject({ method: "POST", url: "/login", payload: { username: user.username, password: TEST_PASSWORD } });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(await t.drain(30), false, "the sign-in is waiting for its hash");
+      release();
+      assert.equal(await t.drain(5000), true);
+      assert.equal((await login).statusCode, 200);
     } finally {
       await t.close();
     }

@@ -36,6 +36,14 @@ export interface BuildServerOptions {
 export interface LatchServer {
   app: FastifyInstance;
   context: ServerContext;
+  /**
+   * Resolves once no state-changing handler is running, or after `timeoutMs`
+   * (false then). For shutdown: `app.close()` returns when the connections
+   * are gone, but a handler whose client hung up (a sign-in waiting for its
+   * hash, say) may still be on its way to the store; close the stores after
+   * this, so it ends its writes instead of failing halfway.
+   */
+  drain(timeoutMs: number): Promise<boolean>;
 }
 
 /**
@@ -79,6 +87,10 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
       redact: ["req.headers.cookie", "req.headers.authorization", "req.headers['x-csrf-token']", "req.headers['csrf-token']"],
     },
     logController: new LogController({ disableRequestLogging: true }),
+    // No per-request child logger (pino's child() costs more than the rest of
+    // a cached validation): request.log is the server's logger, and the few
+    // places that log for a request add `reqId` themselves.
+    childLoggerFactory: (logger) => logger,
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
     onProtoPoisoning: "error",
@@ -99,24 +111,50 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     parseJson(request, body as string, done);
   });
 
+  // Handlers of unsafe methods in flight (see LatchServer.drain). GET
+  // handlers only read, so the hot path is not wrapped.
+  let writing = 0;
+  let drained: Array<() => void> = [];
+  app.addHook("onRoute", (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (!methods.some((m) => isUnsafeMethod(m))) return;
+    const handler = route.handler;
+    route.handler = async function counted(this: FastifyInstance, request, reply) {
+      writing += 1;
+      try {
+        return await handler.call(this, request, reply);
+      } finally {
+        writing -= 1;
+        if (writing === 0) for (const resolve of drained.splice(0)) resolve();
+      }
+    };
+  });
+
   app.decorateRequest("auth", null);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}.` } });
   });
 
-  const hsts = config.production ? "max-age=63072000; includeSubDomains" : null;
-  app.addHook("onRequest", async (request, reply) => {
-    reply.headers({
-      "cache-control": "no-store",
-      "x-content-type-options": "nosniff",
-      "referrer-policy": "no-referrer",
-      "x-frame-options": "DENY",
-      "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
-    });
-    if (hsts !== null) reply.header("strict-transport-security", hsts);
-    if (applyCors(request, reply, context.origins)) return reply;
-    if (isUnsafeMethod(request.method)) checkOrigin(request, context.origins);
+  const securityHeaders: Record<string, string> = {
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    ...(config.production ? { "strict-transport-security": "max-age=63072000; includeSubDomains" } : {}),
+  };
+  // Callback style, not async: this runs on every request, and a promise per
+  // request is measurable on the hot path.
+  app.addHook("onRequest", (request, reply, done) => {
+    reply.headers(securityHeaders);
+    try {
+      if (applyCors(request, reply, context.origins)) return; // a preflight, answered
+      if (isUnsafeMethod(request.method)) checkOrigin(request, context.origins);
+    } catch (error) {
+      return done(error as Error);
+    }
+    done();
   });
 
   healthRoutes(app, context);
@@ -130,7 +168,22 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   webRoutes(app, context);
 
   await app.ready();
-  return { app, context };
+  function drain(timeoutMs: number): Promise<boolean> {
+    if (writing === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        drained = drained.filter((r) => r !== done);
+        resolve(false);
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      drained.push(done);
+    });
+  }
+
+  return { app, context, drain };
 }
 
 export { LatchError };

@@ -34,7 +34,7 @@ export function errorHandler(error: FastifyError | LatchError, request: FastifyR
     code = error.code;
     message = error.message;
     if (error.retryAfter !== undefined) reply.header("Retry-After", String(error.retryAfter));
-    if (code === "unavailable" || code === "internal") request.log.error({ err: error }, "store failure");
+    if (code === "unavailable" || code === "internal") request.log.error({ err: error, reqId: request.id }, "store failure");
   } else if (error.code !== undefined && fastifyCodes[error.code] !== undefined) {
     code = fastifyCodes[error.code]!;
     message = code === "invalid_input" ? "The request body is not valid JSON." : errorCodes[code].message;
@@ -43,7 +43,7 @@ export function errorHandler(error: FastifyError | LatchError, request: FastifyR
     code = byStatus(error.statusCode ?? 400);
     message = code === "invalid_input" ? "The request body is not valid JSON." : errorCodes[code].message;
   } else {
-    request.log.error({ err: error }, "unhandled error");
+    request.log.error({ err: error, reqId: request.id }, "unhandled error");
     code = "internal";
     message = errorCodes.internal.message;
   }

@@ -10,6 +10,24 @@ export function userJson(user: User): { id: string; username: string; email: str
   return { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: iso(user.createdAt) };
 }
 
+const userTexts = new WeakMap<User, string>();
+
+/**
+ * {@link userJson} as JSON text, remembered per user object. The session
+ * cache hands the same user object to every request of a session until the
+ * user changes (a role change or deletion replaces it), so the hot path
+ * (GET /protected, /dashboard) serialises nothing. User objects are never
+ * mutated in place; a changed user is a new object.
+ */
+export function userJsonText(user: User): string {
+  let text = userTexts.get(user);
+  if (text === undefined) {
+    text = JSON.stringify(userJson(user));
+    userTexts.set(user, text);
+  }
+  return text;
+}
+
 export function sessionJson(session: Session): {
   id: string;
   createdAt: string;

@@ -9,7 +9,7 @@ import type { FakeClock } from "../core/runtime.js";
 import type { Stores } from "../core/store.js";
 import { createMemoryStores } from "../stores/memory/memory-store.js";
 import { buildServer } from "./app.js";
-import type { BuildServerOptions } from "./app.js";
+import type { BuildServerOptions, LatchServer } from "./app.js";
 import type { ServerContext } from "./context.js";
 
 /**
@@ -20,6 +20,7 @@ import type { ServerContext } from "./context.js";
 export interface TestServer {
   app: FastifyInstance;
   context: ServerContext;
+  drain: LatchServer["drain"];
   clock: FakeClock;
   stores: Stores;
   /** Registers a user and returns the session cookie value and CSRF token. */
@@ -60,7 +61,7 @@ export async function createTestServer(
   const clock = createFakeClock(Date.now());
   const stores = options.stores ?? createMemoryStores();
   const config = { ...loadConfig({ LOG_LEVEL: "silent", ...options.env }), ...options.config };
-  const { app, context } = await buildServer({
+  const { app, context, drain } = await buildServer({
     config,
     stores,
     runtime: { clock, random: (bytes) => void randomFillSync(bytes) },
@@ -77,6 +78,7 @@ export async function createTestServer(
   const server: TestServer = {
     app,
     context,
+    drain,
     clock,
     stores,
     async register(username = `user${Date.now().toString(36)}${(counter += 1)}`, password = TEST_PASSWORD) {

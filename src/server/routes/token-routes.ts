@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { LatchError } from "../../core/errors.js";
 import type { Session, User } from "../../core/store.js";
-import { authOf, guard } from "../auth.js";
+import { authOf, guard, runGuard } from "../auth.js";
 import { truncateAddress } from "../client-address.js";
 import type { ServerContext } from "../context.js";
 import { recordEvent, userAgentOf } from "../events.js";
@@ -62,7 +62,7 @@ export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
       recordEvent(ctx, request, "sign_in", user.id, { session: session.id, via: "token" });
       via = "credentials";
     } else {
-      await sessionGuard.call(app, request, reply);
+      await runGuard(sessionGuard, app, request, reply);
       ({ user, session } = authOf(request));
       via = "session";
     }

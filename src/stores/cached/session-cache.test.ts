@@ -4,6 +4,7 @@ import { beforeEach, describe, it } from "node:test";
 import { createFakeClock } from "../../core/runtime.js";
 import type { FakeClock } from "../../core/runtime.js";
 import { issueSessionToken } from "../../core/session-token.js";
+import { createSessionManager } from "../../core/sessions.js";
 import type { Session, Stores } from "../../core/store.js";
 import { createMemoryStores } from "../memory/memory-store.js";
 import { runStoreConformance } from "../store-conformance.js";
@@ -45,6 +46,39 @@ describe("the in-process session cache", () => {
     assert.ok(await cache.stores.sessions.findSession(session.id, clock.now()));
     assert.ok(await cache.stores.sessions.findSession(session.id, clock.now()));
     assert.deepEqual(cache.stats(), { entries: 1, hits: 1, misses: 1 });
+  });
+
+  it("answers peekSession from memory only: undefined on a miss, a revocation, an expiry or a channel outage", async () => {
+    const session = await newSession({ idleExpiresAt: clock.now() + 60_000 });
+    const sessions = cache.stores.sessions;
+    assert.equal(sessions.peekSession!(session.id, clock.now()), undefined, "not cached yet");
+    const found = await sessions.findSession(session.id, clock.now());
+    assert.equal(sessions.peekSession!(session.id, clock.now()), found, "the cached entry itself");
+    cache.setChannelUp(false);
+    assert.equal(sessions.peekSession!(session.id, clock.now()), undefined, "channel down: nothing from memory");
+    cache.setChannelUp(true);
+    await sessions.findSession(session.id, clock.now());
+    cache.apply({ kind: "session", sessionId: session.id });
+    assert.equal(sessions.peekSession!(session.id, clock.now()), undefined, "invalidated");
+    await sessions.findSession(session.id, clock.now());
+    assert.ok(sessions.peekSession!(session.id, clock.now()));
+    assert.equal(sessions.peekSession!(session.id, clock.now() + 60_000), undefined, "idle expiry reached");
+  });
+
+  it("lets the session manager validate a cached session synchronously, and only then", async () => {
+    const manager = createSessionManager({ store: cache.stores.sessions, runtime: { clock, random: (b) => void randomFillSync(b) }, policy: { idleTimeoutMs: 600_000, absoluteTimeoutMs: 3_600_000, renewIntervalMs: 60_000 } });
+    await inner.users.createUser({ id: "u-sync", username: "u-sync", usernameKey: "u-sync", email: null, emailKey: null, passwordHash: "x", roles: ["user"], createdAt: 1, updatedAt: 1 });
+    const { token } = await manager.create("u-sync", { userAgent: null, ipAddress: null });
+    assert.equal(manager.validateCached(token), undefined, "not in memory: the async path must run");
+    assert.ok(await manager.validate(token));
+    const cached = manager.validateCached(token);
+    assert.equal(cached?.user.id, "u-sync");
+    assert.equal(cached?.renewed, false);
+    assert.equal(manager.validateCached(`${token.slice(0, -1)}${token.endsWith("A") ? "B" : "A"}`), null, "wrong secret");
+    assert.equal(manager.validateCached("not a token"), null);
+    clock.advance(60_000);
+    assert.equal(manager.validateCached(token), undefined, "a renewal is due: only validate may write it");
+    assert.equal((await manager.validate(token))?.renewed, true);
   });
 
   it("keeps serving an entry another process revoked until the invalidation arrives, then refuses it", async () => {

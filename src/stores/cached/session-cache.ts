@@ -21,6 +21,11 @@ export interface SessionCacheOptions {
    * in a way the channel cannot report. Default 30 s.
    */
   maxAgeMs?: number;
+  /**
+   * Runs before every lookup, hit or miss, with the lookup's `now`; may call
+   * {@link SessionCache.apply} (SQLite's data_version check does).
+   */
+  beforeRead?: (now: number) => void;
 }
 
 export interface SessionCache {
@@ -137,6 +142,22 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     ids.add(value.session.id);
   }
 
+  const beforeRead = options.beforeRead;
+
+  /** A servable entry for the id, or undefined (dropping an entry that is not). */
+  function hit(id: string, now: number): SessionWithUser | undefined {
+    if (!channelUp) return undefined;
+    const entry = entries.get(id);
+    if (entry === undefined) return undefined;
+    const { session } = entry.value;
+    if (session.idleExpiresAt > now && session.absoluteExpiresAt > now && now - entry.cachedAt < maxAgeMs && !revokedByUser(session)) {
+      hits += 1;
+      return entry.value;
+    }
+    drop(id);
+    return undefined;
+  }
+
   const sessions = inner.sessions;
   const wrapped: Stores = {
     ...inner,
@@ -155,18 +176,14 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     },
     sessions: {
       ...sessions,
+      peekSession(id, now) {
+        beforeRead?.(now);
+        return hit(id, now);
+      },
       async findSession(id, now) {
-        if (channelUp) {
-          const entry = entries.get(id);
-          if (entry !== undefined) {
-            const { session } = entry.value;
-            if (session.idleExpiresAt > now && session.absoluteExpiresAt > now && now - entry.cachedAt < maxAgeMs && !revokedByUser(session)) {
-              hits += 1;
-              return entry.value;
-            }
-            drop(id);
-          }
-        }
+        beforeRead?.(now);
+        const cached = hit(id, now);
+        if (cached !== undefined) return cached;
         misses += 1;
         const readEpoch = epoch;
         const found = await sessions.findSession(id, now);
