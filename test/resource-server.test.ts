@@ -98,7 +98,14 @@ describe("the example resource server beside a real Latch", () => {
 
   async function assertRefusedEverywhere(token: string, what: string): Promise<void> {
     for (const [name, base] of [["Latch", latch.url], ["resource server", resource.url]] as const) {
-      const response = await get(base, "/dashboard", { authorization: `Bearer ${token}` });
+      // The resource server sees Latch's commits to the shared SQLite file
+      // within DATA_VERSION_CHECK_MS (10 ms); the contract allows a second.
+      const deadline = Date.now() + 1000;
+      let response = await get(base, "/dashboard", { authorization: `Bearer ${token}` });
+      while (response.status === 200 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        response = await get(base, "/dashboard", { authorization: `Bearer ${token}` });
+      }
       assert.equal(response.status, 401, `${what} on ${name}: ${JSON.stringify(response.body)}`);
       assert.equal(response.headers.get("www-authenticate"), INVALID_TOKEN, `${what} on ${name}`);
       assert.equal(response.body.error.code, "invalid_token", `${what} on ${name}`);

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { randomFillSync } from "node:crypto";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import bcrypt from "bcryptjs";
 import { createMemoryStores } from "../stores/memory/memory-store.js";
 import { createAccounts } from "./accounts.js";
-import { createLimiter, createPasswordHasher } from "./passwords.js";
+import { createLimiter, createPasswordHasher, HASH_NICE_INCREMENT } from "./passwords.js";
 import { createFakeClock } from "./runtime.js";
 
 describe("password hashing", () => {
@@ -16,6 +17,18 @@ describe("password hashing", () => {
     assert.equal(await hasher.verify(phc, "correct horse battery staple"), true);
     assert.equal(await hasher.verify(phc, "wrong"), false);
     assert.equal(hasher.needsRehash(phc), false);
+  });
+
+  it("hashes on threads whose priority is below the event loop's (Linux)", async (t) => {
+    if (!existsSync("/proc/self/task")) return t.skip("no /proc: not Linux");
+    const niceOf = (tid: string): number => Number(readFileSync(`/proc/self/task/${tid}/stat`, "utf8").split(") ")[1]!.split(" ")[16]);
+    // Sample the threads while a hash is running.
+    const running = hasher.hash("a hash to watch running");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const nices = readdirSync("/proc/self/task").map(niceOf);
+    await running;
+    assert.equal(niceOf(String(process.pid)), 0, "the event loop keeps its priority");
+    assert.ok(nices.includes(HASH_NICE_INCREMENT), `a thread at nice ${HASH_NICE_INCREMENT}: ${nices.join(",")}`);
   });
 
   it("verifies legacy bcrypt hashes ($2a$, $2b$, $2y$) and marks them for rehash", async () => {

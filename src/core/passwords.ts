@@ -1,10 +1,14 @@
-import { hash as argon2Hash, verify as argon2Verify } from "@node-rs/argon2";
-import bcrypt from "bcryptjs";
+import { availableParallelism } from "node:os";
+import { Piscina } from "piscina";
 import { LatchError } from "./errors.js";
+import type { HashTask } from "./hash-worker.js";
 
 /**
- * argon2id at the OWASP-recommended minimum (m=19 MiB, t=2, p=1). @node-rs/argon2
- * runs each hash on libuv's thread pool, off the event loop.
+ * argon2id at the OWASP-recommended minimum (m=19 MiB, t=2, p=1), computed on
+ * worker threads of their own (src/core/hash-worker.ts) whose scheduling
+ * priority is lowered by {@link HASH_NICE_INCREMENT}: when a core is shared,
+ * the event loop (validating sessions for everyone else) goes first and a
+ * storm of sign-ins only takes the CPU time it leaves.
  */
 export const ARGON2_PARAMS = {
   // Algorithm.Argon2id; a const enum, which verbatimModuleSyntax cannot import.
@@ -13,6 +17,38 @@ export const ARGON2_PARAMS = {
   timeCost: 2,
   parallelism: 1,
 } as const;
+
+/**
+ * How much lower the hashing threads' priority is than the event loop's
+ * (nice(2) units: 10 gives the event loop about nine tenths of a shared core
+ * when both want it). Applied on Linux and macOS through @napi-rs/nice.
+ */
+export const HASH_NICE_INCREMENT = 10;
+
+// Under tsx (tests, benchmarks) this module is the .ts source, and the worker must be too.
+const WORKER_URL = new URL(`./hash-worker${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url).href;
+
+let sharedPool: Piscina | undefined;
+
+/**
+ * One pool per process, shared by every hasher in it; each hasher's limiter
+ * decides how many of its hashes run at once. Idle threads end after a
+ * minute and never keep the process alive.
+ */
+function pool(): Piscina {
+  sharedPool ??= new Piscina({
+    filename: WORKER_URL,
+    minThreads: 0,
+    maxThreads: Math.max(2, availableParallelism()),
+    idleTimeout: 60_000,
+    niceIncrement: HASH_NICE_INCREMENT,
+  });
+  return sharedPool;
+}
+
+function runTask<T extends string | boolean>(task: HashTask): Promise<T> {
+  return pool().run(task) as Promise<T>;
+}
 
 const BCRYPT_PREFIX = /^\$2[aby]\$\d\d\$/;
 
@@ -51,16 +87,15 @@ export function createPasswordHasher(options: PasswordHasherOptions = {}): Passw
   const limit = createLimiter(options.concurrency ?? 1, { maxQueue: options.maxQueue ?? 64 });
   const current = `$argon2id$v=19$m=${ARGON2_PARAMS.memoryCost},t=${ARGON2_PARAMS.timeCost},p=${ARGON2_PARAMS.parallelism}$`;
   return {
-    hash: (password) => limit(() => argon2Hash(password, ARGON2_PARAMS)),
+    hash: (password) => limit(() => runTask<string>({ op: "hash", password, options: ARGON2_PARAMS })),
     async verify(storedHash, password) {
       if (BCRYPT_PREFIX.test(storedHash)) {
-        // Legacy hashes from an imported user table. bcryptjs's async compare
-        // yields to the event loop between rounds; the hash is replaced by
-        // argon2id on this sign-in, so it runs once per such user.
-        return limit(() => bcrypt.compare(password, storedHash.replace(/^\$2y\$/, "$2b$")).catch(() => false));
+        // Legacy hashes from an imported user table; replaced by argon2id on
+        // this sign-in, so it runs once per such user.
+        return limit(() => runTask<boolean>({ op: "bcrypt-verify", storedHash: storedHash.replace(/^\$2y\$/, "$2b$"), password }));
       }
       if (!storedHash.startsWith("$argon2")) return false;
-      return limit(() => argon2Verify(storedHash, password).catch(() => false));
+      return limit(() => runTask<boolean>({ op: "verify", storedHash, password }));
     },
     needsRehash: (storedHash) => !storedHash.startsWith(current),
   };

@@ -155,6 +155,13 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
       if (event.kind === "flush") epoch = Math.max(epoch, event.before);
     },
     onStatus(status) {
+      // The subscription's heartbeat stopped coming back: Redis hangs (or the
+      // network to it drops packets) though no command has failed yet. Go to
+      // the database now rather than wait for each request's command timeout.
+      if (status === "down" && state === "ok") {
+        lost(new Error("revocation channel heartbeat lost"));
+        return;
+      }
       // Announcements may have been missed while unsubscribed.
       if (status === "up" && state === "ok") {
         cache.readEpoch().then(
