@@ -39,13 +39,22 @@ describe("the admin CLI", () => {
       assert.equal(revoked.code, 0);
       assert.match(revoked.stdout, /revoked 1 session/);
       assert.equal((await client.request("GET", "/protected")).status, 401);
+
+      // Every user signed out: two live sessions, then none.
+      const again = new Client(server.url);
+      assert.equal((await again.request("POST", "/login", { username: "cli.admin", password: "a long cli password" })).status, 200);
+      const other = new Client(server.url);
+      assert.equal((await other.request("POST", "/register", { username: "cli.other", password: "another long cli password" })).status, 201);
+      assert.equal((await again.request("GET", "/protected")).status, 200);
+      assert.equal((await other.request("GET", "/protected")).status, 200);
+      const everyone = await cli(["sessions", "revoke-all"]);
+      assert.equal(everyone.code, 0, everyone.stderr);
+      assert.match(everyone.stdout, /revoked 2 session\(s\) of every user/);
+      assert.equal((await again.request("GET", "/protected")).status, 401);
+      assert.equal((await other.request("GET", "/protected")).status, 401);
     } finally {
       await server.stop();
     }
-
-    const everyone = await cli(["sessions", "revoke-all"]);
-    assert.equal(everyone.code, 0);
-    assert.match(everyone.stdout, /revoked \d+ session\(s\) of every user/);
 
     const purged = await cli(["sessions", "purge"]);
     assert.equal(purged.code, 0);

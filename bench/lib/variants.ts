@@ -108,6 +108,8 @@ function latchEnv(port: number, database: string, redisUrl: string | null): Node
 }
 
 export interface LatchStartOptions {
+  /** Another build's dist/ to run instead of the run's snapshot (BENCH_COMPARE_DIST). */
+  distDir?: string;
   database: string;
   redisUrl: string | null;
   username: string;
@@ -122,7 +124,7 @@ export interface LatchStartOptions {
 export async function startLatch(name: string, env: BenchEnv, options: LatchStartOptions): Promise<Running> {
   const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
-  const tracked = pinnedNode(name, [join(env.distDir, "cli", "main.js"), "serve"], latchEnv(port, options.database, options.redisUrl), env.tmpDir);
+  const tracked = pinnedNode(name, [join(options.distDir ?? env.distDir, "cli", "main.js"), "serve"], latchEnv(port, options.database, options.redisUrl), env.tmpDir);
   try {
     await waitForHttp(tracked, `${url}/healthz`);
     const credentials = JSON.stringify({ username: options.username, password: LATCH_PASSWORD });
@@ -154,6 +156,37 @@ export async function startLatch(name: string, env: BenchEnv, options: LatchStar
     }
     throw error;
   }
+}
+
+/**
+ * BENCH_COMPARE_DIST names the dist/ of another Latch build (an earlier
+ * commit, say: `git worktree add /tmp/before <commit> && cd /tmp/before &&
+ * ln -s $PWD/node_modules && npx tsc -p tsconfig.build.json`); its SQLite and
+ * Redis variants then run beside this build's, interleaved like the rest, so
+ * a change's effect is measured side by side in one run.
+ */
+const COMPARE_DIST = process.env.BENCH_COMPARE_DIST;
+
+function compareVariants(): Variant[] {
+  if (COMPARE_DIST === undefined || COMPARE_DIST === "") return [];
+  const distDir = COMPARE_DIST;
+  return [
+    {
+      name: "compare-sqlite",
+      label: `Latch on SQLite, build at ${distDir}`,
+      // GET /protected only: the comparison is about the hot path.
+      signIn: false,
+      start: (env, o) => startLatch("compare-sqlite", env, { distDir, database: `sqlite:${join(env.tmpDir, "compare-sqlite.db")}`, redisUrl: null, username: "bench.compare.sqlite", ...o }),
+    },
+    {
+      name: "compare-redis",
+      label: `Latch on Redis, build at ${distDir}`,
+      signIn: false,
+      unavailable: (env) => (env.redisUp ? null : `Redis is not reachable at ${env.redisUrl}`),
+      start: (env, o) =>
+        startLatch("compare-redis", env, { distDir, database: `sqlite:${join(env.tmpDir, "compare-redis.db")}`, redisUrl: env.redisUrl, username: "bench.compare.redis", ...o }),
+    },
+  ];
 }
 
 const needsPostgres = (env: BenchEnv): string | null => (env.postgresUrl === null ? "PostgreSQL is not reachable at BENCH_POSTGRES_URL" : null);
@@ -232,4 +265,5 @@ export const VARIANTS: Variant[] = [
     unavailable: needsBoth,
     start: (env, o) => startLatch("latch-tiered", env, { database: env.postgresUrl!, redisUrl: env.redisUrl, username: "bench.tiered", ...o }),
   },
+  ...compareVariants(),
 ];

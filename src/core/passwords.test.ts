@@ -5,6 +5,7 @@ import { describe, it } from "node:test";
 import bcrypt from "bcryptjs";
 import { createMemoryStores } from "../stores/memory/memory-store.js";
 import { createAccounts } from "./accounts.js";
+import { LatchError } from "./errors.js";
 import { createLimiter, createPasswordHasher, HASH_NICE_INCREMENT } from "./passwords.js";
 import { createFakeClock } from "./runtime.js";
 
@@ -77,5 +78,16 @@ describe("the hashing limiter", () => {
       ),
     );
     assert.equal(peak, 2);
+  });
+
+  it("refuses with 503 unavailable, at once, past its queue bound", async () => {
+    const limit = createLimiter(1, { maxQueue: 2 });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const running = [limit(() => gate), limit(() => gate), limit(() => gate)];
+    await assert.rejects(limit(() => gate), (error: unknown) => error instanceof LatchError && error.code === "unavailable" && error.status === 503);
+    release();
+    await Promise.all(running);
+    await limit(async () => {}); // the queue drained: accepted again
   });
 });

@@ -1,3 +1,4 @@
+import { createServer as createHttpServer } from "node:http";
 import Fastify, { LogController } from "fastify";
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
 import { createAccounts } from "../core/accounts.js";
@@ -12,6 +13,8 @@ import { createTokenService } from "../core/tokens.js";
 import type { ServerContext } from "./context.js";
 import { sessionCookieName } from "./cookies.js";
 import { errorHandler } from "./errors.js";
+import { createFastPath } from "./fast-path.js";
+import type { FastPath } from "./fast-path.js";
 import { createMetrics, metricsRoute } from "./metrics.js";
 import { applyCors, checkOrigin, isUnsafeMethod } from "./origins.js";
 import { accountRoutes } from "./routes/account-routes.js";
@@ -44,6 +47,8 @@ export interface LatchServer {
    * this, so it ends its writes instead of failing halfway.
    */
   drain(timeoutMs: number): Promise<boolean>;
+  /** The pre-Fastify hot path (src/server/fast-path.ts); it never sees `app.inject`. */
+  fastPath: FastPath;
 }
 
 /**
@@ -79,6 +84,15 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     metrics: createMetrics(),
   };
 
+  const securityHeaders: Record<string, string> = {
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    ...(config.production ? { "strict-transport-security": "max-age=63072000; includeSubDomains" } : {}),
+  };  const fastPath = createFastPath(context, securityHeaders);
+
   const app = Fastify({
     logger: options.logger ?? {
       level: config.logLevel,
@@ -97,6 +111,25 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     onConstructorPoisoning: "error",
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
+    // The fast path answers validated GETs from the session cache before
+    // Fastify sees them; the rest goes on to Fastify (src/server/fast-path.ts).
+    serverFactory: (handler, factoryOptions) => {
+      const options = factoryOptions as { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number; maxRequestsPerSocket?: number };
+      const server = createHttpServer((request, response) => {
+        if (!fastPath(request, response)) handler(request, response);
+      });
+      // What Fastify does to a server it creates itself (lib/server.js).
+      server.keepAliveTimeout = options.keepAliveTimeout ?? 72_000;
+      server.requestTimeout = options.requestTimeout ?? 0;
+      server.setTimeout(options.connectionTimeout ?? 0);
+      if ((options.maxRequestsPerSocket ?? 0) > 0) server.maxRequestsPerSocket = options.maxRequestsPerSocket!;
+      return server;
+    },
+  });
+  // Once closing, Fastify answers 503 (return503OnClosing): so must nothing else.
+  app.addHook("preClose", (done) => {
+    fastPath.stop();
+    done();
   });
 
   // JSON is the only body type. text/plain is removed so a form or text post
@@ -136,14 +169,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     void reply.code(404).send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}.` } });
   });
 
-  const securityHeaders: Record<string, string> = {
-    "cache-control": "no-store",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "x-frame-options": "DENY",
-    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
-    ...(config.production ? { "strict-transport-security": "max-age=63072000; includeSubDomains" } : {}),
-  };
+
   // Callback style, not async: this runs on every request, and a promise per
   // request is measurable on the hot path.
   app.addHook("onRequest", (request, reply, done) => {
@@ -183,7 +209,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     });
   }
 
-  return { app, context, drain };
+  return { app, context, drain, fastPath };
 }
 
 export { LatchError };

@@ -21,6 +21,7 @@ export interface TestServer {
   app: FastifyInstance;
   context: ServerContext;
   drain: LatchServer["drain"];
+  fastPath: LatchServer["fastPath"];
   clock: FakeClock;
   stores: Stores;
   /** Registers a user and returns the session cookie value and CSRF token. */
@@ -61,7 +62,7 @@ export async function createTestServer(
   const clock = createFakeClock(Date.now());
   const stores = options.stores ?? createMemoryStores();
   const config = { ...loadConfig({ LOG_LEVEL: "silent", ...options.env }), ...options.config };
-  const { app, context, drain } = await buildServer({
+  const { app, context, drain, fastPath } = await buildServer({
     config,
     stores,
     runtime: { clock, random: (bytes) => void randomFillSync(bytes) },
@@ -79,6 +80,7 @@ export async function createTestServer(
     app,
     context,
     drain,
+    fastPath,
     clock,
     stores,
     async register(username = `user${Date.now().toString(36)}${(counter += 1)}`, password = TEST_PASSWORD) {

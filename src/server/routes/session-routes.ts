@@ -1,22 +1,24 @@
 import type { FastifyInstance } from "fastify";
 import { authOf, guard } from "../auth.js";
 import type { ServerContext } from "../context.js";
-import { sessionJson, userJson, userJsonText } from "../responses.js";
+import { dashboardBody, protectedBody } from "../fast-path.js";
+import { sessionJson, userJson } from "../responses.js";
 
 /** The signed-in user's own views: GET /protected, /dashboard, /me, /csrf-token. */
 export function sessionRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const sessionOrBearer = guard(ctx, { bearer: "allow" });
 
   // The hot path: the user's JSON is serialised once per user object (see
-  // userJsonText), and the body is assembled from it.
+  // userJsonText), and the body is assembled from it. Most such requests are
+  // answered before Fastify by src/server/fast-path.ts, with the same bodies.
   app.get("/protected", { preHandler: sessionOrBearer }, async (request, reply) => {
     reply.type("application/json; charset=utf-8");
-    return `{"message":"Access granted","user":${userJsonText(authOf(request).user)}}`;
+    return protectedBody(authOf(request).user);
   });
 
-  app.get("/dashboard", { preHandler: sessionOrBearer }, async (request) => {
-    const { user } = authOf(request);
-    return { message: `Welcome, ${user.username}`, user: userJson(user) };
+  app.get("/dashboard", { preHandler: sessionOrBearer }, async (request, reply) => {
+    reply.type("application/json; charset=utf-8");
+    return dashboardBody(authOf(request).user);
   });
 
   app.get("/me", { preHandler: sessionOrBearer }, async (request) => {

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { createSessionCache } from "../stores/cached/session-cache.js";
+import { createMemoryStores } from "../stores/memory/memory-store.js";
+import { createTestServer } from "./testing.js";
+import type { SignedIn, TestServer } from "./testing.js";
+
+/** Headers that depend on the connection or the moment, not on the answer. */
+const VOLATILE = new Set(["date", "connection", "keep-alive", "transfer-encoding"]);
+
+function comparable(headers: Headers | Record<string, unknown>): Record<string, string> {
+  const entries = headers instanceof Headers ? [...headers.entries()] : Object.entries(headers).map(([k, v]) => [k, String(v)] as const);
+  return Object.fromEntries(entries.filter(([k]) => !VOLATILE.has(k.toLowerCase())).map(([k, v]) => [k.toLowerCase(), v]).sort(([a], [b]) => a!.localeCompare(b!)));
+}
+
+describe("the fast path for validated GETs", () => {
+  let t: TestServer;
+  let base: string;
+  let user: SignedIn;
+
+  before(async () => {
+    const cache = createSessionCache(createMemoryStores(), { clock: { now: () => Date.now() } });
+    cache.setChannelUp(true);
+    t = await createTestServer({ stores: cache.stores, env: { TRUSTED_ORIGINS: "https://app.example.com" } });
+    await t.app.listen({ port: 0, host: "127.0.0.1" });
+    base = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
+    user = await t.register("fast.path.user");
+  });
+  after(() => t.close());
+
+  for (const path of ["/protected", "/dashboard"]) {
+    it(`answers GET ${path} from the cache with Fastify's exact status, headers and body`, async () => {
+      const viaFastify = await t.app.inject({ url: path, cookies: { sid: user.cookie } }); // inject never takes the fast path; it fills the cache
+      assert.equal(viaFastify.statusCode, 200, viaFastify.body);
+      const before = t.fastPath.answered;
+      const viaFastPath = await fetch(`${base}${path}`, { headers: { cookie: `sid=${user.cookie}` } });
+      const body = await viaFastPath.text();
+      assert.equal(t.fastPath.answered, before + 1, "answered by the fast path");
+      assert.equal(viaFastPath.status, 200);
+      assert.equal(body, viaFastify.body);
+      assert.deepEqual(comparable(viaFastPath.headers), comparable(viaFastify.headers));
+      assert.deepEqual(JSON.parse(body).user.username, "fast.path.user");
+    });
+  }
+
+  it("leaves to Fastify whatever it does not fully understand, and those answers are unchanged", async () => {
+    const cookie = `sid=${user.cookie}`;
+    const cases: Array<{ what: string; url: string; headers: Record<string, string>; status: number }> = [
+      { what: "a query string", url: "/protected?x=1", headers: { cookie }, status: 200 },
+      { what: "an Origin header (CORS)", url: "/protected", headers: { cookie, origin: "https://app.example.com" }, status: 200 },
+      { what: "an Authorization header", url: "/protected", headers: { cookie, authorization: "Bearer not-a-token" }, status: 401 },
+      { what: "no cookie", url: "/protected", headers: {}, status: 401 },
+      { what: "a wrong secret", url: "/protected", headers: { cookie: `sid=${user.cookie.slice(0, -2)}AA` }, status: 401 },
+      { what: "another path", url: "/me", headers: { cookie }, status: 200 },
+    ];
+    for (const c of cases) {
+      const before = t.fastPath.answered;
+      const response = await fetch(`${base}${c.url}`, { headers: c.headers });
+      const text = await response.text();
+      assert.equal(t.fastPath.answered, before, `${c.what}: not the fast path`);
+      assert.equal(response.status, c.status, `${c.what}: ${text}`);
+      assert.equal(response.headers.get("cache-control"), "no-store", c.what);
+      if (c.status === 401) assert.ok(JSON.parse(text).error.code, c.what);
+    }
+    const cors = await fetch(`${base}/protected`, { headers: { cookie, origin: "https://app.example.com" } });
+    assert.equal(cors.headers.get("access-control-allow-origin"), "https://app.example.com");
+    await cors.text();
+  });
+
+  it("refuses a signed-out session at once: the sign-out empties the cache entry", async () => {
+    const other = await t.register("fast.path.leaver");
+    await t.app.inject({ url: "/protected", cookies: { sid: other.cookie } });
+    const ok = await fetch(`${base}/protected`, { headers: { cookie: `sid=${other.cookie}` } });
+    assert.equal(ok.status, 200);
+    await ok.text();
+    const out = await t.app.inject({ method: "POST", url: "/logout", ...t.auth(other) });
+    assert.equal(out.statusCode, 200, out.body);
+    const refused = await fetch(`${base}/protected`, { headers: { cookie: `sid=${other.cookie}` } });
+    assert.equal(refused.status, 401);
+    assert.equal(((await refused.json()) as { error: { code: string } }).error.code, "unauthenticated");
+  });
+});

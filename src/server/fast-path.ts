@@ -1,0 +1,71 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { User } from "../core/store.js";
+import type { ServerContext } from "./context.js";
+import { readCookie } from "./cookies.js";
+import { userJsonText } from "./responses.js";
+
+/** The bodies of GET /protected and GET /dashboard; shared with the Fastify routes so both paths answer alike. */
+export const protectedBody = (user: User): string => `{"message":"Access granted","user":${userJsonText(user)}}`;
+export const dashboardBody = (user: User): string => `{"message":${JSON.stringify(`Welcome, ${user.username}`)},"user":${userJsonText(user)}}`;
+
+const BODIES: Record<string, (user: User) => string> = { "/protected": protectedBody, "/dashboard": dashboardBody };
+
+export interface FastPath {
+  /** True when it answered the request; false when Fastify must. */
+  (request: IncomingMessage, response: ServerResponse): boolean;
+  /** From now on, answer nothing (the server is closing: Fastify answers 503). */
+  stop(): void;
+  /** Requests answered here so far. */
+  readonly answered: number;
+}
+
+/**
+ * The hot path, in front of Fastify: GET /protected and GET /dashboard with a
+ * session cookie whose session the in-process cache holds and whose renewal
+ * is not due are answered here, from the cache, with the same status, headers
+ * and body the Fastify routes give (src/server/fast-path.test.ts compares them).
+ *
+ * Everything else goes to Fastify, untouched: another method or path, a query
+ * string, an Authorization header, an Origin header (CORS), no cookie, a cache
+ * miss, an invalid session (Fastify writes the 401), a renewal due (Fastify
+ * writes it and re-sends the cookie). Nothing here writes to a store.
+ *
+ * Why bypass the framework: a validated GET is the request every signed-in
+ * user makes all the time, and Fastify's per-request work (request and reply
+ * objects, hook runners, routing) costs more than the validation itself:
+ * measured in docs/performance.md.
+ */
+export function createFastPath(ctx: ServerContext, headers: Readonly<Record<string, string>>): FastPath {
+  const fixed = Object.entries(headers);
+  let stopped = false;
+  let answered = 0;
+  const fastPath = ((request: IncomingMessage, response: ServerResponse): boolean => {
+    if (stopped || request.method !== "GET") return false;
+    const body = BODIES[request.url ?? ""];
+    if (body === undefined) return false;
+    const h = request.headers;
+    if (h.authorization !== undefined || h.origin !== undefined) return false;
+    const token = readCookie(h.cookie, ctx.cookieName);
+    if (token === undefined) return false;
+    let valid;
+    try {
+      valid = ctx.sessions.validateCached(token);
+    } catch {
+      return false; // Fastify's path reports the failure properly
+    }
+    if (valid === undefined || valid === null || valid.renewed) return false;
+    const text = body(valid.user);
+    for (const [name, value] of fixed) response.setHeader(name, value);
+    response.setHeader("content-type", "application/json; charset=utf-8");
+    response.setHeader("content-length", Buffer.byteLength(text));
+    response.writeHead(200);
+    response.end(text);
+    answered += 1;
+    return true;
+  }) as FastPath;
+  fastPath.stop = () => {
+    stopped = true;
+  };
+  Object.defineProperty(fastPath, "answered", { get: () => answered });
+  return fastPath;
+}
