@@ -53,7 +53,8 @@ export function createFastPath(ctx: ServerContext, headers: Readonly<Record<stri
     } catch {
       return false; // Fastify's path reports the failure properly
     }
-    if (valid === undefined || valid === null || valid.renewed) return false;
+    // validateCached answers undefined when a renewal is due, so nothing here re-sends the cookie.
+    if (valid === undefined || valid === null) return false;
     const text = body(valid.user);
     for (const [name, value] of fixed) response.setHeader(name, value);
     response.setHeader("content-type", "application/json; charset=utf-8");

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { isLatchError } from "../core/errors.js";
-import { issueSessionToken } from "../core/session-token.js";
 import type { SecurityEvent, Session, Stores, UserRecord } from "../core/store.js";
+import { testSession } from "./test-fixtures.js";
 
 /**
  * The store conformance suite. Every store Latch ships runs it in `npm test`,
@@ -60,20 +60,7 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
     }
 
     function newSession(userId: string, overrides: Partial<Session> = {}): Session {
-      const now = Date.now();
-      const issued = issueSessionToken(userId, (b) => randomBytes(b.byteLength).copy(Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
-      return {
-        id: issued.id,
-        userId,
-        secretHash: issued.secretHash,
-        createdAt: now,
-        lastSeenAt: now,
-        idleExpiresAt: now + 30 * minute,
-        absoluteExpiresAt: now + 24 * hour,
-        userAgent: "conformance/1.0",
-        ipAddress: "192.0.2.0",
-        ...overrides,
-      };
+      return testSession(userId, { userAgent: "conformance/1.0", ...overrides });
     }
 
     async function userWithSession(sessionOverrides: Partial<Session> = {}): Promise<{ user: UserRecord; session: Session }> {

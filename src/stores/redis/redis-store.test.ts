@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { isLatchError } from "../../core/errors.js";
-import { issueSessionToken } from "../../core/session-token.js";
 import type { Session, Stores, UserRecord } from "../../core/store.js";
 import { REDIS_URL, serviceSkip } from "../../testing/services.js";
 import { createMemoryStores } from "../memory/memory-store.js";
@@ -13,6 +12,7 @@ import { deleteKeysUnder, keysUnder, redisBinariesAvailable, startRedisCluster, 
 import { createRedisSessionCache } from "./redis-session-cache.js";
 import { createRedisStores } from "./redis-store.js";
 import { subscribeRevocations } from "./revocations.js";
+import { testSession, testUser } from "../test-fixtures.js";
 import type { RevocationEvent } from "./revocations.js";
 
 const skip = await serviceSkip("redis");
@@ -52,38 +52,9 @@ describe("redis session store", { skip }, () => {
     admin?.disconnect();
   });
 
-  function newUser(): UserRecord {
-    const tag = randomBytes(6).toString("hex");
-    const now = Date.now();
-    return {
-      id: randomUUID(),
-      username: `u_${tag}`,
-      usernameKey: `u_${tag}`,
-      email: null,
-      emailKey: null,
-      passwordHash: "$argon2id$x",
-      roles: ["user"],
-      createdAt: now,
-      updatedAt: now,
-    };
-  }
-
-  function newSession(userId: string, overrides: Partial<Session> = {}): Session {
-    const now = Date.now();
-    const issued = issueSessionToken(userId, (b) => randomBytes(b.byteLength).copy(Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
-    return {
-      id: issued.id,
-      userId,
-      secretHash: issued.secretHash,
-      createdAt: now,
-      lastSeenAt: now,
-      idleExpiresAt: now + 30 * minute,
-      absoluteExpiresAt: now + 24 * 60 * minute,
-      userAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-      ipAddress: "192.0.2.0",
-      ...overrides,
-    };
-  }
+  const newUser = (): UserRecord => testUser();
+  const newSession = (userId: string, overrides: Partial<Session> = {}): Session =>
+    testSession(userId, { userAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", ...overrides });
 
   async function userWithSessions(n: number): Promise<{ user: UserRecord; sessions: Session[] }> {
     const user = newUser();

@@ -5,7 +5,6 @@ import type { Server } from "node:net";
 import { after, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { issueSessionToken } from "../../core/session-token.js";
 import type { Session, Stores, UserRecord } from "../../core/store.js";
 import { POSTGRES_URL, REDIS_URL, serviceSkip } from "../../testing/services.js";
 import { createMemoryStores } from "../memory/memory-store.js";
@@ -14,6 +13,7 @@ import { connectRedis } from "../redis/redis-connection.js";
 import { deleteKeysUnder, startRedisServer, testPrefix, waitFor } from "../redis/redis-test-support.js";
 import type { RedisServer } from "../redis/redis-test-support.js";
 import { runStoreConformance } from "../store-conformance.js";
+import { testSession, testUser } from "../test-fixtures.js";
 import { createTieredStores } from "./tiered-store.js";
 import type { TieredLogger } from "./tiered-store.js";
 
@@ -110,27 +110,8 @@ async function startProxy(targetPort: number): Promise<{ port: number; cut(): vo
   };
 }
 
-function newUser(): UserRecord {
-  const tag = randomBytes(6).toString("hex");
-  const now = Date.now();
-  return { id: randomUUID(), username: `u_${tag}`, usernameKey: `u_${tag}`, email: null, emailKey: null, passwordHash: "$argon2id$x", roles: ["user"], createdAt: now, updatedAt: now };
-}
-
-function newSession(userId: string): Session {
-  const now = Date.now();
-  const issued = issueSessionToken(userId, (b) => randomBytes(b.byteLength).copy(Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
-  return {
-    id: issued.id,
-    userId,
-    secretHash: issued.secretHash,
-    createdAt: now,
-    lastSeenAt: now,
-    idleExpiresAt: now + 30 * minute,
-    absoluteExpiresAt: now + 24 * 60 * minute,
-    userAgent: "fault-test/1.0",
-    ipAddress: "192.0.2.0",
-  };
-}
+const newUser = (): UserRecord => testUser();
+const newSession = (userId: string): Session => testSession(userId, { userAgent: "fault-test/1.0" });
 
 describe("tiered store while Redis fails", { skip }, () => {
   const prefix = "latch-fault:";
