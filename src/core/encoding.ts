@@ -25,3 +25,16 @@ export function constantTimeEqualStrings(a: string, b: string): boolean {
   // leaking the expected length through an early return.
   return timingSafeEqual(sha256(a), sha256(b));
 }
+
+/**
+ * Constant-time equality of two strings of code units, without hashing:
+ * every position is compared, whatever differs first. For secrets whose
+ * length is public (a session secret is always 43 characters), so a length
+ * mismatch returns early.
+ */
+export function constantTimeEqualText(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i += 1) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}

@@ -8,7 +8,16 @@ import { userJsonText } from "./responses.js";
 export const protectedBody = (user: User): string => `{"message":"Access granted","user":${userJsonText(user)}}`;
 export const dashboardBody = (user: User): string => `{"message":${JSON.stringify(`Welcome, ${user.username}`)},"user":${userJsonText(user)}}`;
 
-const BODIES: Record<string, (user: User) => string> = { "/protected": protectedBody, "/dashboard": dashboardBody };
+const BODIES = new Map<string, (user: User) => string>([
+  ["/protected", protectedBody],
+  ["/dashboard", dashboardBody],
+]);
+
+interface Prepared {
+  text: string;
+  /** Flat [name, value, name, value, …], as ServerResponse.writeHead takes it. */
+  headers: string[];
+}
 
 export interface FastPath {
   /** True when it answered the request; false when Fastify must. */
@@ -36,12 +45,31 @@ export interface FastPath {
  * measured in docs/performance.md.
  */
 export function createFastPath(ctx: ServerContext, headers: Readonly<Record<string, string>>): FastPath {
-  const fixed = Object.entries(headers);
+  const fixed = Object.entries(headers).flat();
   let stopped = false;
   let answered = 0;
+
+  // A user's whole answer (body and header list) is built once per user
+  // object and path: the cache hands out the same user object until it
+  // changes, so a hit costs no string building, no byte counting and no
+  // per-header setHeader() (which validates and stores each one again).
+  const prepared = new WeakMap<User, Map<string, Prepared>>();
+  function answerFor(user: User, path: string, body: (user: User) => string): Prepared {
+    let byPath = prepared.get(user);
+    if (byPath === undefined) prepared.set(user, (byPath = new Map()));
+    let answer = byPath.get(path);
+    if (answer === undefined) {
+      const text = body(user);
+      answer = { text, headers: [...fixed, "content-type", "application/json; charset=utf-8", "content-length", String(Buffer.byteLength(text))] };
+      byPath.set(path, answer);
+    }
+    return answer;
+  }
+
   const fastPath = ((request: IncomingMessage, response: ServerResponse): boolean => {
     if (stopped || request.method !== "GET") return false;
-    const body = BODIES[request.url ?? ""];
+    const path = request.url ?? "";
+    const body = BODIES.get(path);
     if (body === undefined) return false;
     const h = request.headers;
     if (h.authorization !== undefined || h.origin !== undefined) return false;
@@ -55,12 +83,11 @@ export function createFastPath(ctx: ServerContext, headers: Readonly<Record<stri
     }
     // validateCached answers undefined when a renewal is due, so nothing here re-sends the cookie.
     if (valid === undefined || valid === null) return false;
-    const text = body(valid.user);
-    for (const [name, value] of fixed) response.setHeader(name, value);
-    response.setHeader("content-type", "application/json; charset=utf-8");
-    response.setHeader("content-length", Buffer.byteLength(text));
-    response.writeHead(200);
-    response.end(text);
+    const answer = answerFor(valid.user, path, body);
+    // writeHead with the whole list at once: no header was set before, so
+    // Node writes the list as it is (still validating each name and value).
+    response.writeHead(200, answer.headers);
+    response.end(answer.text);
     answered += 1;
     return true;
   }) as FastPath;

@@ -81,6 +81,28 @@ describe("the in-process session cache", () => {
     assert.equal((await manager.validate(token))?.renewed, true);
   });
 
+  it("refuses any other secret for a cached session once its own has been remembered, wherever the secrets differ", async () => {
+    const manager = createSessionManager({ store: cache.stores.sessions, runtime: { clock, random: (b) => void randomFillSync(b) }, policy: { idleTimeoutMs: 600_000, absoluteTimeoutMs: 3_600_000, renewIntervalMs: 60_000 } });
+    await inner.users.createUser({ id: "u-memo", username: "u-memo", usernameKey: "u-memo", email: null, emailKey: null, passwordHash: "x", roles: ["user"], createdAt: 1, updatedAt: 1 });
+    const { token, session } = await manager.create("u-memo", { userAgent: null, ipAddress: null });
+    const secret = token.slice(session.id.length + 1);
+    const flip = (c: string): string => (c === "A" ? "B" : "A");
+    const wrongFirst = `${session.id}.${flip(secret[0]!)}${secret.slice(1)}`;
+    const wrongMiddle = `${session.id}.${secret.slice(0, 20)}${flip(secret[20]!)}${secret.slice(21)}`;
+    assert.ok(await manager.validate(token), "fills the cache");
+    assert.equal(manager.validateCached(wrongFirst), null, "a wrong secret before the right one was remembered");
+    assert.equal(manager.validateCached(token)?.session.id, session.id, "the right one, now remembered");
+    for (const wrong of [wrongFirst, wrongMiddle, `${token.slice(0, -1)}${flip(token.at(-1)!)}`]) {
+      assert.equal(manager.validateCached(wrong), null, `after remembering: ${wrong === wrongFirst ? "first" : wrong === wrongMiddle ? "middle" : "last"} character differs`);
+    }
+    // A re-filled entry is a new session object: its secret is checked against the stored hash again.
+    cache.apply({ kind: "session", sessionId: session.id });
+    assert.equal(manager.validateCached(token), undefined, "invalidated: not in memory");
+    assert.ok(await manager.validate(token));
+    assert.equal(manager.validateCached(wrongMiddle), null);
+    assert.equal(manager.validateCached(token)?.user.id, "u-memo");
+  });
+
   it("keeps serving an entry another process revoked until the invalidation arrives, then refuses it", async () => {
     const session = await newSession();
     await cache.stores.sessions.findSession(session.id, clock.now());
