@@ -2,7 +2,8 @@ import type { Config } from "../core/config.js";
 import type { Clock } from "../core/runtime.js";
 import type { Stores } from "../core/store.js";
 import { createSessionCache } from "./cached/session-cache.js";
-import { createPostgresStores } from "./postgres/index.js";
+import { createPostgresStores, listenForRevocations } from "./postgres/index.js";
+import type { PostgresStores } from "./postgres/index.js";
 import { connectRedis, DEFAULT_REDIS_PREFIX, subscribeRevocations } from "./redis/index.js";
 import { openSqliteStores } from "./sqlite/index.js";
 import type { SqliteStores } from "./sqlite/index.js";
@@ -20,7 +21,9 @@ export interface OpenStoresOptions {
  * server's composition root, the admin CLI and resource servers that
  * validate sessions against the same stores.
  *
- * - `DATABASE_URL` alone: SQLite or PostgreSQL holds everything.
+ * - `DATABASE_URL` alone: SQLite or PostgreSQL holds everything, with an
+ *   in-process session cache in front (SQLite: kept correct by
+ *   `PRAGMA data_version`; PostgreSQL: by the database's own NOTIFYs).
  * - With `REDIS_URL`: the tiered store (database first, Redis as the fast
  *   path and for rate limits), and in front of it an in-process session
  *   cache that Redis pub/sub keeps correct across processes; while the
@@ -31,9 +34,11 @@ export interface OpenStoresOptions {
  */
 export async function openStores(config: Pick<Config, "database" | "redisUrl">, options: OpenStoresOptions = {}): Promise<Stores> {
   const clock = options.clock ?? { now: () => Date.now() };
-  if (config.database.kind === "sqlite" && config.redisUrl === null) return cachedSqlite(openSqliteStores({ path: config.database.path }), clock);
+  if (config.redisUrl === null) {
+    if (config.database.kind === "sqlite") return cachedSqlite(openSqliteStores({ path: config.database.path }), clock);
+    return cachedPostgres(await createPostgresStores({ url: config.database.url }), config.database.url, clock);
+  }
   const database = config.database.kind === "sqlite" ? openSqliteStores({ path: config.database.path }) : await createPostgresStores({ url: config.database.url });
-  if (config.redisUrl === null) return database;
 
   const redis = connectRedis(config.redisUrl);
   const tiered = createTieredStores({ database, redis, logger: options.logger, prefix: DEFAULT_REDIS_PREFIX });
@@ -84,4 +89,28 @@ function cachedSqlite(sqlite: SqliteStores, clock: Clock): Stores {
   });
   cache.setChannelUp(true);
   return cache.stores;
+}
+
+/**
+ * PostgreSQL alone: the in-process cache is kept correct across processes by
+ * the database's own announcements (LISTEN/NOTIFY, sent by triggers on every
+ * session delete and user change; src/stores/postgres/revocations.ts). While
+ * the listening connection is down or its heartbeat does not come back, the
+ * cache serves nothing and every validation reads the database.
+ */
+function cachedPostgres(database: PostgresStores, url: string, clock: Clock): Stores {
+  const cache = createSessionCache(database, { clock });
+  const listener = listenForRevocations({
+    url,
+    pool: database.pool,
+    onEvent: (event) => cache.apply(event),
+    onStatus: (status) => cache.setChannelUp(status === "up"),
+  });
+  return {
+    ...cache.stores,
+    async close() {
+      await listener.close();
+      await database.close();
+    },
+  };
 }

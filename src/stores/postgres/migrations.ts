@@ -91,6 +91,34 @@ export const migrations: readonly Migration[] = [
       CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys ((true)) WHERE retired_at IS NULL;
     `,
   },
+  {
+    version: 2,
+    name: "announce ended sessions and changed users with NOTIFY",
+    // From triggers rather than from the store's code, so every writer
+    // announces: Latch servers, the admin CLI, an operator with psql, and
+    // ON DELETE CASCADE from a deleted user. NOTIFY is transactional: it is
+    // delivered when, and only if, the change commits. The channel is the
+    // one revocationChannelFor() (src/stores/postgres/revocations.ts) names.
+    sql: `
+      CREATE FUNCTION latch_notify_session_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM pg_notify(left('latch_revocations:' || TG_TABLE_SCHEMA, 63), json_build_object('kind', 'session', 'sessionId', OLD.id)::text);
+        RETURN NULL;
+      END
+      $$;
+      CREATE TRIGGER sessions_announce_end AFTER DELETE ON sessions
+        FOR EACH ROW EXECUTE FUNCTION latch_notify_session_ended();
+
+      CREATE FUNCTION latch_notify_user_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM pg_notify(left('latch_revocations:' || TG_TABLE_SCHEMA, 63), json_build_object('kind', 'user', 'userId', OLD.id)::text);
+        RETURN NULL;
+      END
+      $$;
+      CREATE TRIGGER users_announce_change AFTER UPDATE OF username, email, roles OR DELETE ON users
+        FOR EACH ROW EXECUTE FUNCTION latch_notify_user_changed();
+    `,
+  },
 ];
 
 /**

@@ -1,0 +1,244 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { createServer, connect } from "node:net";
+import type { AddressInfo, Server, Socket } from "node:net";
+import { after, before, describe, it } from "node:test";
+import pg from "pg";
+import { POSTGRES_URL, serviceSkip } from "../../testing/services.js";
+import { createSessionCache } from "../cached/session-cache.js";
+import { runStoreConformance } from "../store-conformance.js";
+import { testSession, testUser } from "../test-fixtures.js";
+import { createPostgresStores } from "./postgres-store.js";
+import type { PostgresStores } from "./postgres-store.js";
+import { listenForRevocations, revocationChannelFor } from "./revocations.js";
+import type { PostgresRevocationEvent, RevocationListener } from "./revocations.js";
+
+const skip = await serviceSkip("postgres");
+
+const schemaName = (): string => `latch_test_${randomBytes(6).toString("hex")}`;
+
+async function dropSchema(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+async function waitFor(what: string, check: () => boolean, timeoutMs = 3000): Promise<number> {
+  const started = performance.now();
+  while (!check()) {
+    if (performance.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return performance.now() - started;
+}
+
+/**
+ * A TCP relay in front of PostgreSQL, for faults a real network has: `hang()`
+ * stops passing the server's bytes to the client (a partition that drops
+ * packets, or a stopped server), `cut()` closes every connection.
+ */
+async function startRelay(): Promise<{ url: string; hang(): void; resume(): void; cut(): void; close(): Promise<void> }> {
+  const target = new URL(POSTGRES_URL);
+  const pairs = new Set<[Socket, Socket]>();
+  let hung = false;
+  const server: Server = createServer((client) => {
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    client.pipe(upstream);
+    upstream.on("data", (chunk: Buffer) => {
+      if (!hung) client.write(chunk);
+    });
+    const end = (): void => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = new URL(POSTGRES_URL);
+  url.host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    url: url.href,
+    hang: () => void (hung = true),
+    resume: () => void (hung = false),
+    cut() {
+      for (const [a, b] of pairs) {
+        a.destroy();
+        b.destroy();
+      }
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+runStoreConformance(
+  "postgres behind the session cache, kept by LISTEN/NOTIFY",
+  async () => {
+    const schema = schemaName();
+    const database = await createPostgresStores({ url: POSTGRES_URL, schema });
+    const cache = createSessionCache(database, { clock: { now: () => Date.now() } });
+    const listener = listenForRevocations({ url: POSTGRES_URL, schema, pool: database.pool, onEvent: cache.apply, onStatus: (s) => cache.setChannelUp(s === "up") });
+    await waitFor("the listener", () => listener.up);
+    return {
+      stores: {
+        ...cache.stores,
+        async close() {
+          await listener.close();
+          await database.close();
+        },
+      },
+      cleanup: () => dropSchema(schema),
+    };
+  },
+  { skip },
+);
+
+describe("PostgreSQL revocation notifications", { skip }, () => {
+  let schema: string;
+  let stores: PostgresStores;
+  let listener: RevocationListener;
+  const events: PostgresRevocationEvent[] = [];
+  const seen = (expected: PostgresRevocationEvent): boolean => events.some((e) => JSON.stringify(e) === JSON.stringify(expected));
+
+  before(async () => {
+    schema = schemaName();
+    stores = await createPostgresStores({ url: POSTGRES_URL, schema });
+    listener = listenForRevocations({ url: POSTGRES_URL, schema, pool: stores.pool, onEvent: (e) => events.push(e) });
+    await waitFor("the listener", () => listener.up);
+  });
+  after(async () => {
+    await listener?.close();
+    await stores?.close();
+    if (schema !== undefined) await dropSchema(schema);
+  });
+
+  it("names one channel per schema, within PostgreSQL's 63-byte limit", () => {
+    assert.equal(revocationChannelFor("public"), "latch_revocations:public");
+    assert.equal(revocationChannelFor("s".repeat(63)).length, 63);
+  });
+
+  it("announces every ended session and changed user, from whichever statement ended it, and nothing for a renewal", async () => {
+    const user = testUser();
+    await stores.users.createUser(user);
+    const [a, b, c, d] = [testSession(user.id), testSession(user.id), testSession(user.id), testSession(user.id)];
+    for (const s of [a, b, c, d]) await stores.sessions.createSession(s);
+
+    await stores.sessions.touchSession(a.id, Date.now(), Date.now() + 60_000);
+    await stores.sessions.deleteSession(a.id);
+    await waitFor("sign-out", () => seen({ kind: "session", sessionId: a.id }));
+
+    const next = testSession(user.id);
+    assert.equal(await stores.sessions.rotateSession(b.id, next), true);
+    await waitFor("rotation", () => seen({ kind: "session", sessionId: b.id }));
+
+    assert.equal(await stores.sessions.deleteUserSessions(user.id, { exceptId: next.id }), 2);
+    await waitFor("revoke-others", () => seen({ kind: "session", sessionId: c.id }) && seen({ kind: "session", sessionId: d.id }));
+
+    await stores.users.updateUserRoles(user.id, ["user", "admin"], Date.now());
+    await waitFor("role change", () => seen({ kind: "user", userId: user.id }));
+
+    const before = events.length;
+    await stores.users.deleteUser(user.id);
+    await waitFor("deletion, with its sessions by cascade", () => events.length >= before + 2 && seen({ kind: "session", sessionId: next.id }));
+    assert.equal(events.filter((e) => e.kind === "session" && e.sessionId === a.id).length, 1, "one announcement per ended session: the renewal said nothing");
+  });
+
+  it("announces nothing for a change that is rolled back, and announces a psql-style delete once committed", async () => {
+    const user = testUser();
+    await stores.users.createUser(user);
+    const kept = testSession(user.id);
+    const deleted = testSession(user.id);
+    await stores.sessions.createSession(kept);
+    await stores.sessions.createSession(deleted);
+    const client = await stores.pool.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query("DELETE FROM sessions WHERE id = $1", [kept.id]);
+      await client.query("ROLLBACK");
+      await client.query("DELETE FROM sessions WHERE id = $1", [deleted.id]);
+    } finally {
+      client.release();
+    }
+    await waitFor("the committed delete", () => seen({ kind: "session", sessionId: deleted.id }));
+    // Heartbeats pass every 250 ms: two of them prove the channel delivered everything sent before.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    assert.equal(seen({ kind: "session", sessionId: kept.id }), false);
+    assert.ok(await stores.sessions.findSession(kept.id, Date.now()));
+  });
+});
+
+describe("the PostgreSQL-backed session cache under faults", { skip }, () => {
+  let schema: string;
+  let stores: PostgresStores;
+  let relay: Awaited<ReturnType<typeof startRelay>>;
+  let listener: RevocationListener;
+  let cache: ReturnType<typeof createSessionCache>;
+  const statuses: string[] = [];
+
+  before(async () => {
+    schema = schemaName();
+    stores = await createPostgresStores({ url: POSTGRES_URL, schema });
+    relay = await startRelay();
+    cache = createSessionCache(stores, { clock: { now: () => Date.now() } });
+    // Only the listening connection goes through the relay: the database stays reachable for reads.
+    listener = listenForRevocations({
+      url: relay.url,
+      schema,
+      pool: stores.pool,
+      onEvent: cache.apply,
+      onStatus: (status) => {
+        statuses.push(status);
+        cache.setChannelUp(status === "up");
+      },
+    });
+    await waitFor("the listener", () => listener.up);
+  });
+  after(async () => {
+    await listener?.close();
+    await relay?.close();
+    await stores?.close();
+    if (schema !== undefined) await dropSchema(schema);
+  });
+
+  async function cachedSession(): Promise<string> {
+    const user = testUser();
+    await stores.users.createUser(user);
+    const session = testSession(user.id);
+    await stores.sessions.createSession(session);
+    assert.ok(await cache.stores.sessions.findSession(session.id, Date.now()));
+    assert.ok(cache.stores.sessions.peekSession!(session.id, Date.now()), "served from memory");
+    return session.id;
+  }
+
+  it("stops serving from memory within a second when notifications stop arriving, and starts empty when they return", async () => {
+    const id = await cachedSession();
+    relay.hang();
+    const downAfter = await waitFor("down", () => !listener.up, 1500);
+    assert.ok(downAfter < 1200, `noticed after ${downAfter.toFixed(0)} ms`);
+    assert.equal(cache.stores.sessions.peekSession!(id, Date.now()), undefined, "fails closed");
+    assert.ok(await cache.stores.sessions.findSession(id, Date.now()), "reads still come from the database");
+    assert.equal(cache.stores.sessions.peekSession!(id, Date.now()), undefined, "and are not cached while down");
+    relay.resume();
+    await waitFor("up again", () => listener.up, 3000);
+    assert.equal(cache.stores.sessions.peekSession!(id, Date.now()), undefined, "starts empty");
+  });
+
+  it("reconnects after its connection is cut, and then hears revocations again", async () => {
+    relay.cut();
+    await waitFor("down", () => !listener.up, 1500);
+    await waitFor("up again", () => listener.up, 5000);
+    const id = await cachedSession();
+    await stores.sessions.deleteSession(id); // straight to the database, as another process would
+    await waitFor("the revocation", () => cache.stores.sessions.peekSession!(id, Date.now()) === undefined);
+    assert.equal(await cache.stores.sessions.findSession(id, Date.now()), null);
+    assert.deepEqual(statuses.slice(0, 1), ["up"]);
+    assert.ok(statuses.filter((s) => s === "down").length >= 2, statuses.join(","));
+  });
+});

@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { performance } from "node:perf_hooks";
+import { serviceSkip } from "../src/testing/services.js";
+import type { LatchProcess } from "./support/latch-process.js";
+import { createTestDatabase } from "./support/postgres-database.js";
+import type { TestDatabase } from "./support/postgres-database.js";
+import { call, latchEnv, refusal, sessionWorksOnBoth, signIn, signOutDelays, signUp, sleep, startTracked, status, stopLatch, summary, withinOneSecond } from "./support/several-latches.js";
+import type { Refusal } from "./support/several-latches.js";
+
+/**
+ * Two real Latch processes on one PostgreSQL database and no Redis. Each
+ * serves sessions from its in-process cache, which the database's own
+ * NOTIFYs keep correct (src/stores/postgres/revocations.ts): what one process
+ * ends, the other refuses within a second.
+ */
+
+const skip = await serviceSkip("postgres");
+
+describe("two Latch processes on PostgreSQL alone", { skip }, () => {
+  let db: TestDatabase | undefined;
+  let a: LatchProcess | undefined;
+  let b: LatchProcess | undefined;
+  const delays: Refusal[] = [];
+  const pair = () => ({ a: a!, b: b! });
+
+  before(async () => {
+    db = await createTestDatabase("latch_pg_only");
+    const { REDIS_URL: _none, ...env } = latchEnv(db.url, "");
+    a = await startTracked(env);
+    b = await startTracked(env);
+  });
+
+  after(async () => {
+    await stopLatch(a);
+    await stopLatch(b);
+    await db?.drop();
+    if (delays.length > 0) console.log(`# PostgreSQL alone, cross-process revocation, first refusal after the acknowledgement: ${summary(delays)}`);
+  });
+
+  it("reports no Redis store: the database is all there is", async () => {
+    const ready = await call(a!.url, "GET", "/readyz");
+    assert.equal(ready.status, 200, JSON.stringify(ready.body));
+    assert.equal(ready.body.stores.redis, undefined, JSON.stringify(ready.body));
+  });
+
+  it("accepts a session made on A on B, and one made on B on A", async () => {
+    await sessionWorksOnBoth(pair());
+  });
+
+  it("refuses on B a session signed out on A within one second (and the reverse)", async () => {
+    delays.push(...(await signOutDelays(pair(), 5)));
+  });
+
+  it("refuses on B the other sessions within one second after revoke-others on A", async () => {
+    const keeper = await signUp(a!.url);
+    const others = [await signIn(b!.url, keeper.username), await signIn(a!.url, keeper.username)];
+    for (const session of [keeper, ...others]) assert.equal(await status(b!.url, session), 200);
+    const answer = await call(a!.url, "POST", "/sessions/revoke-others", { session: keeper });
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    const acknowledged = performance.now();
+    delays.push(...withinOneSecond(await Promise.all(others.map((session) => refusal(b!.url, session, acknowledged)))));
+    assert.equal(await status(b!.url, keeper), 200, "the session that asked stays signed in");
+  });
+
+  it("shows a role change made on A on B within one second", async () => {
+    const admin = await signIn(a!.url, "root.admin");
+    const user = await signUp(b!.url);
+    assert.equal(await status(b!.url, user, "/admin"), 403);
+    assert.equal(await status(b!.url, user, "/admin"), 403, "B has served the user's roles from memory");
+    const promoted = await call(a!.url, "PATCH", `/admin/users/${user.userId}`, { session: admin, body: { roles: ["user", "admin"] } });
+    assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
+    const acknowledged = performance.now();
+    while ((await status(b!.url, user, "/admin")) !== 200) {
+      assert.ok(performance.now() - acknowledged < 1000, "B still refuses /admin a second after the promotion");
+      await sleep(10);
+    }
+  });
+});
