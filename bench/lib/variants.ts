@@ -186,6 +186,14 @@ function compareVariants(): Variant[] {
       start: (env, o) =>
         startLatch("compare-redis", env, { distDir, database: `sqlite:${join(env.tmpDir, "compare-redis.db")}`, redisUrl: env.redisUrl, username: "bench.compare.redis", ...o }),
     },
+    {
+      name: "compare-postgres",
+      label: `Latch on PostgreSQL, build at ${distDir}`,
+      signIn: false,
+      unavailable: needsPostgres,
+      // The run's database: a build with fewer migrations ignores the newer ones.
+      start: (env, o) => startLatch("compare-postgres", env, { distDir, database: env.postgresUrl!, redisUrl: null, username: "bench.compare.postgres", ...o }),
+    },
   ];
 }
 

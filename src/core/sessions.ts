@@ -72,11 +72,16 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
   // object (a WeakMap entry), like the cookie headers of requests in flight;
   // docs/threat-model.md weighs it.
   const verified = new WeakMap<Session, string>();
+  // Only a store that keeps sessions in memory (it can peek) hands out the
+  // same object twice; for any other, remembering would be work for nothing.
+  const secretMatches = store.peekSession === undefined ? (secret: string, session: Session) => verifySessionSecret(secret, session.secretHash) : cachedSecretMatches;
   function cachedSecretMatches(secret: string, session: Session): boolean {
     const known = verified.get(session);
     if (known !== undefined) return constantTimeEqualText(secret, known);
     if (!verifySessionSecret(secret, session.secretHash)) return false;
-    verified.set(session, secret);
+    // A copy, not the slice: a slice of the cookie value would keep the whole
+    // Cookie header (every other cookie of that request) alive with it.
+    verified.set(session, Buffer.from(secret, "latin1").toString("latin1"));
     return true;
   }
 
@@ -110,7 +115,7 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       if (parsed === null) return null;
       const now = clock.now();
       const found = await store.findSession(parsed.id, now);
-      if (found === null || !verifySessionSecret(parsed.secret, found.session.secretHash)) return null;
+      if (found === null || !secretMatches(parsed.secret, found.session)) return null;
       let { session } = found;
       let renewed = false;
       if (now - session.lastSeenAt >= policy.renewIntervalMs) {

@@ -102,7 +102,6 @@ function cachedPostgres(database: PostgresStores, url: string, clock: Clock): St
   const cache = createSessionCache(database, { clock });
   const listener = listenForRevocations({
     url,
-    pool: database.pool,
     onEvent: (event) => cache.apply(event),
     onStatus: (status) => cache.setChannelUp(status === "up"),
   });

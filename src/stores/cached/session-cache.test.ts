@@ -89,7 +89,8 @@ describe("the in-process session cache", () => {
     const flip = (c: string): string => (c === "A" ? "B" : "A");
     const wrongFirst = `${session.id}.${flip(secret[0]!)}${secret.slice(1)}`;
     const wrongMiddle = `${session.id}.${secret.slice(0, 20)}${flip(secret[20]!)}${secret.slice(21)}`;
-    assert.ok(await manager.validate(token), "fills the cache");
+    // Filled through the store, so nothing has checked (or remembered) the secret yet.
+    assert.ok(await cache.stores.sessions.findSession(session.id, clock.now()), "fills the cache");
     assert.equal(manager.validateCached(wrongFirst), null, "a wrong secret before the right one was remembered");
     assert.equal(manager.validateCached(token)?.session.id, session.id, "the right one, now remembered");
     for (const wrong of [wrongFirst, wrongMiddle, `${token.slice(0, -1)}${flip(token.at(-1)!)}`]) {
@@ -98,8 +99,9 @@ describe("the in-process session cache", () => {
     // A re-filled entry is a new session object: its secret is checked against the stored hash again.
     cache.apply({ kind: "session", sessionId: session.id });
     assert.equal(manager.validateCached(token), undefined, "invalidated: not in memory");
-    assert.ok(await manager.validate(token));
+    assert.equal(await manager.validate(wrongMiddle), null, "the async path refuses it against the stored hash (and fills the cache)");
     assert.equal(manager.validateCached(wrongMiddle), null);
+    assert.ok(await manager.validate(token), "the async path remembers the right one for the new entry");
     assert.equal(manager.validateCached(token)?.user.id, "u-memo");
   });
 

@@ -1,6 +1,7 @@
 import pg from "pg";
 import { advisoryLockKeys } from "./advisory-locks.js";
 import { toLatchError } from "./postgres-errors.js";
+import { revocationChannelSql } from "./revocations.js";
 import { withTransaction } from "./transaction.js";
 
 export interface Migration {
@@ -98,25 +99,53 @@ export const migrations: readonly Migration[] = [
     // announces: Latch servers, the admin CLI, an operator with psql, and
     // ON DELETE CASCADE from a deleted user. NOTIFY is transactional: it is
     // delivered when, and only if, the change commits. The channel is the
-    // one revocationChannelFor() (src/stores/postgres/revocations.ts) names.
+    // one revocationChannelSql (src/stores/postgres/revocations.ts) names;
+    // only pg_catalog functions are called, so the triggers work whatever
+    // search_path the writing session has.
     sql: `
-      CREATE FUNCTION latch_notify_session_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+      CREATE FUNCTION latch_notify_session() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        PERFORM pg_notify(left('latch_revocations:' || TG_TABLE_SCHEMA, 63), json_build_object('kind', 'session', 'sessionId', OLD.id)::text);
+        -- The expired-session sweeper's deletes are not announced: every
+        -- cache refuses an expired entry by itself.
+        IF TG_OP = 'DELETE' AND current_setting('latch.sweeping', true) = 'on' THEN
+          RETURN NULL;
+        END IF;
+        PERFORM pg_notify(${revocationChannelSql("TG_TABLE_SCHEMA")}, json_build_object('kind', 'session', 'sessionId', OLD.id)::text);
         RETURN NULL;
       END
       $$;
       CREATE TRIGGER sessions_announce_end AFTER DELETE ON sessions
-        FOR EACH ROW EXECUTE FUNCTION latch_notify_session_ended();
+        FOR EACH ROW EXECUTE FUNCTION latch_notify_session();
+      -- Latch itself never updates these (rotation is a delete and an
+      -- insert; a renewal only extends the idle expiry), but an operator may.
+      CREATE TRIGGER sessions_announce_change AFTER UPDATE ON sessions
+        FOR EACH ROW
+        WHEN (NEW.id IS DISTINCT FROM OLD.id OR NEW.user_id IS DISTINCT FROM OLD.user_id
+              OR NEW.secret_hash IS DISTINCT FROM OLD.secret_hash
+              OR NEW.idle_expires_at < OLD.idle_expires_at OR NEW.absolute_expires_at < OLD.absolute_expires_at)
+        EXECUTE FUNCTION latch_notify_session();
 
-      CREATE FUNCTION latch_notify_user_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+      CREATE FUNCTION latch_notify_user() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        PERFORM pg_notify(left('latch_revocations:' || TG_TABLE_SCHEMA, 63), json_build_object('kind', 'user', 'userId', OLD.id)::text);
+        PERFORM pg_notify(${revocationChannelSql("TG_TABLE_SCHEMA")}, json_build_object('kind', 'user', 'userId', OLD.id)::text);
         RETURN NULL;
       END
       $$;
-      CREATE TRIGGER users_announce_change AFTER UPDATE OF username, email, roles OR DELETE ON users
-        FOR EACH ROW EXECUTE FUNCTION latch_notify_user_changed();
+      -- The columns a cached session's user carries.
+      CREATE TRIGGER users_announce_change AFTER UPDATE OF id, username, email, roles, created_at OR DELETE ON users
+        FOR EACH ROW EXECUTE FUNCTION latch_notify_user();
+
+      -- TRUNCATE fires no row triggers: announce that everything is suspect.
+      CREATE FUNCTION latch_notify_flush() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM pg_notify(${revocationChannelSql("TG_TABLE_SCHEMA")}, '{"kind":"flush"}');
+        RETURN NULL;
+      END
+      $$;
+      CREATE TRIGGER sessions_announce_truncate AFTER TRUNCATE ON sessions
+        FOR EACH STATEMENT EXECUTE FUNCTION latch_notify_flush();
+      CREATE TRIGGER users_announce_truncate AFTER TRUNCATE ON users
+        FOR EACH STATEMENT EXECUTE FUNCTION latch_notify_flush();
     `,
   },
 ];

@@ -391,6 +391,9 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
           values: sweeperLock,
         });
         if (lock.rows[0]?.locked !== true) return 0;
+        // For this transaction only: the revocation trigger leaves these
+        // deletes unannounced (caches refuse expired sessions by themselves).
+        await query(client, { text: "SELECT set_config('latch.sweeping', 'on', true)" });
         // SKIP LOCKED: rows a request is touching or deleting right now are
         // left for the next batch instead of stalling the sweep.
         const result = await query(client, {

@@ -6,22 +6,27 @@ import pg from "pg";
  * same shapes as the Redis revocation events, so the in-process session
  * cache applies either without knowing where they came from.
  */
-export type PostgresRevocationEvent = { kind: "session"; sessionId: string } | { kind: "user"; userId: string };
+export type PostgresRevocationEvent =
+  | { kind: "session"; sessionId: string }
+  | { kind: "user"; userId: string }
+  /** A table was truncated: everything cached is suspect. */
+  | { kind: "flush"; before: number };
 
 /**
- * The NOTIFY channel for a schema. The database itself sends on it, from
- * triggers (migration 2): every writer announces, whether it is a Latch
- * server, the admin CLI, a resource server or an operator with psql, and
- * the announcement is delivered only if, and once, the change commits.
- * Channel names are identifiers, at most 63 bytes; the triggers cut theirs
- * the same way (schema names are ASCII).
- *
- * @example
- * revocationChannelFor("public"); // "latch_revocations:public"
+ * The SQL expression naming the NOTIFY channel of the schema `schemaSql`:
+ * the database itself sends on it, from triggers (migration 2), so every
+ * writer announces, whether it is a Latch server, the admin CLI, a resource
+ * server or an operator with psql, and an announcement is delivered only
+ * if, and once, its change commits. The triggers use TG_TABLE_SCHEMA and the
+ * listener the schema of the `sessions` table its search_path finds, so both
+ * name the same channel. md5 is not for secrecy: it keeps the name within
+ * PostgreSQL's 63-byte identifier limit whatever the schema is called.
  */
-export function revocationChannelFor(schema: string): string {
-  return `latch_revocations:${schema}`.slice(0, 63);
+export function revocationChannelSql(schemaSql: string): string {
+  return `'latch_revocations_' || md5(${schemaSql})`;
 }
+
+const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
 
 function parseEvent(payload: string | undefined): PostgresRevocationEvent | null {
   if (payload === undefined) return null;
@@ -29,6 +34,7 @@ function parseEvent(payload: string | undefined): PostgresRevocationEvent | null
     const event = JSON.parse(payload) as Partial<Record<string, unknown>>;
     if (event.kind === "session" && typeof event.sessionId === "string") return { kind: "session", sessionId: event.sessionId };
     if (event.kind === "user" && typeof event.userId === "string") return { kind: "user", userId: event.userId };
+    if (event.kind === "flush") return { kind: "flush", before: Date.now() + 1 };
     return null;
   } catch {
     return null;
@@ -38,8 +44,6 @@ function parseEvent(payload: string | undefined): PostgresRevocationEvent | null
 export interface ListenOptions {
   /** Where to connect the listening session (its own connection, never the pool's). */
   url: string;
-  /** The stores' pool: heartbeats are sent through it, the way revocations are written. */
-  pool: pg.Pool;
   /** The schema the stores use; default: the connection's current schema. */
   schema?: string | undefined;
   onEvent: (event: PostgresRevocationEvent) => void;
@@ -62,34 +66,40 @@ export interface RevocationListener {
 
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 2_000;
+const CONNECT_TIMEOUT_MS = 2_000;
 
 /**
  * LISTENs for the database's revocation notifications on a dedicated
- * connection that reconnects by itself, and proves the path end to end with
- * a heartbeat: a NOTIFY sent through the pool every `heartbeatMs` must come
- * back within `heartbeatTimeoutMs`, or the listener reports "down". An open
- * connection alone proves nothing: a database that hangs (SIGSTOP, a
- * partition that drops packets) keeps it open and delivers nothing.
+ * connection that reconnects by itself, and proves the path with a
+ * heartbeat: a NOTIFY sent every `heartbeatMs` must come back within
+ * `heartbeatTimeoutMs` of being sent, or the listener reports "down" and
+ * starts over on a new connection. An open connection alone proves nothing:
+ * a database that hangs (SIGSTOP, a partition that drops packets) keeps it
+ * open and delivers nothing.
  *
  * Mirrors subscribeRevocations (src/stores/redis/revocations.ts); pg's
  * LISTEN/NOTIFY is used rather than polling because it is pushed, ordered
  * with commits, and costs nothing on the read path.
  *
  * @example
- * const listener = listenForRevocations({ url, pool: stores.pool, onEvent: cache.apply, onStatus: (s) => cache.setChannelUp(s === "up") });
+ * const listener = listenForRevocations({ url, onEvent: cache.apply, onStatus: (s) => cache.setChannelUp(s === "up") });
  * await listener.close();
  */
 export function listenForRevocations(options: ListenOptions): RevocationListener {
+  if (options.schema !== undefined && !SCHEMA_PATTERN.test(options.schema)) {
+    throw new TypeError("schema must be 1 to 63 lower-case letters, digits and underscores, not starting with a digit.");
+  }
   const heartbeatMs = options.heartbeatMs ?? 250;
   const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 750;
-  // A per-listener nonce, so a process recognises its own heartbeats;
-  // other processes' heartbeats are not events (parseEvent ignores them).
-  const heartbeat = JSON.stringify({ kind: "heartbeat", from: randomUUID() });
+  // Heartbeats carry this listener's nonce and the time they were sent, so
+  // a process recognises its own, and one that arrives late (a backlog)
+  // does not count as fresh. Other processes' heartbeats are not events.
+  const heartbeatPrefix = `heartbeat:${randomUUID()}:`;
   let channel: string | null = null;
   let client: pg.Client | null = null;
   let listening = false;
+  /** When the newest heartbeat that came back was sent (performance.now()). */
   let lastHeartbeat = 0;
-  let heartbeatInFlight = false;
   let up = false;
   let closed = false;
   let retryMs = RECONNECT_MIN_MS;
@@ -101,6 +111,7 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     options.onStatus?.(next ? "up" : "down");
   }
 
+  /** Tears the connection down and connects again after a back-off. */
   function lost(which: pg.Client): void {
     if (client !== which) return;
     client = null;
@@ -119,6 +130,10 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     const next = new pg.Client({
       connectionString: options.url,
       application_name: "latch-revocations",
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      // A listening connection never writes unless a heartbeat is due: let
+      // the kernel notice a peer that vanished too.
+      keepAlive: true,
       ...(options.schema === undefined ? {} : { options: `-c search_path=${options.schema}` }),
     });
     client = next;
@@ -126,10 +141,10 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     next.on("error", () => lost(next));
     next.on("end", () => lost(next));
     next.on("notification", (message) => {
-      if (message.channel !== channel) return;
-      if (message.payload === heartbeat) {
-        lastHeartbeat = performance.now();
-        if (listening) setStatus(true);
+      if (message.channel !== channel || message.payload === undefined) return;
+      if (message.payload.startsWith(heartbeatPrefix)) {
+        const sentAt = Number(message.payload.slice(heartbeatPrefix.length));
+        if (sentAt > lastHeartbeat) lastHeartbeat = sentAt;
         return;
       }
       const event = parseEvent(message.payload);
@@ -137,11 +152,14 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     });
     try {
       await next.connect();
-      if (channel === null) {
-        const found = await next.query<{ schema: string }>("SELECT current_schema() AS schema");
-        channel = revocationChannelFor(found.rows[0]?.schema ?? "public");
-      }
-      await next.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      // The schema of the table the stores' queries reach, as the triggers see it.
+      const found = await next.query<{ channel: string }>(
+        `SELECT ${revocationChannelSql("n.nspname")} AS channel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = 'sessions'::regclass`,
+      );
+      const named = found.rows[0]?.channel;
+      if (named === undefined) throw new Error("no sessions table");
+      channel = named;
+      await next.query(`LISTEN ${pg.escapeIdentifier(named)}`);
       if (client !== next || closed) return;
       listening = true;
       retryMs = RECONNECT_MIN_MS;
@@ -159,15 +177,18 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     // waiting unread in the socket, so judge on a later tick, not this one.
     const late = now - lastTick > 2 * heartbeatMs;
     lastTick = now;
-    if (!listening || channel === null) return;
-    if (!late && now - lastHeartbeat > heartbeatTimeoutMs) setStatus(false);
-    // One at a time: against a hung database, heartbeats must not pile up in the pool.
-    if (heartbeatInFlight) return;
-    heartbeatInFlight = true;
-    options.pool
-      .query("SELECT pg_notify($1, $2)", [channel, heartbeat])
-      .catch(() => {})
-      .finally(() => (heartbeatInFlight = false));
+    const current = client;
+    if (!listening || current === null || channel === null) return;
+    if (!late && now - lastHeartbeat > heartbeatTimeoutMs) {
+      // Silent for too long: a hung server or a dead path. Start over on a
+      // new connection rather than wait on this one.
+      lost(current);
+      return;
+    }
+    // On the listening connection itself: a listener hears its own NOTIFYs,
+    // so a heartbeat that returns proves the server commits and delivers to
+    // this very connection.
+    current.query("SELECT pg_notify($1, $2)", [channel, `${heartbeatPrefix}${now}`]).catch(() => {});
   }, heartbeatMs);
   timer.unref();
   void connect();
