@@ -10,31 +10,16 @@ import { runStoreConformance } from "../store-conformance.js";
 import { advisoryLockKeys } from "./advisory-locks.js";
 import { migrate, migrations } from "./migrations.js";
 import { createPostgresStores } from "./postgres-store.js";
+import { dropTestSchema, testSchemaName } from "./postgres-test-support.js";
 import type { PostgresStores } from "./postgres-store.js";
 
 const skip = await serviceSkip("postgres");
 
-function schemaName(): string {
-  return `latch_test_${randomBytes(6).toString("hex")}`;
-}
-
-// On its own connection: the stores' pool is closed by then, and dropping a
-// schema from a connection that has it on its search_path would be odd.
-async function dropSchema(schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-  await client.connect();
-  try {
-    await client.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`);
-  } finally {
-    await client.end();
-  }
-}
-
 runStoreConformance(
   "postgres",
   async () => {
-    const schema = schemaName();
-    return { stores: await createPostgresStores({ url: POSTGRES_URL, schema }), cleanup: () => dropSchema(schema) };
+    const schema = testSchemaName();
+    return { stores: await createPostgresStores({ url: POSTGRES_URL, schema }), cleanup: () => dropTestSchema(schema) };
   },
   { skip },
 );
@@ -91,13 +76,13 @@ describe("postgres store", { skip }, () => {
   }
 
   before(async () => {
-    schema = schemaName();
+    schema = testSchemaName();
     stores = await open(schema);
   });
 
   after(async () => {
     for (const target of opened) await target.close();
-    for (const name of schemas) await dropSchema(name);
+    for (const name of schemas) await dropTestSchema(name);
   });
 
   it("does nothing when the migrations run a second time", async () => {
@@ -106,7 +91,7 @@ describe("postgres store", { skip }, () => {
   });
 
   it("migrates once when two processes start at the same time on a fresh schema", async () => {
-    const shared = schemaName();
+    const shared = testSchemaName();
     const [first, second] = await Promise.all([open(shared), open(shared)]);
     assert.equal(await migrationCount(first), migrations.length);
     const user = newUser();

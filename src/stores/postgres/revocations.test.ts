@@ -3,29 +3,17 @@ import { randomBytes } from "node:crypto";
 import { createServer, connect } from "node:net";
 import type { AddressInfo, Server, Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
-import pg from "pg";
 import { POSTGRES_URL, serviceSkip } from "../../testing/services.js";
 import { createSessionCache } from "../cached/session-cache.js";
 import { runStoreConformance } from "../store-conformance.js";
 import { testSession, testUser } from "../test-fixtures.js";
 import { createPostgresStores } from "./postgres-store.js";
+import { dropTestSchema, testSchemaName } from "./postgres-test-support.js";
 import type { PostgresStores } from "./postgres-store.js";
 import { listenForRevocations } from "./revocations.js";
 import type { PostgresRevocationEvent, RevocationListener } from "./revocations.js";
 
 const skip = await serviceSkip("postgres");
-
-const schemaName = (): string => `latch_test_${randomBytes(6).toString("hex")}`;
-
-async function dropSchema(schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-  await client.connect();
-  try {
-    await client.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`);
-  } finally {
-    await client.end();
-  }
-}
 
 async function waitFor(what: string, check: () => boolean, timeoutMs = 3000): Promise<number> {
   const started = performance.now();
@@ -81,7 +69,7 @@ async function startRelay(): Promise<{ url: string; hang(): void; resume(): void
 runStoreConformance(
   "postgres behind the session cache, kept by LISTEN/NOTIFY",
   async () => {
-    const schema = schemaName();
+    const schema = testSchemaName();
     const database = await createPostgresStores({ url: POSTGRES_URL, schema });
     const cache = createSessionCache(database, { clock: { now: () => Date.now() } });
     const listener = listenForRevocations({ url: POSTGRES_URL, schema, onEvent: cache.apply, onStatus: (s) => cache.setChannelUp(s === "up") });
@@ -94,7 +82,7 @@ runStoreConformance(
           await database.close();
         },
       },
-      cleanup: () => dropSchema(schema),
+      cleanup: () => dropTestSchema(schema),
     };
   },
   { skip },
@@ -108,7 +96,7 @@ describe("PostgreSQL revocation notifications", { skip }, () => {
   const seen = (expected: PostgresRevocationEvent): boolean => events.some((e) => JSON.stringify(e) === JSON.stringify(expected));
 
   before(async () => {
-    schema = schemaName();
+    schema = testSchemaName();
     stores = await createPostgresStores({ url: POSTGRES_URL, schema });
     listener = listenForRevocations({ url: POSTGRES_URL, schema, onEvent: (e) => events.push(e) });
     await waitFor("the listener", () => listener.up);
@@ -116,7 +104,7 @@ describe("PostgreSQL revocation notifications", { skip }, () => {
   after(async () => {
     await listener?.close();
     await stores?.close();
-    if (schema !== undefined) await dropSchema(schema);
+    if (schema !== undefined) await dropTestSchema(schema);
   });
 
   it("announces in a schema with the longest name PostgreSQL allows", async () => {
@@ -137,7 +125,7 @@ describe("PostgreSQL revocation notifications", { skip }, () => {
     } finally {
       await longListener.close();
       await longStores.close();
-      await dropSchema(long);
+      await dropTestSchema(long);
     }
   });
 
@@ -215,7 +203,7 @@ describe("the PostgreSQL-backed session cache under faults", { skip }, () => {
   const statuses: string[] = [];
 
   before(async () => {
-    schema = schemaName();
+    schema = testSchemaName();
     stores = await createPostgresStores({ url: POSTGRES_URL, schema });
     relay = await startRelay();
     cache = createSessionCache(stores, { clock: { now: () => Date.now() } });
@@ -235,7 +223,7 @@ describe("the PostgreSQL-backed session cache under faults", { skip }, () => {
     await listener?.close();
     await relay?.close();
     await stores?.close();
-    if (schema !== undefined) await dropSchema(schema);
+    if (schema !== undefined) await dropTestSchema(schema);
   });
 
   async function cachedSession(): Promise<string> {

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
+import { startHeartbeatTimer } from "../heartbeat-timer.js";
 
 /**
  * What the database announces when a session ends or a user changes: the
@@ -170,27 +171,21 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     }
   }
 
-  let lastTick = performance.now();
-  const timer = setInterval(() => {
-    const now = performance.now();
-    // A tick that comes late means the event loop was busy: heartbeats may be
-    // waiting unread in the socket, so judge on a later tick, not this one.
-    const late = now - lastTick > 2 * heartbeatMs;
-    lastTick = now;
-    const current = client;
-    if (!listening || current === null || channel === null) return;
-    if (!late && now - lastHeartbeat > heartbeatTimeoutMs) {
-      // Silent for too long: a hung server or a dead path. Start over on a
-      // new connection rather than wait on this one.
-      lost(current);
-      return;
-    }
+  const timer = startHeartbeatTimer({
+    intervalMs: heartbeatMs,
+    timeoutMs: heartbeatTimeoutMs,
+    active: () => listening && client !== null && channel !== null,
+    lastSeen: () => lastHeartbeat,
+    // Silent for too long: a hung server or a dead path. Start over on a new
+    // connection rather than wait on this one.
+    onStale: () => {
+      if (client !== null) lost(client);
+    },
     // On the listening connection itself: a listener hears its own NOTIFYs,
     // so a heartbeat that returns proves the server commits and delivers to
     // this very connection.
-    current.query("SELECT pg_notify($1, $2)", [channel, `${heartbeatPrefix}${now}`]).catch(() => {});
-  }, heartbeatMs);
-  timer.unref();
+    send: (now) => void client?.query("SELECT pg_notify($1, $2)", [channel, `${heartbeatPrefix}${now}`]).catch(() => {}),
+  });
   void connect();
 
   return {
@@ -199,7 +194,7 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     },
     async close() {
       closed = true;
-      clearInterval(timer);
+      timer.stop();
       clearTimeout(retryTimer);
       const current = client;
       client = null;

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { Cluster } from "ioredis";
+import { startHeartbeatTimer } from "../heartbeat-timer.js";
 import { redisCall } from "./redis-connection.js";
 import type { RedisClient } from "./redis-scripts.js";
 
@@ -155,20 +156,16 @@ export function subscribeRevocations(options: SubscribeOptions): RevocationSubsc
     subscribed = false;
     setStatus(false);
   });
-  let lastTick = performance.now();
-  const timer = setInterval(() => {
-    const now = performance.now();
-    // A tick that comes late means the event loop was busy: heartbeats may be
-    // waiting unread in the socket, so judge on a later tick, not this one.
-    const late = now - lastTick > 2 * heartbeatMs;
-    lastTick = now;
-    if (!subscribed) return;
-    if (!late && now - lastHeartbeat > heartbeatTimeoutMs) setStatus(false);
+  const timer = startHeartbeatTimer({
+    intervalMs: heartbeatMs,
+    timeoutMs: heartbeatTimeoutMs,
+    active: () => subscribed,
+    lastSeen: () => lastHeartbeat,
+    onStale: () => setStatus(false),
     // Through the shared client, so a heartbeat that returns proves the whole
     // path other processes' revocations take: PUBLISH, then delivery here.
-    options.redis.publish(channel, heartbeat).catch(() => {});
-  }, heartbeatMs);
-  timer.unref();
+    send: () => void options.redis.publish(channel, heartbeat).catch(() => {}),
+  });
   // Errors surface as "down"; without a listener ioredis would log each one.
   subscriber.on("error", () => {});
 
@@ -178,7 +175,7 @@ export function subscribeRevocations(options: SubscribeOptions): RevocationSubsc
     },
     async close() {
       closed = true;
-      clearInterval(timer);
+      timer.stop();
       subscriber.disconnect();
     },
   };

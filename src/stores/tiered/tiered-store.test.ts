@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { createServer, Socket } from "node:net";
 import type { Server } from "node:net";
 import { after, describe, it } from "node:test";
 import { Redis } from "ioredis";
-import pg from "pg";
 import type { Session, Stores, UserRecord } from "../../core/store.js";
 import { POSTGRES_URL, REDIS_URL, serviceSkip } from "../../testing/services.js";
 import { createMemoryStores } from "../memory/memory-store.js";
@@ -14,6 +13,7 @@ import { deleteKeysUnder, startRedisServer, testPrefix, waitFor } from "../redis
 import type { RedisServer } from "../redis/redis-test-support.js";
 import { runStoreConformance } from "../store-conformance.js";
 import { testSession, testUser } from "../test-fixtures.js";
+import { dropTestSchema, testSchemaName } from "../postgres/postgres-test-support.js";
 import { createTieredStores } from "./tiered-store.js";
 import type { TieredLogger } from "./tiered-store.js";
 
@@ -51,19 +51,13 @@ runStoreConformance(
   "tiered over postgres",
   async () => {
     const prefix = testPrefix();
-    const schema = `latch_test_${randomBytes(6).toString("hex")}`;
+    const schema = testSchemaName();
     const database = await createPostgresStores({ url: POSTGRES_URL, schema });
     const stores = createTieredStores({ database, redis: connectRedis(REDIS_URL), prefix, logger: captureLogs() });
     await waitFor("Redis in use", () => redisInUse(stores));
     async function cleanup(): Promise<void> {
       await deleteKeysUnder(prefix);
-      const client = new pg.Client({ connectionString: POSTGRES_URL });
-      await client.connect();
-      try {
-        await client.query(`DROP SCHEMA IF EXISTS ${pg.escapeIdentifier(schema)} CASCADE`);
-      } finally {
-        await client.end();
-      }
+      await dropTestSchema(schema);
     }
     return { stores, cleanup };
   },
