@@ -64,8 +64,11 @@ describe("two Latch processes on PostgreSQL alone", { skip }, () => {
     await sessionWorksOnBoth(pair());
   });
 
-  it("refuses on B a session signed out on A within one second (and the reverse)", async () => {
-    delays.push(...(await signOutDelays(pair(), 5)));
+  it("refuses on B a session signed out on A on B's next request (and the reverse)", async () => {
+    const measured = await signOutDelays(pair(), 5);
+    delays.push(...measured);
+    // A answers a sign-out only once its own listener has heard it: B, signalled by the same commit, has too.
+    assert.deepEqual(measured.map((r) => r.accepted), measured.map(() => 0));
   });
 
   it("refuses on B the other sessions within one second after revoke-others on A", async () => {
@@ -75,21 +78,23 @@ describe("two Latch processes on PostgreSQL alone", { skip }, () => {
     const answer = await call(a!.url, "POST", "/sessions/revoke-others", { session: keeper });
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     const acknowledged = performance.now();
-    delays.push(...withinOneSecond(await Promise.all(others.map((session) => refusal(b!.url, session, acknowledged)))));
+    const measured = withinOneSecond(await Promise.all(others.map((session) => refusal(b!.url, session, acknowledged))));
+    delays.push(...measured);
+    assert.deepEqual(measured.map((r) => r.accepted), [0, 0], "refused on B's first request");
     assert.equal(await status(b!.url, keeper), 200, "the session that asked stays signed in");
   });
 
-  it("shows a role change made on A on B within one second", async () => {
+  it("shows a role change made on one process on the other's next request", async () => {
     const admin = await signIn(a!.url, "root.admin");
     const user = await signUp(b!.url);
     assert.equal(await status(b!.url, user, "/admin"), 403);
     assert.equal(await status(b!.url, user, "/admin"), 403, "B has served the user's roles from memory");
     const promoted = await call(a!.url, "PATCH", `/admin/users/${user.userId}`, { session: admin, body: { roles: ["user", "admin"] } });
     assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
-    const acknowledged = performance.now();
-    while ((await status(b!.url, user, "/admin")) !== 200) {
-      assert.ok(performance.now() - acknowledged < 1000, "B still refuses /admin a second after the promotion");
-      await sleep(10);
-    }
+    assert.equal(await status(b!.url, user, "/admin"), 200, "B sees the promotion on the next request");
+    assert.equal(await status(a!.url, user, "/admin"), 200, "A has it in memory now too");
+    const demoted = await call(b!.url, "PATCH", `/admin/users/${user.userId}`, { session: await signIn(b!.url, "root.admin"), body: { roles: ["user"] } });
+    assert.equal(demoted.status, 200, JSON.stringify(demoted.body));
+    assert.equal(await status(a!.url, user, "/admin"), 403, "A sees the demotion on the next request");
   });
 });

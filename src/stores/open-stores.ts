@@ -105,8 +105,30 @@ function cachedPostgres(database: PostgresStores, url: string, clock: Clock): St
     onEvent: (event) => cache.apply(event),
     onStatus: (status) => cache.setChannelUp(status === "up"),
   });
+  // A write that revokes answers only once this process's listener has heard
+  // its own announcement: the other processes were signalled by the same
+  // commit, so "refused by all" holds by the time the client can ask another
+  // process, not only within the contract's second. About a millisecond per
+  // revocation; nothing else waits.
+  async function announced<T>(write: Promise<T>): Promise<T> {
+    const result = await write;
+    await listener.sync();
+    return result;
+  }
+  const { sessions, users } = cache.stores;
   return {
     ...cache.stores,
+    sessions: {
+      ...sessions,
+      deleteSession: (id) => announced(sessions.deleteSession(id)),
+      rotateSession: (oldId, next) => announced(sessions.rotateSession(oldId, next)),
+      deleteUserSessions: (userId, options) => announced(sessions.deleteUserSessions(userId, options)),
+    },
+    users: {
+      ...users,
+      updateUserRoles: (id, roles, updatedAt) => announced(users.updateUserRoles(id, roles, updatedAt)),
+      deleteUser: (id) => announced(users.deleteUser(id)),
+    },
     async close() {
       await listener.close();
       await database.close();

@@ -170,6 +170,21 @@ describe("PostgreSQL revocation notifications", { skip }, () => {
     assert.equal(events.filter((e) => e.kind === "session" && e.sessionId === a.id).length, 1, "one announcement per ended session: the renewal said nothing");
   });
 
+  it("syncs: once sync() resolves, everything committed before it has been heard", async () => {
+    const user = testUser();
+    await stores.users.createUser(user);
+    const sessions = [testSession(user.id), testSession(user.id), testSession(user.id)];
+    for (const session of sessions) await stores.sessions.createSession(session);
+    for (const session of sessions) {
+      await stores.sessions.deleteSession(session.id);
+      await listener.sync(2000);
+      assert.ok(seen({ kind: "session", sessionId: session.id }), "heard before sync() resolved");
+    }
+    await stores.users.updateUserRoles(user.id, ["user", "admin"], Date.now());
+    await listener.sync(2000);
+    assert.ok(seen({ kind: "user", userId: user.id }));
+  });
+
   it("announces nothing for a change that is rolled back, and announces a psql-style delete once committed", async () => {
     const user = testUser();
     await stores.users.createUser(user);

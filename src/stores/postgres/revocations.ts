@@ -62,6 +62,15 @@ export interface ListenOptions {
 
 export interface RevocationListener {
   readonly up: boolean;
+  /**
+   * Resolves once this listener has received everything committed before
+   * the call (a marker NOTIFY comes back: PostgreSQL delivers notifications
+   * in commit order), or after `timeoutMs` (default 250), or at once when
+   * not listening. Every other listener was signalled at the same commit,
+   * so a writer that waits for this before answering has, in practice, let
+   * the other processes hear of its change before its client can ask them.
+   */
+  sync(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -95,7 +104,11 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
   // Heartbeats carry this listener's nonce and the time they were sent, so
   // a process recognises its own, and one that arrives late (a backlog)
   // does not count as fresh. Other processes' heartbeats are not events.
-  const heartbeatPrefix = `heartbeat:${randomUUID()}:`;
+  const nonce = randomUUID();
+  const heartbeatPrefix = `heartbeat:${nonce}:`;
+  const syncPrefix = `sync:${nonce}:`;
+  const syncs = new Map<number, () => void>();
+  let syncSeq = 0;
   let channel: string | null = null;
   let client: pg.Client | null = null;
   let listening = false;
@@ -148,6 +161,12 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
         if (sentAt > lastHeartbeat) lastHeartbeat = sentAt;
         return;
       }
+      if (message.payload.startsWith(syncPrefix)) {
+        const seq = Number(message.payload.slice(syncPrefix.length));
+        // Notifications arrive in order: every marker up to this one is through.
+        for (const [pending, resolve] of syncs) if (pending <= seq) resolve();
+        return;
+      }
       const event = parseEvent(message.payload);
       if (event !== null) options.onEvent(event);
     });
@@ -192,8 +211,25 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     get up() {
       return up;
     },
+    sync(timeoutMs = 250) {
+      const current = client;
+      if (!listening || current === null || channel === null || closed) return Promise.resolve();
+      const seq = (syncSeq += 1);
+      return new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          syncs.delete(seq);
+          resolve();
+        };
+        const timer = setTimeout(done, timeoutMs);
+        timer.unref();
+        syncs.set(seq, done);
+        current.query("SELECT pg_notify($1, $2)", [channel, `${syncPrefix}${seq}`]).catch(done);
+      });
+    },
     async close() {
       closed = true;
+      for (const resolve of syncs.values()) resolve();
       timer.stop();
       clearTimeout(retryTimer);
       const current = client;
