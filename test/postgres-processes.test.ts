@@ -17,6 +17,13 @@ import type { Refusal } from "./support/several-latches.js";
 
 const skip = await serviceSkip("postgres");
 
+/** B's in-process cache hits so far, from its /metrics (the test runs on loopback). */
+async function cacheHits(base: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  assert.match(text, /latch_session_cache_serving 1/);
+  return Number(/latch_session_cache_lookups_total\{result="hit"\} (\d+)/.exec(text)?.[1] ?? Number.NaN);
+}
+
 describe("two Latch processes on PostgreSQL alone", { skip }, () => {
   let db: TestDatabase | undefined;
   let a: LatchProcess | undefined;
@@ -87,8 +94,10 @@ describe("two Latch processes on PostgreSQL alone", { skip }, () => {
   it("shows a role change made on one process on the other's next request", async () => {
     const admin = await signIn(a!.url, "root.admin");
     const user = await signUp(b!.url);
+    const hitsBefore = await cacheHits(b!.url);
     assert.equal(await status(b!.url, user, "/admin"), 403);
-    assert.equal(await status(b!.url, user, "/admin"), 403, "B has served the user's roles from memory");
+    assert.equal(await status(b!.url, user, "/admin"), 403);
+    assert.ok((await cacheHits(b!.url)) > hitsBefore, "B has served the user's roles from memory");
     const promoted = await call(a!.url, "PATCH", `/admin/users/${user.userId}`, { session: admin, body: { roles: ["user", "admin"] } });
     assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
     assert.equal(await status(b!.url, user, "/admin"), 200, "B sees the promotion on the next request");

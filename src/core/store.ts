@@ -220,6 +220,21 @@ export interface Stores {
   keys: SigningKeyStore;
   /** Each backend's health by name, e.g. `{ database: "ok", redis: "down" }`. Never rejects. */
   health(): Promise<Record<string, StoreHealth>>;
+  /**
+   * Optional: the in-process session cache's counters, when there is one in
+   * front of the stores (for /metrics). `serving` is false while the cache
+   * fails closed (its invalidation channel is down).
+   */
+  cacheStats?(): SessionCacheStats;
   /** Stops timers and closes connections. */
   close(): Promise<void>;
+}
+
+export interface SessionCacheStats {
+  serving: boolean;
+  entries: number;
+  /** Validations answered from memory since the process started. */
+  hits: number;
+  /** Validations that had to read the store. */
+  misses: number;
 }

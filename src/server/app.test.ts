@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createPasswordHasher } from "../core/passwords.js";
+import { createSessionCache } from "../stores/cached/session-cache.js";
+import { createMemoryStores } from "../stores/memory/memory-store.js";
 import { createTestServer, setCookieValue, TEST_PASSWORD } from "./testing.js";
 import type { TestServer } from "./testing.js";
 
@@ -178,6 +180,40 @@ describe("GET /metrics", () => {
       assert.equal(forwarded.statusCode, 403);
       const forwardedLocal = await t.app.inject({ url: "/metrics", remoteAddress: "127.0.0.1", headers: { "x-forwarded-for": "127.0.0.1" } });
       assert.equal(forwardedLocal.statusCode, 200);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe("GET /metrics with an in-process session cache", () => {
+  it("says whether the cache serves, what it holds, and where validations were answered", async () => {
+    const cache = createSessionCache(createMemoryStores(), { clock: { now: () => Date.now() } });
+    cache.setChannelUp(true);
+    const t = await createTestServer({ stores: cache.stores });
+    try {
+      const user = await t.register("metrics.cache.user");
+      for (let i = 0; i < 3; i += 1) assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: user.cookie } })).statusCode, 200);
+      const scrape = async (): Promise<string> => (await t.app.inject({ url: "/metrics", remoteAddress: "127.0.0.1" })).body;
+      let body = await scrape();
+      assert.match(body, /latch_session_cache_serving 1/);
+      assert.match(body, /latch_session_cache_entries 1/);
+      assert.match(body, /latch_session_cache_lookups_total\{result="hit"\} 2/);
+      assert.match(body, /latch_session_cache_lookups_total\{result="miss"\} 1/);
+      cache.setChannelUp(false);
+      body = await scrape();
+      assert.match(body, /latch_session_cache_serving 0/);
+      assert.match(body, /latch_session_cache_entries 0/);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("has no cache metrics when there is no cache", async () => {
+    const t = await createTestServer({ stores: createMemoryStores() });
+    try {
+      const body = (await t.app.inject({ url: "/metrics", remoteAddress: "127.0.0.1" })).body;
+      assert.doesNotMatch(body, /latch_session_cache/);
     } finally {
       await t.close();
     }

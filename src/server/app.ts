@@ -81,7 +81,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     cookieName: sessionCookieName(cookieOptions),
     cookieOptions,
     origins: { trusted: new Set(config.trustedOrigins) },
-    metrics: createMetrics(),
+    metrics: createMetrics(stores),
   };
 
   const securityHeaders: Record<string, string> = {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
-import { Counter, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import type { Stores } from "../core/store.js";
 import { LatchError } from "../core/errors.js";
 
 export interface Metrics {
@@ -8,10 +9,47 @@ export interface Metrics {
   registrations: Counter;
 }
 
-/** One registry per server, so several servers in one process (tests) do not collide. */
-export function createMetrics(): Metrics {
+/**
+ * One registry per server, so several servers in one process (tests) do not
+ * collide. With `stores` that have an in-process session cache, its state
+ * too: whether it serves (0 while its invalidation channel is down: every
+ * validation reads the store), its entries, hits and misses, read when
+ * scraped.
+ */
+export function createMetrics(stores?: Pick<Stores, "cacheStats">): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "latch_" });
+  const cacheStats = stores?.cacheStats;
+  if (cacheStats !== undefined) {
+    new Gauge({
+      name: "latch_session_cache_serving",
+      help: "1 while the in-process session cache serves from memory; 0 while it fails closed (invalidation channel down).",
+      registers: [registry],
+      collect() {
+        this.set(cacheStats().serving ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "latch_session_cache_entries",
+      help: "Sessions held by the in-process cache.",
+      registers: [registry],
+      collect() {
+        this.set(cacheStats().entries);
+      },
+    });
+    new Counter({
+      name: "latch_session_cache_lookups_total",
+      help: "Session validations by where they were answered: hit (memory) or miss (the store).",
+      labelNames: ["result"],
+      registers: [registry],
+      collect() {
+        const { hits, misses } = cacheStats();
+        this.reset();
+        this.inc({ result: "hit" }, hits);
+        this.inc({ result: "miss" }, misses);
+      },
+    });
+  }
   return {
     registry,
     signIns: new Counter({ name: "latch_sign_ins_total", help: "Sign-in attempts by result.", labelNames: ["result"], registers: [registry] }),

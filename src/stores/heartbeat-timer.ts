@@ -4,8 +4,8 @@
  * says when the last one that came back is older than `timeoutMs`.
  *
  * A tick that comes late means the event loop was busy: heartbeats may be
- * waiting unread in the socket, so such a tick judges nothing and a later
- * one decides. Without this a CPU-bound burst (a storm of sign-ins) would
+ * waiting unread in the socket, so such a tick allows its own lateness on
+ * top of the timeout. Without this a CPU-bound burst (a storm of sign-ins) would
  * look like a dead channel and empty every cache for nothing.
  */
 export interface HeartbeatTimerOptions {
@@ -31,10 +31,13 @@ export function startHeartbeatTimer(options: HeartbeatTimerOptions): { stop(): v
   let lastTick = performance.now();
   const timer = setInterval(() => {
     const now = performance.now();
-    const late = now - lastTick > 2 * options.intervalMs;
+    const sinceTick = now - lastTick;
     lastTick = now;
     if (!options.active()) return;
-    if (!late && now - options.lastSeen() > options.timeoutMs) options.onStale();
+    // The time this tick came late by is allowed on top of the timeout, so a
+    // loop that is late on every tick still gets judged, only more leniently.
+    const allowance = sinceTick > 2 * options.intervalMs ? sinceTick : 0;
+    if (now - options.lastSeen() > options.timeoutMs + allowance) options.onStale();
     if (options.active()) options.send(now);
   }, options.intervalMs);
   timer.unref();

@@ -36,7 +36,7 @@ export async function openStores(config: Pick<Config, "database" | "redisUrl">, 
   const clock = options.clock ?? { now: () => Date.now() };
   if (config.redisUrl === null) {
     if (config.database.kind === "sqlite") return cachedSqlite(openSqliteStores({ path: config.database.path }), clock);
-    return cachedPostgres(await createPostgresStores({ url: config.database.url }), config.database.url, clock);
+    return cachedPostgres(await createPostgresStores({ url: config.database.url }), config.database.url, clock, options.logger);
   }
   const database = config.database.kind === "sqlite" ? openSqliteStores({ path: config.database.path }) : await createPostgresStores({ url: config.database.url });
 
@@ -98,13 +98,24 @@ function cachedSqlite(sqlite: SqliteStores, clock: Clock): Stores {
  * the listening connection is down or its heartbeat does not come back, the
  * cache serves nothing and every validation reads the database.
  */
-function cachedPostgres(database: PostgresStores, url: string, clock: Clock): Stores {
+function cachedPostgres(database: PostgresStores, url: string, clock: Clock, logger?: TieredLogger): Stores {
   const cache = createSessionCache(database, { clock });
+  // Transitions only, so an outage is one line each way, not one per retry.
+  let state: "starting" | "up" | "down" = "starting";
   const listener = listenForRevocations({
     url,
     onEvent: (event) => cache.apply(event),
-    onStatus: (status) => cache.setChannelUp(status === "up"),
+    onStatus: (status) => {
+      cache.setChannelUp(status === "up");
+      if (status === "down" && state === "up") logger?.warn({}, "PostgreSQL revocation listener down: every validation reads the database until it is back");
+      if (status === "up" && state === "down") logger?.info({}, "PostgreSQL revocation listener back: serving sessions from memory again");
+      state = status;
+    },
   });
+  const notUp = setTimeout(() => {
+    if (state === "starting") logger?.warn({}, "PostgreSQL revocation listener has not come up: every validation reads the database (is DATABASE_URL a transaction-mode pooler? LISTEN needs a session)");
+  }, 10_000);
+  notUp.unref();
   // A write that revokes answers only once this process's listener has heard
   // its own announcement: the other processes were signalled by the same
   // commit, so "refused by all" holds by the time the client can ask another
@@ -112,6 +123,9 @@ function cachedPostgres(database: PostgresStores, url: string, clock: Clock): St
   // revocation; nothing else waits.
   async function announced<T>(write: Promise<T>): Promise<T> {
     const result = await write;
+    // False (not heard within 250 ms) leaves the contract's bound: the
+    // listener is then down or about to be, and every cache that missed the
+    // NOTIFY fails closed within a second.
     await listener.sync();
     return result;
   }
@@ -130,6 +144,7 @@ function cachedPostgres(database: PostgresStores, url: string, clock: Clock): St
       deleteUser: (id) => announced(users.deleteUser(id)),
     },
     async close() {
+      clearTimeout(notUp);
       await listener.close();
       await database.close();
     },

@@ -45,7 +45,7 @@ describe("the in-process session cache", () => {
     const session = await newSession();
     assert.ok(await cache.stores.sessions.findSession(session.id, clock.now()));
     assert.ok(await cache.stores.sessions.findSession(session.id, clock.now()));
-    assert.deepEqual(cache.stats(), { entries: 1, hits: 1, misses: 1 });
+    assert.deepEqual(cache.stats(), { serving: true, entries: 1, hits: 1, misses: 1 });
   });
 
   it("answers peekSession from memory only: undefined on a miss, a revocation, an expiry or a channel outage", async () => {

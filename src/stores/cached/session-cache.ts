@@ -1,5 +1,5 @@
 import type { Clock } from "../../core/runtime.js";
-import type { Session, SessionWithUser, Stores } from "../../core/store.js";
+import type { Session, SessionCacheStats, SessionWithUser, Stores } from "../../core/store.js";
 
 /**
  * What invalidates cached sessions. Mirrors the Redis revocation events
@@ -41,7 +41,7 @@ export interface SessionCache {
    */
   setChannelUp(up: boolean): void;
   /** Entries and hit/miss counters, for metrics and tests. */
-  stats(): { entries: number; hits: number; misses: number };
+  stats(): SessionCacheStats;
 }
 
 interface Entry {
@@ -158,9 +158,14 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     return undefined;
   }
 
+  function stats(): SessionCacheStats {
+    return { serving: channelUp, entries: entries.size, hits, misses };
+  }
+
   const sessions = inner.sessions;
   const wrapped: Stores = {
     ...inner,
+    cacheStats: stats,
     users: {
       ...inner.users,
       async updateUserRoles(id, roles, updatedAt) {
@@ -244,6 +249,6 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
       epoch += 1;
       clear();
     },
-    stats: () => ({ entries: entries.size, hits, misses }),
+    stats,
   };
 }

@@ -177,12 +177,27 @@ describe("PostgreSQL revocation notifications", { skip }, () => {
     for (const session of sessions) await stores.sessions.createSession(session);
     for (const session of sessions) {
       await stores.sessions.deleteSession(session.id);
-      await listener.sync(2000);
+      const started = performance.now();
+      assert.equal(await listener.sync(2000), true, "its marker came back");
+      assert.ok(performance.now() - started < 500, "by the marker, not by the timeout");
       assert.ok(seen({ kind: "session", sessionId: session.id }), "heard before sync() resolved");
     }
     await stores.users.updateUserRoles(user.id, ["user", "admin"], Date.now());
-    await listener.sync(2000);
+    assert.equal(await listener.sync(2000), true);
     assert.ok(seen({ kind: "user", userId: user.id }));
+  });
+
+  it("goes down while a revocation trigger is disabled, and comes back when it is enabled again", async () => {
+    await stores.pool.query("ALTER TABLE sessions DISABLE TRIGGER sessions_announce_end");
+    try {
+      await waitFor("down", () => !listener.up, 2000);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(listener.up, false, "stays down: a reconnect finds the trigger disabled");
+      assert.equal(await listener.sync(100), false, "nothing can be heard while down");
+    } finally {
+      await stores.pool.query("ALTER TABLE sessions ENABLE TRIGGER sessions_announce_end");
+    }
+    await waitFor("up again", () => listener.up, 5000);
   });
 
   it("announces nothing for a change that is rolled back, and announces a psql-style delete once committed", async () => {

@@ -63,20 +63,28 @@ export interface ListenOptions {
 export interface RevocationListener {
   readonly up: boolean;
   /**
-   * Resolves once this listener has received everything committed before
-   * the call (a marker NOTIFY comes back: PostgreSQL delivers notifications
-   * in commit order), or after `timeoutMs` (default 250), or at once when
-   * not listening. Every other listener was signalled at the same commit,
-   * so a writer that waits for this before answering has, in practice, let
-   * the other processes hear of its change before its client can ask them.
+   * Resolves true once this listener has received everything committed
+   * before the call (a marker NOTIFY comes back: PostgreSQL delivers
+   * notifications in commit order), or false after `timeoutMs` (default
+   * 250; the time to wait for the listener to come up counts). Every other
+   * listener was signalled at the same commit, so a writer that waits for
+   * this before answering has, in practice, let the other processes hear of
+   * its change before its client can ask them.
    */
-  sync(timeoutMs?: number): Promise<void>;
+  sync(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 2_000;
+/** The triggers of migration 2; a heartbeat only returns while all of them are in place and enabled. */
+const TRIGGERS = ["sessions_announce_end", "sessions_announce_change", "users_announce_change", "sessions_announce_truncate", "users_announce_truncate"];
+// 'O' fires in normal sessions, 'A' always; 'D' (disabled) and 'R' (replica only) would announce nothing.
+const NOTIFY_IF_TRIGGERS_SQL = `
+  SELECT pg_notify($1, $2)
+  WHERE (SELECT count(*) FROM pg_trigger
+         WHERE tgrelid IN ('sessions'::regclass, 'users'::regclass) AND tgname = ANY($3::text[]) AND tgenabled IN ('O', 'A')) = ${TRIGGERS.length}`;
 
 /**
  * LISTENs for the database's revocation notifications on a dedicated
@@ -107,7 +115,7 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
   const nonce = randomUUID();
   const heartbeatPrefix = `heartbeat:${nonce}:`;
   const syncPrefix = `sync:${nonce}:`;
-  const syncs = new Map<number, () => void>();
+  const syncs = new Map<number, (heard: boolean) => void>();
   let syncSeq = 0;
   let channel: string | null = null;
   let client: pg.Client | null = null;
@@ -119,10 +127,40 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
   let retryMs = RECONNECT_MIN_MS;
   let retryTimer: NodeJS.Timeout | undefined;
 
+  const upWaiters = new Set<() => void>();
+
   function setStatus(next: boolean): void {
     if (next === up || closed) return;
     up = next;
     options.onStatus?.(next ? "up" : "down");
+    if (next) for (const wake of upWaiters) wake();
+  }
+
+  // One query at a time on the listening connection (pg deprecates
+  // overlapping ones); a query that hangs holds the line up, so heartbeats
+  // stop returning and the connection is replaced.
+  let line: Promise<unknown> = Promise.resolve();
+  function onLine(which: pg.Client, text: string, values: unknown[]): Promise<unknown> {
+    const run = (): Promise<unknown> => which.query(text, values);
+    const next = line.then(run, run);
+    line = next.catch(() => {});
+    return next;
+  }
+
+  /** True once listening, or false after `timeoutMs`. */
+  function untilUp(timeoutMs: number): Promise<boolean> {
+    if (listening) return Promise.resolve(true);
+    if (closed) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        upWaiters.delete(wake);
+        resolve(listening);
+      };
+      const timer = setTimeout(wake, timeoutMs);
+      timer.unref();
+      upWaiters.add(wake);
+    });
   }
 
   /** Tears the connection down and connects again after a back-off. */
@@ -145,12 +183,17 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
       connectionString: options.url,
       application_name: "latch-revocations",
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      // Set-up queries that hang must fail too, or the listener would wait
+      // on them (down, but never retrying) for as long as TCP allows.
+      query_timeout: CONNECT_TIMEOUT_MS,
       // A listening connection never writes unless a heartbeat is due: let
       // the kernel notice a peer that vanished too.
       keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
       ...(options.schema === undefined ? {} : { options: `-c search_path=${options.schema}` }),
     });
     client = next;
+    line = Promise.resolve();
     // Errors surface as "down"; without a listener pg would throw them.
     next.on("error", () => lost(next));
     next.on("end", () => lost(next));
@@ -164,7 +207,7 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
       if (message.payload.startsWith(syncPrefix)) {
         const seq = Number(message.payload.slice(syncPrefix.length));
         // Notifications arrive in order: every marker up to this one is through.
-        for (const [pending, resolve] of syncs) if (pending <= seq) resolve();
+        for (const [pending, resolve] of syncs) if (pending <= seq) resolve(true);
         return;
       }
       const event = parseEvent(message.payload);
@@ -179,6 +222,12 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
       const named = found.rows[0]?.channel;
       if (named === undefined) throw new Error("no sessions table");
       channel = named;
+      const triggers = await next.query<{ n: string }>(
+        "SELECT count(*) AS n FROM pg_trigger WHERE tgrelid IN ('sessions'::regclass, 'users'::regclass) AND tgname = ANY($1::text[]) AND tgenabled IN ('O', 'A')",
+        [TRIGGERS],
+      );
+      // Without its triggers the database announces nothing: stay down (the cache fails closed).
+      if (Number(triggers.rows[0]?.n) !== TRIGGERS.length) throw new Error("revocation triggers missing or disabled");
       await next.query(`LISTEN ${pg.escapeIdentifier(named)}`);
       if (client !== next || closed) return;
       listening = true;
@@ -202,8 +251,11 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     },
     // On the listening connection itself: a listener hears its own NOTIFYs,
     // so a heartbeat that returns proves the server commits and delivers to
-    // this very connection.
-    send: (now) => void client?.query("SELECT pg_notify($1, $2)", [channel, `${heartbeatPrefix}${now}`]).catch(() => {}),
+    // this very connection; and it is only sent while the triggers that
+    // announce revocations are in place and enabled.
+    send: (now) => {
+      if (client !== null) onLine(client, NOTIFY_IF_TRIGGERS_SQL, [channel, `${heartbeatPrefix}${now}`, TRIGGERS]).catch(() => {});
+    },
   });
   void connect();
 
@@ -211,25 +263,30 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     get up() {
       return up;
     },
-    sync(timeoutMs = 250) {
+    async sync(timeoutMs = 250) {
+      const started = performance.now();
+      // A process that revokes right after opening its stores (the CLI) waits for its listener first.
+      if (!(await untilUp(timeoutMs))) return false;
       const current = client;
-      if (!listening || current === null || channel === null || closed) return Promise.resolve();
+      if (current === null || channel === null || closed) return false;
       const seq = (syncSeq += 1);
-      return new Promise<void>((resolve) => {
-        const done = (): void => {
+      const left = Math.max(1, timeoutMs - (performance.now() - started));
+      return new Promise<boolean>((resolve) => {
+        const done = (heard: boolean): void => {
           clearTimeout(timer);
           syncs.delete(seq);
-          resolve();
+          resolve(heard);
         };
-        const timer = setTimeout(done, timeoutMs);
+        const timer = setTimeout(() => done(false), left);
         timer.unref();
         syncs.set(seq, done);
-        current.query("SELECT pg_notify($1, $2)", [channel, `${syncPrefix}${seq}`]).catch(done);
+        onLine(current, "SELECT pg_notify($1, $2)", [channel, `${syncPrefix}${seq}`]).catch(() => done(false));
       });
     },
     async close() {
       closed = true;
-      for (const resolve of syncs.values()) resolve();
+      for (const resolve of syncs.values()) resolve(false);
+      for (const wake of upWaiters) wake();
       timer.stop();
       clearTimeout(retryTimer);
       const current = client;
