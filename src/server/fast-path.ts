@@ -8,15 +8,34 @@ import { userJsonText } from "./responses.js";
 export const protectedBody = (user: User): string => `{"message":"Access granted","user":${userJsonText(user)}}`;
 export const dashboardBody = (user: User): string => `{"message":${JSON.stringify(`Welcome, ${user.username}`)},"user":${userJsonText(user)}}`;
 
-const BODIES = new Map<string, (user: User) => string>([
+const BODIES: ReadonlyArray<readonly [string, (user: User) => string]> = [
   ["/protected", protectedBody],
   ["/dashboard", dashboardBody],
-]);
+];
 
 interface Prepared {
   text: string;
   /** Flat [name, value, name, value, …], as ServerResponse.writeHead takes it. */
   headers: string[];
+}
+
+/**
+ * A user's whole answer (body and header list), built once per user object:
+ * the cache hands out the same user object until it changes, so a hit costs
+ * no string building, no byte counting and no per-header setHeader() (which
+ * validates and stores each one again).
+ */
+function preparedAnswers(body: (user: User) => string, fixedHeaders: readonly string[]): (user: User) => Prepared {
+  const prepared = new WeakMap<User, Prepared>();
+  return (user) => {
+    let answer = prepared.get(user);
+    if (answer === undefined) {
+      const text = body(user);
+      answer = { text, headers: [...fixedHeaders, "content-type", "application/json; charset=utf-8", "content-length", String(Buffer.byteLength(text))] };
+      prepared.set(user, answer);
+    }
+    return answer;
+  };
 }
 
 export interface FastPath {
@@ -49,28 +68,12 @@ export function createFastPath(ctx: ServerContext, headers: Readonly<Record<stri
   let stopped = false;
   let answered = 0;
 
-  // A user's whole answer (body and header list) is built once per user
-  // object and path: the cache hands out the same user object until it
-  // changes, so a hit costs no string building, no byte counting and no
-  // per-header setHeader() (which validates and stores each one again).
-  const prepared = new WeakMap<User, Map<string, Prepared>>();
-  function answerFor(user: User, path: string, body: (user: User) => string): Prepared {
-    let byPath = prepared.get(user);
-    if (byPath === undefined) prepared.set(user, (byPath = new Map()));
-    let answer = byPath.get(path);
-    if (answer === undefined) {
-      const text = body(user);
-      answer = { text, headers: [...fixed, "content-type", "application/json; charset=utf-8", "content-length", String(Buffer.byteLength(text))] };
-      byPath.set(path, answer);
-    }
-    return answer;
-  }
+  const routes = new Map(BODIES.map(([path, body]) => [path, preparedAnswers(body, fixed)] as const));
 
   const fastPath = ((request: IncomingMessage, response: ServerResponse): boolean => {
     if (stopped || request.method !== "GET") return false;
-    const path = request.url ?? "";
-    const body = BODIES.get(path);
-    if (body === undefined) return false;
+    const answerFor = routes.get(request.url ?? "");
+    if (answerFor === undefined) return false;
     const h = request.headers;
     if (h.authorization !== undefined || h.origin !== undefined) return false;
     const token = readCookie(h.cookie, ctx.cookieName);
@@ -83,7 +86,7 @@ export function createFastPath(ctx: ServerContext, headers: Readonly<Record<stri
     }
     // validateCached answers undefined when a renewal is due, so nothing here re-sends the cookie.
     if (valid === undefined || valid === null) return false;
-    const answer = answerFor(valid.user, path, body);
+    const answer = answerFor(valid.user);
     // writeHead with the whole list at once: no header was set before, so
     // Node writes the list as it is (still validating each name and value).
     response.writeHead(200, answer.headers);

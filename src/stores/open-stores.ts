@@ -99,7 +99,14 @@ function cachedSqlite(sqlite: SqliteStores, clock: Clock): Stores {
  * cache serves nothing and every validation reads the database.
  */
 function cachedPostgres(database: PostgresStores, url: string, clock: Clock, logger?: TieredLogger): Stores {
-  const cache = createSessionCache(database, { clock });
+  // A write that revokes answers only once this process's listener has heard
+  // its own announcement: the other processes were signalled by the same
+  // commit, so "refused by all" holds by the time the client can ask another
+  // process, not only within the contract's second. About a millisecond per
+  // revocation; nothing else waits. A sync that times out (false) leaves the
+  // contract's bound: that listener is down or about to be, and every cache
+  // that missed the NOTIFY fails closed within a second.
+  const cache = createSessionCache(database, { clock, afterRevocation: () => listener.sync() });
   // Transitions only, so an outage is one line each way, not one per retry.
   let state: "starting" | "up" | "down" = "starting";
   const listener = listenForRevocations({
@@ -116,33 +123,8 @@ function cachedPostgres(database: PostgresStores, url: string, clock: Clock, log
     if (state === "starting") logger?.warn({}, "PostgreSQL revocation listener has not come up: every validation reads the database (is DATABASE_URL a transaction-mode pooler? LISTEN needs a session)");
   }, 10_000);
   notUp.unref();
-  // A write that revokes answers only once this process's listener has heard
-  // its own announcement: the other processes were signalled by the same
-  // commit, so "refused by all" holds by the time the client can ask another
-  // process, not only within the contract's second. About a millisecond per
-  // revocation; nothing else waits.
-  async function announced<T>(write: Promise<T>): Promise<T> {
-    const result = await write;
-    // False (not heard within 250 ms) leaves the contract's bound: the
-    // listener is then down or about to be, and every cache that missed the
-    // NOTIFY fails closed within a second.
-    await listener.sync();
-    return result;
-  }
-  const { sessions, users } = cache.stores;
   return {
     ...cache.stores,
-    sessions: {
-      ...sessions,
-      deleteSession: (id) => announced(sessions.deleteSession(id)),
-      rotateSession: (oldId, next) => announced(sessions.rotateSession(oldId, next)),
-      deleteUserSessions: (userId, options) => announced(sessions.deleteUserSessions(userId, options)),
-    },
-    users: {
-      ...users,
-      updateUserRoles: (id, roles, updatedAt) => announced(users.updateUserRoles(id, roles, updatedAt)),
-      deleteUser: (id) => announced(users.deleteUser(id)),
-    },
     async close() {
       clearTimeout(notUp);
       await listener.close();

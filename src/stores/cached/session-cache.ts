@@ -26,6 +26,13 @@ export interface SessionCacheOptions {
    * {@link SessionCache.apply} (SQLite's data_version check does).
    */
   beforeRead?: (now: number) => void;
+  /**
+   * Awaited after each revoking write made through the cache (sign-out,
+   * rotation, revoke-all, role change, user deletion), before the write
+   * resolves: lets a channel make sure the announcement went out
+   * (PostgreSQL's listener sync does).
+   */
+  afterRevocation?: () => Promise<unknown>;
 }
 
 export interface SessionCache {
@@ -162,22 +169,30 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     return { serving: channelUp, entries: entries.size, hits, misses };
   }
 
+  const afterRevocation = options.afterRevocation;
+  // Local writes invalidate before and after the store call: before, so this
+  // process stops serving the entry at once; after, so a read that ran
+  // concurrently with the write cannot have re-filled it.
+  async function revoking<T>(invalidation: Invalidation, write: () => Promise<T>): Promise<T> {
+    apply(invalidation);
+    let result: T;
+    try {
+      result = await write();
+    } finally {
+      apply(invalidation);
+    }
+    await afterRevocation?.();
+    return result;
+  }
+
   const sessions = inner.sessions;
   const wrapped: Stores = {
     ...inner,
     cacheStats: stats,
     users: {
       ...inner.users,
-      async updateUserRoles(id, roles, updatedAt) {
-        const updated = await inner.users.updateUserRoles(id, roles, updatedAt);
-        apply({ kind: "user", userId: id });
-        return updated;
-      },
-      async deleteUser(id) {
-        const deleted = await inner.users.deleteUser(id);
-        apply({ kind: "user", userId: id });
-        return deleted;
-      },
+      updateUserRoles: (id, roles, updatedAt) => revoking({ kind: "user", userId: id }, () => inner.users.updateUserRoles(id, roles, updatedAt)),
+      deleteUser: (id) => revoking({ kind: "user", userId: id }, () => inner.users.deleteUser(id)),
     },
     sessions: {
       ...sessions,
@@ -209,34 +224,10 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
         }
         return touched;
       },
-      // Local writes invalidate before and after the store call: before, so
-      // this process stops serving the entry at once; after, so a read that
-      // ran concurrently with the write cannot have re-filled it.
-      async deleteSession(id) {
-        apply({ kind: "session", sessionId: id });
-        try {
-          return await sessions.deleteSession(id);
-        } finally {
-          apply({ kind: "session", sessionId: id });
-        }
-      },
-      async rotateSession(oldId, next) {
-        apply({ kind: "session", sessionId: oldId });
-        try {
-          return await sessions.rotateSession(oldId, next);
-        } finally {
-          apply({ kind: "session", sessionId: oldId });
-        }
-      },
-      async deleteUserSessions(userId, deleteOptions) {
-        const invalidation = { kind: "user-sessions" as const, userId, before: clock.now() + 1, exceptId: deleteOptions?.exceptId ?? null };
-        apply(invalidation);
-        try {
-          return await sessions.deleteUserSessions(userId, deleteOptions);
-        } finally {
-          apply(invalidation);
-        }
-      },
+      deleteSession: (id) => revoking({ kind: "session", sessionId: id }, () => sessions.deleteSession(id)),
+      rotateSession: (oldId, next) => revoking({ kind: "session", sessionId: oldId }, () => sessions.rotateSession(oldId, next)),
+      deleteUserSessions: (userId, deleteOptions) =>
+        revoking({ kind: "user-sessions", userId, before: clock.now() + 1, exceptId: deleteOptions?.exceptId ?? null }, () => sessions.deleteUserSessions(userId, deleteOptions)),
     },
   };
 

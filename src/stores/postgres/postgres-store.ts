@@ -18,6 +18,7 @@ import type {
 import { advisoryLockKeys } from "./advisory-locks.js";
 import { migrate } from "./migrations.js";
 import { toLatchError } from "./postgres-errors.js";
+import { assertSchemaName } from "./schema-name.js";
 import { withTransaction } from "./transaction.js";
 
 export interface PostgresStoreOptions {
@@ -40,7 +41,6 @@ export interface PostgresStores extends Stores {
 
 const HEALTH_TIMEOUT_MS = 1000;
 const CONNECT_TIMEOUT_MS = 5000;
-const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /**
  * The PostgreSQL stores: users, sessions, security events, rate limits and
@@ -54,9 +54,7 @@ const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
  */
 export async function createPostgresStores(options: PostgresStoreOptions): Promise<PostgresStores> {
   const { schema, poolSize = 10 } = options;
-  if (schema !== undefined && !SCHEMA_PATTERN.test(schema)) {
-    throw new TypeError("schema must be 1 to 63 lower-case letters, digits and underscores, not starting with a digit.");
-  }
+  assertSchemaName(schema);
   if (!Number.isInteger(poolSize) || poolSize < 1) throw new TypeError("poolSize must be a positive integer.");
 
   const pool = new pg.Pool({

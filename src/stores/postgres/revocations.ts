@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { startHeartbeatTimer } from "../heartbeat-timer.js";
+import { assertSchemaName } from "./schema-name.js";
 
 /**
  * What the database announces when a session ends or a user changes: the
@@ -27,7 +28,6 @@ export function revocationChannelSql(schemaSql: string): string {
   return `'latch_revocations_' || md5(${schemaSql})`;
 }
 
-const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
 
 function parseEvent(payload: string | undefined): PostgresRevocationEvent | null {
   if (payload === undefined) return null;
@@ -80,11 +80,10 @@ const RECONNECT_MAX_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 2_000;
 /** The triggers of migration 2; a heartbeat only returns while all of them are in place and enabled. */
 const TRIGGERS = ["sessions_announce_end", "sessions_announce_change", "users_announce_change", "sessions_announce_truncate", "users_announce_truncate"];
-// 'O' fires in normal sessions, 'A' always; 'D' (disabled) and 'R' (replica only) would announce nothing.
-const NOTIFY_IF_TRIGGERS_SQL = `
-  SELECT pg_notify($1, $2)
-  WHERE (SELECT count(*) FROM pg_trigger
-         WHERE tgrelid IN ('sessions'::regclass, 'users'::regclass) AND tgname = ANY($3::text[]) AND tgenabled IN ('O', 'A')) = ${TRIGGERS.length}`;
+// True while every one of them is present and enabled: 'O' fires in normal
+// sessions, 'A' always; 'D' (disabled) and 'R' (replica only) announce nothing.
+const TRIGGERS_ENABLED_SQL = `(SELECT count(*) FROM pg_trigger
+  WHERE tgrelid IN ('sessions'::regclass, 'users'::regclass) AND tgname = ANY($1::text[]) AND tgenabled IN ('O', 'A')) = ${TRIGGERS.length}`;
 
 /**
  * LISTENs for the database's revocation notifications on a dedicated
@@ -104,9 +103,7 @@ const NOTIFY_IF_TRIGGERS_SQL = `
  * await listener.close();
  */
 export function listenForRevocations(options: ListenOptions): RevocationListener {
-  if (options.schema !== undefined && !SCHEMA_PATTERN.test(options.schema)) {
-    throw new TypeError("schema must be 1 to 63 lower-case letters, digits and underscores, not starting with a digit.");
-  }
+  assertSchemaName(options.schema);
   const heartbeatMs = options.heartbeatMs ?? 250;
   const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 750;
   // Heartbeats carry this listener's nonce and the time they were sent, so
@@ -119,7 +116,6 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
   let syncSeq = 0;
   let channel: string | null = null;
   let client: pg.Client | null = null;
-  let listening = false;
   /** When the newest heartbeat that came back was sent (performance.now()). */
   let lastHeartbeat = 0;
   let up = false;
@@ -149,16 +145,16 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
 
   /** True once listening, or false after `timeoutMs`. */
   function untilUp(timeoutMs: number): Promise<boolean> {
-    if (listening) return Promise.resolve(true);
+    if (up) return Promise.resolve(true);
     if (closed) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
       const wake = (): void => {
-        clearTimeout(timer);
+        clearTimeout(deadline);
         upWaiters.delete(wake);
-        resolve(listening);
+        resolve(up);
       };
-      const timer = setTimeout(wake, timeoutMs);
-      timer.unref();
+      const deadline = setTimeout(wake, timeoutMs);
+      deadline.unref();
       upWaiters.add(wake);
     });
   }
@@ -167,7 +163,6 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
   function lost(which: pg.Client): void {
     if (client !== which) return;
     client = null;
-    listening = false;
     setStatus(false);
     which.removeAllListeners("notification");
     which.end().catch(() => {});
@@ -222,15 +217,11 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
       const named = found.rows[0]?.channel;
       if (named === undefined) throw new Error("no sessions table");
       channel = named;
-      const triggers = await next.query<{ n: string }>(
-        "SELECT count(*) AS n FROM pg_trigger WHERE tgrelid IN ('sessions'::regclass, 'users'::regclass) AND tgname = ANY($1::text[]) AND tgenabled IN ('O', 'A')",
-        [TRIGGERS],
-      );
+      const triggers = await next.query<{ enabled: boolean }>(`SELECT ${TRIGGERS_ENABLED_SQL} AS enabled`, [TRIGGERS]);
       // Without its triggers the database announces nothing: stay down (the cache fails closed).
-      if (Number(triggers.rows[0]?.n) !== TRIGGERS.length) throw new Error("revocation triggers missing or disabled");
+      if (triggers.rows[0]?.enabled !== true) throw new Error("revocation triggers missing or disabled");
       await next.query(`LISTEN ${pg.escapeIdentifier(named)}`);
       if (client !== next || closed) return;
-      listening = true;
       retryMs = RECONNECT_MIN_MS;
       lastHeartbeat = performance.now();
       setStatus(true);
@@ -239,10 +230,10 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     }
   }
 
-  const timer = startHeartbeatTimer({
+  const heartbeats = startHeartbeatTimer({
     intervalMs: heartbeatMs,
     timeoutMs: heartbeatTimeoutMs,
-    active: () => listening && client !== null && channel !== null,
+    active: () => up,
     lastSeen: () => lastHeartbeat,
     // Silent for too long: a hung server or a dead path. Start over on a new
     // connection rather than wait on this one.
@@ -254,7 +245,7 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     // this very connection; and it is only sent while the triggers that
     // announce revocations are in place and enabled.
     send: (now) => {
-      if (client !== null) onLine(client, NOTIFY_IF_TRIGGERS_SQL, [channel, `${heartbeatPrefix}${now}`, TRIGGERS]).catch(() => {});
+      if (client !== null) onLine(client, `SELECT pg_notify($2, $3) WHERE ${TRIGGERS_ENABLED_SQL}`, [TRIGGERS, channel, `${heartbeatPrefix}${now}`]).catch(() => {});
     },
   });
   void connect();
@@ -273,12 +264,12 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
       const left = Math.max(1, timeoutMs - (performance.now() - started));
       return new Promise<boolean>((resolve) => {
         const done = (heard: boolean): void => {
-          clearTimeout(timer);
+          clearTimeout(deadline);
           syncs.delete(seq);
           resolve(heard);
         };
-        const timer = setTimeout(() => done(false), left);
-        timer.unref();
+        const deadline = setTimeout(() => done(false), left);
+        deadline.unref();
         syncs.set(seq, done);
         onLine(current, "SELECT pg_notify($1, $2)", [channel, `${syncPrefix}${seq}`]).catch(() => done(false));
       });
@@ -287,11 +278,11 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
       closed = true;
       for (const resolve of syncs.values()) resolve(false);
       for (const wake of upWaiters) wake();
-      timer.stop();
+      heartbeats.stop();
       clearTimeout(retryTimer);
       const current = client;
       client = null;
-      listening = false;
+      up = false;
       await current?.end().catch(() => {});
     },
   };
