@@ -1,7 +1,7 @@
 import { constantTimeEqualText } from "./encoding.js";
 import { csrfTokenFor, issueSessionToken, parseSessionToken, verifySessionSecret } from "./session-token.js";
 import type { Runtime } from "./runtime.js";
-import type { Session, SessionStore, User } from "./store.js";
+import type { AuthMethod, Session, SessionStore, User } from "./store.js";
 
 export interface SessionPolicy {
   idleTimeoutMs: number;
@@ -14,6 +14,16 @@ export interface SessionMetadata {
   userAgent: string | null;
   /** Already truncated by the caller. */
   ipAddress: string | null;
+}
+
+export interface CreateSessionOptions {
+  /** How the holder signed in (RFC 8176). Default `["pwd"]`. */
+  amr?: AuthMethod[];
+  /**
+   * A sign-in waiting for its second factor, ending after this many ms
+   * (idle and absolute alike: it never slides past it).
+   */
+  pendingForMs?: number;
 }
 
 export interface NewSession {
@@ -35,7 +45,7 @@ export interface ValidSession {
 export interface SessionManager {
   readonly policy: SessionPolicy;
   /** Starts a new session for the user. Never reuses an id presented by the client. */
-  create(userId: string, metadata: SessionMetadata): Promise<NewSession>;
+  create(userId: string, metadata: SessionMetadata, options?: CreateSessionOptions): Promise<NewSession>;
   /**
    * The session and user for a cookie value, or null when the value is
    * malformed, unknown, expired or its secret does not match. Slides the idle
@@ -85,7 +95,7 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
     return true;
   }
 
-  function build(userId: string, metadata: SessionMetadata, createdAt: number, absoluteExpiresAt: number): NewSession {
+  function build(userId: string, metadata: SessionMetadata, createdAt: number, absoluteExpiresAt: number, state: Pick<Session, "amr" | "pending">): NewSession {
     const issued = issueSessionToken(userId, runtime.random);
     const session: Session = {
       id: issued.id,
@@ -97,15 +107,19 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       absoluteExpiresAt,
       userAgent: metadata.userAgent,
       ipAddress: metadata.ipAddress,
+      amr: [...state.amr],
+      pending: state.pending,
     };
     return { session, token: issued.token, csrfToken: csrfTokenFor(issued.secret) };
   }
 
   return {
     policy,
-    async create(userId, metadata) {
+    async create(userId, metadata, createOptions = {}) {
       const now = clock.now();
-      const created = build(userId, metadata, now, now + policy.absoluteTimeoutMs);
+      const pending = createOptions.pendingForMs !== undefined;
+      const absoluteExpiresAt = now + (pending ? Math.min(createOptions.pendingForMs!, policy.absoluteTimeoutMs) : policy.absoluteTimeoutMs);
+      const created = build(userId, metadata, now, absoluteExpiresAt, { amr: createOptions.amr ?? ["pwd"], pending });
       await store.createSession(created.session);
       return created;
     },
@@ -142,7 +156,7 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
     },
 
     async rotate(current) {
-      const next = build(current.userId, current, current.createdAt, current.absoluteExpiresAt);
+      const next = build(current.userId, current, current.createdAt, current.absoluteExpiresAt, current);
       return (await store.rotateSession(current.id, next.session)) ? next : null;
     },
 

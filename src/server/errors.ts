@@ -35,6 +35,10 @@ export function errorHandler(error: FastifyError | LatchError, request: FastifyR
     message = error.message;
     if (error.retryAfter !== undefined) reply.header("Retry-After", String(error.retryAfter));
     if (code === "unavailable" || code === "internal") request.log.error({ err: error, reqId: request.id }, "store failure");
+  } else if ("validation" in error && error.validation !== undefined) {
+    // A route's JSON schema refused the input: say which part.
+    code = "invalid_input";
+    message = `Invalid ${error.validationContext ?? "request"}: ${error.message.replace(/^(body|params|querystring)\/?/, "")}.`;
   } else if (error.code !== undefined && fastifyCodes[error.code] !== undefined) {
     code = fastifyCodes[error.code]!;
     message = code === "invalid_input" ? "The request body is not valid JSON." : errorCodes[code].message;

@@ -42,8 +42,11 @@ export function startMaintenance(options: MaintenanceOptions): () => void {
       const before = now - options.eventRetentionDays * 86_400_000;
       const events = await drain(() => options.stores.events.deleteEventsBefore(before, batch));
       const windows = await drain(() => options.stores.limits.deleteClosedWindows(now, batch));
+      const challenges = await drain(() => options.stores.secondFactors.deleteExpiredChallenges(now, batch));
       await options.tokens?.prune();
-      if (sessions + events + windows > 0) options.logger.info({ sessions, events, windows }, "swept expired sessions, old security events and closed rate-limit windows");
+      if (sessions + events + windows + challenges > 0) {
+        options.logger.info({ sessions, events, windows, challenges }, "swept expired sessions, old security events, closed rate-limit windows and expired WebAuthn challenges");
+      }
     } catch (error) {
       options.logger.warn({ err: error }, "sweep failed; will retry");
     } finally {

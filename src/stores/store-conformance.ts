@@ -53,6 +53,7 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         emailKey: `mail_${tag}@example.com`,
         passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
         roles: ["user"],
+        mfa: false,
         createdAt: now,
         updatedAt: now,
         ...overrides,

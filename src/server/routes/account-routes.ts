@@ -5,7 +5,7 @@ import type { ServerContext } from "../context.js";
 import { clearedSessionCookie } from "../../auth/index.js";
 import { recordEvent } from "../events.js";
 import { bodyObject, userJson } from "../responses.js";
-import { startSession, verifySignIn } from "../sign-in.js";
+import { PENDING_SIGN_IN_MS, startSession, verifySignIn } from "../sign-in.js";
 import { countRegistration } from "../throttle.js";
 
 /** POST /register, POST /login, POST /logout. */
@@ -21,7 +21,14 @@ export function accountRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   app.post("/login", async (request, reply) => {
-    const user = await verifySignIn(ctx, request);
+    const { user, needsCode } = await verifySignIn(ctx, request);
+    if (needsCode) {
+      // A pending sign-in in the session cookie: it authenticates nothing
+      // but POST /login/mfa (src/auth/request-auth.ts sessionKind).
+      const { session } = await startSession(ctx, request, reply, user, { amr: ["pwd"], pendingForMs: PENDING_SIGN_IN_MS });
+      recordEvent(ctx, request, "sign_in", user.id, { session: session.id, pending: "totp" });
+      return { mfaRequired: true, methods: ["totp", "recovery_code"] };
+    }
     const { session, csrfToken } = await startSession(ctx, request, reply, user);
     recordEvent(ctx, request, "sign_in", user.id, { session: session.id });
     return { user: userJson(publicUser(user)), csrfToken };

@@ -5,6 +5,7 @@ import { authOf, guard } from "../auth.js";
 import type { ServerContext } from "../context.js";
 import { recordEvent } from "../events.js";
 import { bodyObject, userJson } from "../responses.js";
+import { errors, idParamsSchema } from "./second-factor-schemas.js";
 
 const MAX_PAGE = 100;
 
@@ -58,6 +59,30 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     recordEvent(ctx, request, "sessions_revoked", target.id, { count: String(revoked), by: authOf(request).user.id });
     return { revoked };
   });
+
+  app.delete<{ Params: { id: string } }>(
+    "/admin/users/:id/mfa",
+    {
+      preHandler: admin,
+      schema: {
+        operationId: "resetUserSecondFactors",
+        tags: ["Administration"],
+        summary: "Remove a user's TOTP, recovery codes and passkeys (a lost device) and end their sessions",
+        params: idParamsSchema,
+        response: { 204: { type: "null" }, ...errors(401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const target = await ctx.stores.users.findUserById(request.params.id);
+      if (target === null) throw new LatchError("not_found", "No such user.");
+      await ctx.stores.secondFactors.deleteSecondFactors(target.id);
+      // Every session ends, the admin's own too when they reset themselves:
+      // whoever holds the lost device may be signed in with it.
+      const revoked = await ctx.stores.sessions.deleteUserSessions(target.id);
+      recordEvent(ctx, request, "mfa_reset", target.id, { by: authOf(request).user.id, revoked: String(revoked) });
+      return reply.code(204).send();
+    },
+  );
 
   app.delete<{ Params: { id: string } }>("/users/:id", { preHandler: admin }, async (request, reply) => {
     if (!(await ctx.stores.users.deleteUser(request.params.id))) throw new LatchError("not_found", "No such user.");

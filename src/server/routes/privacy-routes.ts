@@ -13,10 +13,13 @@ export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get("/me/export", { preHandler: session }, async (request, reply) => {
     const { user: current } = authOf(request);
     const now = ctx.runtime.clock.now();
-    const [user, sessions, events] = await Promise.all([
+    const [user, sessions, events, totp, recoveryCodesLeft, passkeys] = await Promise.all([
       ctx.stores.users.findUserById(current.id),
       ctx.stores.sessions.listUserSessions(current.id, now),
       ctx.stores.events.listUserEvents(current.id, 10_000),
+      ctx.stores.secondFactors.findTotp(current.id),
+      ctx.stores.secondFactors.countRecoveryCodes(current.id),
+      ctx.stores.secondFactors.listPasskeys(current.id),
     ]);
     if (user === null) throw new LatchError("unauthenticated");
     reply.header("Content-Disposition", 'attachment; filename="latch-export.json"');
@@ -24,7 +27,12 @@ export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
       exportedAt: iso(now),
       // Everything held about the user except the password hash, which is a
       // credential rather than personal data and is never given out.
-      profile: { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: iso(user.createdAt), updatedAt: iso(user.updatedAt) },
+      profile: { id: user.id, username: user.username, email: user.email, roles: user.roles, mfa: user.mfa, createdAt: iso(user.createdAt), updatedAt: iso(user.updatedAt) },
+      // Whether TOTP is on and which passkeys exist; never a secret, a code or a key.
+      secondFactors: {
+        totp: { enabled: totp?.secret != null, confirmedAt: totp?.confirmedAt == null ? null : iso(totp.confirmedAt), recoveryCodesLeft },
+        passkeys: passkeys.map((p) => ({ id: p.id, name: p.name, createdAt: iso(p.createdAt), lastUsedAt: p.lastUsedAt === null ? null : iso(p.lastUsedAt) })),
+      },
       sessions: sessions.map((s) => ({ ...sessionJson(s), userAgent: s.userAgent, ipAddress: s.ipAddress })),
       securityEvents: events.map((e) => ({ type: e.type, at: iso(e.at), ipAddress: e.ipAddress, userAgent: e.userAgent, detail: e.detail })),
     };
@@ -39,7 +47,7 @@ export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     await countAccountAttempt(ctx, request, user.id, user.id);
     if (!(await ctx.accounts.checkCredentials(user, body.password))) throw new LatchError("invalid_credentials", "The password is wrong.");
     await recordSuccess(ctx, user.id);
-    // One call erases the user, their sessions and their security events.
+    // One call erases the user, their sessions, security events and second factors.
     await ctx.stores.users.deleteUser(user.id);
     reply.header("Set-Cookie", clearedSessionCookie(ctx.cookieName, ctx.cookieOptions));
     return reply.code(204).send();

@@ -1,12 +1,12 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { LatchError } from "../../core/errors.js";
-import type { Session, User } from "../../core/store.js";
+import type { AuthMethod, Session, User } from "../../core/store.js";
 import { authOf, guard, runGuard } from "../auth.js";
 import { truncateAddress } from "../client-address.js";
 import type { ServerContext } from "../context.js";
 import { recordEvent, userAgentOf } from "../events.js";
 import { bodyObject } from "../responses.js";
-import { verifySignIn } from "../sign-in.js";
+import { verifySecondFactor, verifySignIn } from "../sign-in.js";
 
 /** The shape of a successful POST /token (RFC 6749 §5.1 names, plus `token` for the tutorials' clients). */
 export interface TokenResponse {
@@ -57,8 +57,17 @@ export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
     let via: "session" | "credentials";
     if (wantsCredentials(body)) {
       await countTokenRequest(ctx, request);
-      user = await verifySignIn(ctx, request);
-      ({ session } = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }));
+      const signIn = await verifySignIn(ctx, request);
+      user = signIn.user;
+      let amr: AuthMethod[] = ["pwd"];
+      if (signIn.needsCode) {
+        if (typeof body.code !== "string" && typeof body.recoveryCode !== "string") {
+          recordEvent(ctx, request, "sign_in_failed", user.id, { reason: "mfa required", via: "token" });
+          throw new LatchError("mfa_required");
+        }
+        amr = await verifySecondFactor(ctx, request, signIn.user, { code: body.code, recoveryCode: body.recoveryCode });
+      }
+      ({ session } = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }, { amr }));
       recordEvent(ctx, request, "sign_in", user.id, { session: session.id, via: "token" });
       via = "credentials";
     } else {
@@ -68,7 +77,7 @@ export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
     }
     // The token never outlives its session: a resource server that checks
     // only the signature then cannot accept it past the session's end either.
-    const issued = await ctx.tokens.issue({ userId: user.id, sessionId: session.id, roles: user.roles, notAfter: session.idleExpiresAt });
+    const issued = await ctx.tokens.issue({ userId: user.id, sessionId: session.id, roles: user.roles, amr: session.amr, notAfter: session.idleExpiresAt });
     recordEvent(ctx, request, "token_issued", user.id, { session: session.id, kid: issued.kid, via });
     return { token: issued.token, access_token: issued.token, token_type: "Bearer", expires_in: issued.expiresIn };
   });

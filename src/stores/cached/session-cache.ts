@@ -186,6 +186,9 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
   }
 
   const sessions = inner.sessions;
+  const factors = inner.secondFactors;
+  // The writes that change a user's mfa flag drop their cached sessions' user copies, as a role change does.
+  const userChange = (userId: string): Invalidation => ({ kind: "user", userId });
   const wrapped: Stores = {
     ...inner,
     cacheStats: stats,
@@ -193,6 +196,14 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
       ...inner.users,
       updateUserRoles: (id, roles, updatedAt) => revoking({ kind: "user", userId: id }, () => inner.users.updateUserRoles(id, roles, updatedAt)),
       deleteUser: (id) => revoking({ kind: "user", userId: id }, () => inner.users.deleteUser(id)),
+    },
+    secondFactors: {
+      ...factors,
+      confirmTotp: (userId, ...rest) => revoking(userChange(userId), () => factors.confirmTotp(userId, ...rest)),
+      deleteTotp: (userId) => revoking(userChange(userId), () => factors.deleteTotp(userId)),
+      createPasskey: (passkey) => revoking(userChange(passkey.userId), () => factors.createPasskey(passkey)),
+      deletePasskey: (userId, id) => revoking(userChange(userId), () => factors.deletePasskey(userId, id)),
+      deleteSecondFactors: (userId) => revoking(userChange(userId), () => factors.deleteSecondFactors(userId)),
     },
     sessions: {
       ...sessions,

@@ -35,6 +35,7 @@ function newUser(overrides: Partial<UserRecord> = {}): UserRecord {
     emailKey: `mail_${tag}@example.com`,
     passwordHash: `$argon2id$v=19$m=19456,t=2,p=1$${randomBytes(8).toString("base64")}$${randomBytes(16).toString("base64")}`,
     roles: ["user"],
+    mfa: false,
     createdAt: now,
     updatedAt: now,
     ...overrides,
@@ -53,6 +54,8 @@ function newSession(userId: string, overrides: Partial<Session> = {}): Session {
     absoluteExpiresAt: now + 3_600_000,
     userAgent: null,
     ipAddress: null,
+    amr: ["pwd"],
+    pending: false,
     ...overrides,
   };
 }

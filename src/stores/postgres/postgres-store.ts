@@ -1,10 +1,13 @@
 import pg from "pg";
 import type {
+  AuthMethod,
+  Passkey,
   RateLimitState,
   RateLimitStore,
   SecurityEvent,
   SecurityEventStore,
   SecurityEventType,
+  SecondFactorStore,
   Session,
   SessionStore,
   SessionWithUser,
@@ -12,8 +15,10 @@ import type {
   SigningKeyStore,
   StoreHealth,
   Stores,
+  TotpCredential,
   UserRecord,
   UserStore,
+  WebAuthnChallenge,
 } from "../../core/store.js";
 import { advisoryLockKeys } from "./advisory-locks.js";
 import { migrate } from "./migrations.js";
@@ -86,6 +91,7 @@ export async function createPostgresStores(options: PostgresStoreOptions): Promi
     events: createSecurityEventStore(pool),
     limits: createRateLimitStore(pool),
     keys: createSigningKeyStore(pool),
+    secondFactors: createSecondFactorStore(pool),
     health: () => checkHealth(pool),
     close() {
       // pg throws if a pool is ended twice; shutdown paths often call close
@@ -125,11 +131,14 @@ interface UserRow {
   email_key: string | null;
   password_hash: string;
   roles: string[];
+  mfa: boolean;
   created_at: Int8;
   updated_at: Int8;
 }
 
-const USER_COLUMNS = "id, username, username_key, email, email_key, password_hash, roles, created_at, updated_at";
+const USER_COLUMNS = "id, username, username_key, email, email_key, password_hash, roles, mfa, created_at, updated_at";
+// What createUser writes: mfa starts false (the column's default) and only the second-factor writes set it.
+const INSERT_USER_COLUMNS = "id, username, username_key, email, email_key, password_hash, roles, created_at, updated_at";
 
 function toUserRecord(row: UserRow): UserRecord {
   return {
@@ -140,6 +149,7 @@ function toUserRecord(row: UserRow): UserRecord {
     emailKey: row.email_key,
     passwordHash: row.password_hash,
     roles: row.roles,
+    mfa: row.mfa,
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
   };
@@ -155,7 +165,7 @@ function createUserStore(pool: pg.Pool): UserStore {
       await query(pool, {
         text: `
           WITH created AS (
-            INSERT INTO users (${USER_COLUMNS})
+            INSERT INTO users (${INSERT_USER_COLUMNS})
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
             RETURNING id
           )
@@ -241,16 +251,19 @@ interface SessionRow {
   absolute_expires_at: Int8;
   user_agent: string | null;
   ip_address: string | null;
+  amr: string[];
+  pending: boolean;
 }
 
 interface SessionWithUserRow extends SessionRow {
   username: string;
   email: string | null;
   roles: string[];
+  mfa: boolean;
   user_created_at: Int8;
 }
 
-const SESSION_COLUMNS = "id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address";
+const SESSION_COLUMNS = "id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address, amr, pending";
 
 function toSession(row: SessionRow): Session {
   return {
@@ -263,6 +276,8 @@ function toSession(row: SessionRow): Session {
     absoluteExpiresAt: Number(row.absolute_expires_at),
     userAgent: row.user_agent,
     ipAddress: row.ip_address,
+    amr: row.amr as AuthMethod[],
+    pending: row.pending,
   };
 }
 
@@ -277,7 +292,7 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
     async createSession(session) {
       await query(pool, {
         name: "latch_create_session",
-        text: `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        text: `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
         values: [
           session.id,
           session.userId,
@@ -288,6 +303,8 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
           session.absoluteExpiresAt,
           session.userAgent,
           session.ipAddress,
+          session.amr,
+          session.pending,
         ],
       });
     },
@@ -299,8 +316,8 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
         name: "latch_find_session",
         text: `
           SELECT s.id, s.user_id, s.secret_hash, s.created_at, s.last_seen_at, s.idle_expires_at,
-                 s.absolute_expires_at, s.user_agent, s.ip_address,
-                 u.username, u.email, u.roles, u.created_at AS user_created_at
+                 s.absolute_expires_at, s.user_agent, s.ip_address, s.amr, s.pending,
+                 u.username, u.email, u.roles, u.mfa, u.created_at AS user_created_at
           FROM sessions s JOIN users u ON u.id = s.user_id
           WHERE s.id = $1 AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2`,
         values: [id, now],
@@ -309,7 +326,7 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
       if (!row) return null;
       return {
         session: toSession(row),
-        user: { id: row.user_id, username: row.username, email: row.email, roles: row.roles, createdAt: Number(row.user_created_at) },
+        user: { id: row.user_id, username: row.username, email: row.email, roles: row.roles, mfa: row.mfa, createdAt: Number(row.user_created_at) },
       };
     },
 
@@ -344,7 +361,7 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
         text: `
           WITH old AS (DELETE FROM sessions WHERE id = $1 AND user_id = $3 RETURNING id)
           INSERT INTO sessions (${SESSION_COLUMNS})
-          SELECT $2, $3, $4::bytea, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::text, $10::text FROM old`,
+          SELECT $2, $3, $4::bytea, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::text, $10::text, $11::text[], $12::boolean FROM old`,
         values: [
           oldId,
           next.id,
@@ -356,6 +373,8 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
           next.absoluteExpiresAt,
           next.userAgent,
           next.ipAddress,
+          next.amr,
+          next.pending,
         ],
       });
       return result.rowCount === 1;
@@ -569,6 +588,229 @@ function createSigningKeyStore(pool: pg.Pool): SigningKeyStore {
 
     async deleteSigningKeysRetiredBefore(before) {
       const result = await query(pool, { text: "DELETE FROM signing_keys WHERE retired_at < $1", values: [before] });
+      return result.rowCount ?? 0;
+    },
+  };
+}
+
+interface TotpRow {
+  user_id: string;
+  secret: string | null;
+  last_used_step: Int8;
+  pending_secret: string | null;
+  confirmed_at: Int8 | null;
+  updated_at: Int8;
+}
+
+interface PasskeyRow {
+  id: string;
+  user_id: string;
+  credential_id: string;
+  public_key: Buffer;
+  counter: Int8;
+  transports: string[];
+  name: string;
+  created_at: Int8;
+  last_used_at: Int8 | null;
+}
+
+const PASSKEY_COLUMNS = "id, user_id, credential_id, public_key, counter, transports, name, created_at, last_used_at";
+
+function toPasskey(row: PasskeyRow): Passkey {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    credentialId: row.credential_id,
+    publicKey: row.public_key,
+    counter: Number(row.counter),
+    transports: row.transports,
+    name: row.name,
+    createdAt: Number(row.created_at),
+    lastUsedAt: row.last_used_at === null ? null : Number(row.last_used_at),
+  };
+}
+
+// The user's mfa flag from what they have, as a statement to run last in
+// each second-factor write's transaction. The trigger of migration 5
+// announces a change of it to every process's session cache.
+const REFRESH_MFA = `
+  UPDATE users SET mfa = (EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = $1 AND secret IS NOT NULL)
+                          OR EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1))
+  WHERE id = $1`;
+
+function createSecondFactorStore(pool: pg.Pool): SecondFactorStore {
+  const refreshMfa = (client: pg.PoolClient, userId: string): Promise<unknown> => query(client, { text: REFRESH_MFA, values: [userId] });
+  return {
+    async findTotp(userId) {
+      const result = await query<TotpRow>(pool, {
+        text: "SELECT user_id, secret, last_used_step, pending_secret, confirmed_at, updated_at FROM totp_credentials WHERE user_id = $1",
+        values: [userId],
+      });
+      const row = result.rows[0];
+      if (!row) return null;
+      const credential: TotpCredential = {
+        userId: row.user_id,
+        secret: row.secret,
+        lastUsedStep: Number(row.last_used_step),
+        pendingSecret: row.pending_secret,
+        confirmedAt: row.confirmed_at === null ? null : Number(row.confirmed_at),
+        updatedAt: Number(row.updated_at),
+      };
+      return credential;
+    },
+
+    async beginTotp(userId, pendingSecret, now) {
+      const result = await query(pool, {
+        text: `
+          INSERT INTO totp_credentials (user_id, pending_secret, updated_at)
+          SELECT $1, $2, $3 FROM users WHERE id = $1
+          ON CONFLICT (user_id) DO UPDATE SET pending_secret = EXCLUDED.pending_secret, updated_at = EXCLUDED.updated_at`,
+        values: [userId, pendingSecret, now],
+      });
+      return result.rowCount === 1;
+    },
+
+    confirmTotp(userId, pendingSecret, step, hashes, now) {
+      return transaction(pool, async (client) => {
+        const confirmed = await query(client, {
+          text: `
+            UPDATE totp_credentials SET secret = pending_secret, pending_secret = NULL, last_used_step = $3, confirmed_at = $4, updated_at = $4
+            WHERE user_id = $1 AND pending_secret = $2`,
+          values: [userId, pendingSecret, step, now],
+        });
+        if (confirmed.rowCount !== 1) return false;
+        await query(client, { text: "DELETE FROM recovery_codes WHERE user_id = $1", values: [userId] });
+        await query(client, { text: "INSERT INTO recovery_codes (user_id, code_hash) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING", values: [userId, hashes] });
+        await refreshMfa(client, userId);
+        return true;
+      });
+    },
+
+    async useTotpStep(userId, step) {
+      // One statement: concurrent uses of one code serialise on the row, and
+      // the second sees the first's step.
+      const result = await query(pool, {
+        text: "UPDATE totp_credentials SET last_used_step = $2 WHERE user_id = $1 AND secret IS NOT NULL AND last_used_step < $2",
+        values: [userId, step],
+      });
+      return result.rowCount === 1;
+    },
+
+    deleteTotp(userId) {
+      return transaction(pool, async (client) => {
+        const removed = await query(client, { text: "DELETE FROM totp_credentials WHERE user_id = $1", values: [userId] });
+        await query(client, { text: "DELETE FROM recovery_codes WHERE user_id = $1", values: [userId] });
+        await refreshMfa(client, userId);
+        return removed.rowCount === 1;
+      });
+    },
+
+    async replaceRecoveryCodes(userId, hashes) {
+      await transaction(pool, async (client) => {
+        await query(client, { text: "DELETE FROM recovery_codes WHERE user_id = $1", values: [userId] });
+        await query(client, {
+          text: "INSERT INTO recovery_codes (user_id, code_hash) SELECT id, unnest($2::text[]) FROM users WHERE id = $1 ON CONFLICT DO NOTHING",
+          values: [userId, hashes],
+        });
+      });
+    },
+
+    async useRecoveryCode(userId, hash) {
+      const result = await query(pool, { text: "DELETE FROM recovery_codes WHERE user_id = $1 AND code_hash = $2", values: [userId, hash] });
+      return result.rowCount === 1;
+    },
+
+    async countRecoveryCodes(userId) {
+      const result = await query<{ n: number }>(pool, { text: "SELECT count(*)::int AS n FROM recovery_codes WHERE user_id = $1", values: [userId] });
+      return result.rows[0]?.n ?? 0;
+    },
+
+    async createPasskey(passkey) {
+      await transaction(pool, async (client) => {
+        await query(client, {
+          text: `INSERT INTO passkeys (${PASSKEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+          values: [
+            passkey.id,
+            passkey.userId,
+            passkey.credentialId,
+            bytes(passkey.publicKey),
+            passkey.counter,
+            passkey.transports,
+            passkey.name,
+            passkey.createdAt,
+            passkey.lastUsedAt,
+          ],
+        });
+        await refreshMfa(client, passkey.userId);
+      });
+    },
+
+    async listPasskeys(userId) {
+      const result = await query<PasskeyRow>(pool, { text: `SELECT ${PASSKEY_COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at, id`, values: [userId] });
+      return result.rows.map(toPasskey);
+    },
+
+    async findPasskeyByCredentialId(credentialId) {
+      const result = await query<PasskeyRow>(pool, { text: `SELECT ${PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = $1`, values: [credentialId] });
+      const row = result.rows[0];
+      return row ? toPasskey(row) : null;
+    },
+
+    async recordPasskeyUse(id, expectedCounter, counter, at) {
+      const result = await query(pool, {
+        text: "UPDATE passkeys SET counter = $3, last_used_at = $4 WHERE id = $1 AND counter = $2",
+        values: [id, expectedCounter, counter, at],
+      });
+      return result.rowCount === 1;
+    },
+
+    async renamePasskey(userId, id, name) {
+      const result = await query(pool, { text: "UPDATE passkeys SET name = $3 WHERE id = $2 AND user_id = $1", values: [userId, id, name] });
+      return result.rowCount === 1;
+    },
+
+    deletePasskey(userId, id) {
+      return transaction(pool, async (client) => {
+        const removed = await query(client, { text: "DELETE FROM passkeys WHERE id = $2 AND user_id = $1", values: [userId, id] });
+        await refreshMfa(client, userId);
+        return removed.rowCount === 1;
+      });
+    },
+
+    deleteSecondFactors(userId) {
+      return transaction(pool, async (client) => {
+        let removed = 0;
+        for (const table of ["totp_credentials", "recovery_codes", "passkeys", "webauthn_challenges"]) {
+          const result = await query(client, { text: `DELETE FROM ${table} WHERE user_id = $1`, values: [userId] });
+          if (table !== "webauthn_challenges") removed += result.rowCount ?? 0;
+        }
+        await refreshMfa(client, userId);
+        return removed > 0;
+      });
+    },
+
+    async putChallenge(challenge) {
+      await query(pool, {
+        text: "INSERT INTO webauthn_challenges (id, purpose, user_id, secret_hash, challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        values: [challenge.id, challenge.purpose, challenge.userId, bytes(challenge.secretHash), challenge.challenge, challenge.expiresAt],
+      });
+    },
+
+    async takeChallenge(id, now) {
+      const result = await query<{ id: string; purpose: WebAuthnChallenge["purpose"]; user_id: string | null; secret_hash: Buffer; challenge: string; expires_at: Int8 }>(pool, {
+        text: "DELETE FROM webauthn_challenges WHERE id = $1 RETURNING id, purpose, user_id, secret_hash, challenge, expires_at",
+        values: [id],
+      });
+      const row = result.rows[0];
+      if (!row || Number(row.expires_at) <= now) return null;
+      return { id: row.id, purpose: row.purpose, userId: row.user_id, secretHash: row.secret_hash, challenge: row.challenge, expiresAt: Number(row.expires_at) };
+    },
+
+    async deleteExpiredChallenges(now, limit) {
+      const result = await query(pool, {
+        text: "DELETE FROM webauthn_challenges WHERE id IN (SELECT id FROM webauthn_challenges WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        values: [now, limit],
+      });
       return result.rowCount ?? 0;
     },
   };

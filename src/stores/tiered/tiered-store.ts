@@ -1,6 +1,6 @@
 import { publicUser } from "../../core/accounts.js";
 import { isSessionId } from "../../core/session-token.js";
-import type { RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserStore } from "../../core/store.js";
+import type { RateLimitStore, SecondFactorStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserStore } from "../../core/store.js";
 import { redisCall } from "../redis/redis-connection.js";
 import type { RedisClient } from "../redis/redis-connection.js";
 import { createRedisSessionCache } from "../redis/redis-session-cache.js";
@@ -348,10 +348,32 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
     deleteClosedWindows: (now, limit) => database.limits.deleteClosedWindows(now, limit),
   };
 
+  // Second factors live in the database. The writes that change a user's
+  // mfa flag refresh the user's copy in Redis like a role change, so a
+  // session's user says whether the account has a second factor.
+  async function userChanged<T>(userId: string, write: () => Promise<T>): Promise<T> {
+    const result = await write();
+    await mirror(async () => {
+      await cache.setUser({ id: userId }, "stale");
+      await publish({ kind: "user", userId });
+    });
+    return result;
+  }
+  const factors = database.secondFactors;
+  const secondFactors: SecondFactorStore = {
+    ...factors,
+    confirmTotp: (userId, ...rest) => userChanged(userId, () => factors.confirmTotp(userId, ...rest)),
+    deleteTotp: (userId) => userChanged(userId, () => factors.deleteTotp(userId)),
+    createPasskey: (passkey) => userChanged(passkey.userId, () => factors.createPasskey(passkey)),
+    deletePasskey: (userId, id) => userChanged(userId, () => factors.deletePasskey(userId, id)),
+    deleteSecondFactors: (userId) => userChanged(userId, () => factors.deleteSecondFactors(userId)),
+  };
+
   return {
     users,
     sessions,
     events: database.events,
+    secondFactors,
     limits,
     keys: database.keys,
 

@@ -1,0 +1,200 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { clearedSessionCookie } from "../../auth/index.js";
+import { publicUser } from "../../core/accounts.js";
+import { LatchError } from "../../core/errors.js";
+import { authOf, guard } from "../auth.js";
+import type { ServerContext } from "../context.js";
+import { recordEvent } from "../events.js";
+import { bodyObject, userJson } from "../responses.js";
+import { PENDING_SIGN_IN_ATTEMPTS, PENDING_SIGN_IN_MS, startSession, verifySecondFactor } from "../sign-in.js";
+import { countAccountAttempt, recordSuccess } from "../throttle.js";
+import { codeBodySchema, errors, passwordBodySchema, recoveryCodesSchema, signedInSchema } from "./second-factor-schemas.js";
+
+const TAGS = ["Second factors"];
+
+/**
+ * Re-checks the signed-in user's password before a change to their second
+ * factors (a stolen session alone must not turn TOTP off), throttled per
+ * account like a sign-in.
+ */
+export async function confirmPassword(ctx: ServerContext, request: FastifyRequest, userId: string): Promise<void> {
+  const body = bodyObject(request);
+  if (typeof body.password !== "string") throw new LatchError("invalid_input", "Send your password to confirm.");
+  const user = await ctx.stores.users.findUserById(userId);
+  if (user === null) throw new LatchError("unauthenticated");
+  await countAccountAttempt(ctx, request, user.id, user.id);
+  if (!(await ctx.accounts.checkCredentials(user, body.password))) {
+    recordEvent(ctx, request, "sign_in_failed", user.id, { reason: "second factor change" });
+    throw new LatchError("invalid_credentials", "The password is wrong.");
+  }
+  await recordSuccess(ctx, user.id);
+}
+
+/**
+ * TOTP and recovery codes: POST /mfa/totp, POST /mfa/totp/confirm, DELETE
+ * /mfa/totp, POST /mfa/recovery-codes, GET /mfa; and the second step of a
+ * password sign-in, POST /login/mfa.
+ *
+ * @example
+ * secondFactorRoutes(app, context);
+ */
+export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  const session = guard(ctx);
+
+  app.get(
+    "/mfa",
+    {
+      preHandler: session,
+      schema: {
+        operationId: "getSecondFactors",
+        tags: TAGS,
+        summary: "Which second factors the signed-in user has",
+        response: {
+          200: {
+            type: "object",
+            required: ["totp", "recoveryCodesLeft", "passkeys"],
+            properties: { totp: { type: "boolean" }, totpSetupPending: { type: "boolean" }, recoveryCodesLeft: { type: "integer" }, passkeys: { type: "integer" } },
+          },
+          ...errors(401),
+        },
+      },
+    },
+    async (request) => {
+      const { user } = authOf(request);
+      const [totp, left, passkeys] = await Promise.all([
+        ctx.stores.secondFactors.findTotp(user.id),
+        ctx.stores.secondFactors.countRecoveryCodes(user.id),
+        ctx.stores.secondFactors.listPasskeys(user.id),
+      ]);
+      return { totp: totp?.secret != null, totpSetupPending: totp?.pendingSecret != null, recoveryCodesLeft: left, passkeys: passkeys.length };
+    },
+  );
+
+  app.post(
+    "/mfa/totp",
+    {
+      preHandler: session,
+      schema: {
+        operationId: "beginTotpSetup",
+        tags: TAGS,
+        summary: "Start setting up TOTP: a new secret and its otpauth:// URI, pending until confirmed",
+        response: {
+          200: { type: "object", required: ["secret", "uri"], properties: { secret: { type: "string" }, uri: { type: "string" } } },
+          ...errors(401, 403),
+        },
+      },
+    },
+    async (request) => {
+      const { user } = authOf(request);
+      const setup = await ctx.factors.beginTotp(user);
+      if (setup === null) throw new LatchError("unauthenticated");
+      recordEvent(ctx, request, "totp_setup_started", user.id);
+      return setup;
+    },
+  );
+
+  app.post(
+    "/mfa/totp/confirm",
+    {
+      preHandler: session,
+      schema: {
+        operationId: "confirmTotpSetup",
+        tags: TAGS,
+        summary: "Confirm the pending TOTP with a code from it; answers the 10 recovery codes, shown once",
+        body: { type: "object", required: ["code"], properties: { code: { type: "string", maxLength: 64 } } },
+        response: { 200: recoveryCodesSchema, ...errors(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const { user } = authOf(request);
+      const body = bodyObject(request);
+      if (typeof body.code !== "string") throw new LatchError("invalid_input", "Send code: the 6 digits the authenticator app shows.");
+      const recoveryCodes = await ctx.factors.confirmTotp(user.id, body.code);
+      if (recoveryCodes === null) {
+        throw new LatchError("invalid_input", "That code does not match the new secret (or there is no setup to confirm). Check the app's clock and try the current code.", {
+          details: { field: "code" },
+        });
+      }
+      recordEvent(ctx, request, "totp_enabled", user.id);
+      return { recoveryCodes };
+    },
+  );
+
+  app.delete(
+    "/mfa/totp",
+    {
+      preHandler: session,
+      schema: {
+        operationId: "disableTotp",
+        tags: TAGS,
+        summary: "Turn TOTP off (its recovery codes become void); needs the password",
+        body: passwordBodySchema,
+        response: { 204: { type: "null" }, ...errors(400, 401, 403, 429) },
+      },
+    },
+    async (request, reply) => {
+      const { user } = authOf(request);
+      await confirmPassword(ctx, request, user.id);
+      if (await ctx.stores.secondFactors.deleteTotp(user.id)) recordEvent(ctx, request, "totp_disabled", user.id);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post(
+    "/mfa/recovery-codes",
+    {
+      preHandler: session,
+      schema: {
+        operationId: "regenerateRecoveryCodes",
+        tags: TAGS,
+        summary: "Ten new recovery codes; the old ones become void. Needs the password",
+        body: passwordBodySchema,
+        response: { 200: recoveryCodesSchema, ...errors(400, 401, 403, 429) },
+      },
+    },
+    async (request) => {
+      const { user } = authOf(request);
+      await confirmPassword(ctx, request, user.id);
+      if (!(await ctx.factors.hasTotp(user.id))) throw new LatchError("invalid_input", "Recovery codes come with TOTP: set up TOTP first.");
+      const recoveryCodes = await ctx.factors.regenerateRecoveryCodes(user.id);
+      recordEvent(ctx, request, "recovery_codes_generated", user.id);
+      return { recoveryCodes };
+    },
+  );
+
+  app.post(
+    "/login/mfa",
+    {
+      schema: {
+        operationId: "completeSignIn",
+        tags: TAGS,
+        summary: "The second step of a password sign-in: a TOTP code or a recovery code, for the pending sign-in's cookie",
+        body: codeBodySchema,
+        response: { 200: signedInSchema, ...errors(400, 401, 403, 429) },
+      },
+    },
+    async (request, reply) => {
+      // No CSRF token, as for POST /login (there is no session yet whose
+      // token could be known); the Origin checks of app.ts still apply.
+      const token = ctx.auth.cookieValue(request.headers.cookie);
+      const pending = await ctx.auth.session(token, "pending_mfa");
+      if (pending === null) throw new LatchError("unauthenticated", "There is no sign-in waiting for a code: sign in with your password first.");
+      const body = request.body === undefined ? {} : bodyObject(request);
+      const pendingId = pending.session.id;
+      const amr = await verifySecondFactor(ctx, request, pending.user, { code: body.code, recoveryCode: body.recoveryCode }, async () => {
+        const failures = await ctx.stores.limits.hit(`mfa:pending:${pendingId}`, PENDING_SIGN_IN_MS, ctx.runtime.clock.now());
+        if (failures.count >= PENDING_SIGN_IN_ATTEMPTS) {
+          await ctx.stores.sessions.deleteSession(pendingId);
+          reply.header("Set-Cookie", clearedSessionCookie(ctx.cookieName, ctx.cookieOptions));
+        }
+      });
+      const user = await ctx.stores.users.findUserById(pending.user.id);
+      if (user === null) throw new LatchError("unauthenticated");
+      // A new session with a new id: the pending one is ended by startSession, never promoted.
+      const { session, csrfToken } = await startSession(ctx, request, reply, user, { amr });
+      await ctx.stores.limits.reset(`mfa:pending:${pendingId}`);
+      recordEvent(ctx, request, "sign_in", user.id, { session: session.id, amr: amr.join(" ") });
+      return { user: userJson(publicUser(user)), csrfToken };
+    },
+  );
+}
