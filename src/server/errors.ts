@@ -38,7 +38,7 @@ export function errorHandler(error: FastifyError | LatchError, request: FastifyR
   } else if ("validation" in error && error.validation !== undefined) {
     // A route's JSON schema refused the input: say which part.
     code = "invalid_input";
-    message = `Invalid ${error.validationContext ?? "request"}: ${error.message.replace(/^(body|params|querystring)\/?/, "")}.`;
+    message = `Invalid ${error.validationContext ?? "request"}: ${error.message.replace(/^(body|params|querystring)\/?\s*/, "")}.`;
   } else if (error.code !== undefined && fastifyCodes[error.code] !== undefined) {
     code = fastifyCodes[error.code]!;
     message = code === "invalid_input" ? "The request body is not valid JSON." : errorCodes[code].message;

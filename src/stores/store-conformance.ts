@@ -185,7 +185,7 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.ok(found);
         assert.deepEqual(Buffer.from(found.session.secretHash), Buffer.from(session.secretHash));
         assert.deepEqual({ ...found.session, secretHash: null }, { ...session, secretHash: null });
-        assert.deepEqual(found.user, { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: user.createdAt });
+        assert.deepEqual(found.user, { id: user.id, username: user.username, email: user.email, roles: user.roles, mfa: false, createdAt: user.createdAt });
       });
 
       it("keeps null metadata", async () => {

@@ -63,7 +63,8 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.delete<{ Params: { id: string } }>(
     "/admin/users/:id/mfa",
     {
-      preHandler: admin,
+      // Authentication before schema validation: a stranger gets 401, not a lesson in the body's shape.
+      preValidation: admin,
       schema: {
         operationId: "resetUserSecondFactors",
         tags: ["Administration"],

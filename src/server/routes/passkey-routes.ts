@@ -74,7 +74,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.post(
     "/passkeys/register/options",
     {
-      preHandler: session,
+      preValidation: session,
       schema: {
         operationId: "passkeyRegistrationOptions",
         tags: TAGS,
@@ -94,7 +94,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.post(
     "/passkeys/register",
     {
-      preHandler: session,
+      preValidation: session,
       schema: {
         operationId: "registerPasskey",
         tags: TAGS,
@@ -125,7 +125,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get(
     "/passkeys",
     {
-      preHandler: session,
+      preValidation: session,
       schema: {
         operationId: "listPasskeys",
         tags: TAGS,
@@ -142,7 +142,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.patch<{ Params: { id: string } }>(
     "/passkeys/:id",
     {
-      preHandler: session,
+      preValidation: session,
       schema: {
         operationId: "renamePasskey",
         tags: TAGS,
@@ -166,7 +166,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.delete<{ Params: { id: string } }>(
     "/passkeys/:id",
     {
-      preHandler: session,
+      preValidation: session,
       schema: {
         operationId: "deletePasskey",
         tags: TAGS,

@@ -44,7 +44,7 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
   app.get(
     "/mfa",
     {
-      preHandler: session,
+      preValidation: session,
       schema: {
         operationId: "getSecondFactors",
         tags: TAGS,
@@ -73,7 +73,7 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
   app.post(
     "/mfa/totp",
     {
-      preHandler: session,
+      preValidation: session,
       schema: {
         operationId: "beginTotpSetup",
         tags: TAGS,
@@ -96,7 +96,7 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
   app.post(
     "/mfa/totp/confirm",
     {
-      preHandler: session,
+      preValidation: session,
       schema: {
         operationId: "confirmTotpSetup",
         tags: TAGS,
@@ -123,7 +123,7 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
   app.delete(
     "/mfa/totp",
     {
-      preHandler: session,
+      preValidation: session,
       schema: {
         operationId: "disableTotp",
         tags: TAGS,
@@ -143,7 +143,7 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
   app.post(
     "/mfa/recovery-codes",
     {
-      preHandler: session,
+      preValidation: session,
       schema: {
         operationId: "regenerateRecoveryCodes",
         tags: TAGS,
