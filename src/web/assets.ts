@@ -1,4 +1,7 @@
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import type { FastifyInstance } from "fastify";
 
 /**
@@ -70,12 +73,138 @@ export const LATCH_JS = String.raw`// Latch pages: forms marked data-action call
 
   const SIGNED_OUT = "/account/signin?notice=signed-out";
 
+  // @simplewebauthn/browser, served as /assets/simplewebauthn-browser.js on the pages that use passkeys.
+  function webauthn() {
+    const lib = window.SimpleWebAuthnBrowser;
+    if (!lib || !lib.browserSupportsWebAuthn()) throw new ApiError("unsupported", "This browser does not support passkeys.");
+    return lib;
+  }
+
+  // A browser's WebAuthn refusal (cancelled, timed out, no passkey) as a message for the form.
+  function ceremonyError(error) {
+    if (error instanceof ApiError) return error;
+    const name = error && error.name;
+    if (name === "NotAllowedError") return new ApiError("cancelled", "The passkey request was cancelled or timed out. Try again.");
+    if (name === "InvalidStateError") return new ApiError("exists", "This device already holds a passkey for your account.");
+    return new ApiError("webauthn", "The passkey could not be used" + (error && error.message ? ": " + error.message : "."));
+  }
+
+  // Recovery codes are shown once, as text, with a copy button; the page then waits for "Done".
+  function showRecoveryCodes(codes) {
+    const panel = document.getElementById("recovery-codes");
+    const list = panel && panel.querySelector("ol");
+    if (!panel || !list) return;
+    list.replaceChildren(...codes.map((code) => {
+      const item = document.createElement("li");
+      const text = document.createElement("code");
+      text.textContent = code;
+      item.append(text);
+      return item;
+    }));
+    panel.dataset.codes = codes.join("\n");
+    for (const hide of document.querySelectorAll("[data-hide-with-codes]")) hide.hidden = true;
+    panel.hidden = false;
+    panel.querySelector("h2, h3")?.focus();
+  }
+
+  document.addEventListener("click", async (event) => {
+    const button = event.target instanceof Element ? event.target.closest("[data-copy-codes]") : null;
+    if (!button) return;
+    const panel = document.getElementById("recovery-codes");
+    try {
+      await navigator.clipboard.writeText(panel ? panel.dataset.codes || "" : "");
+      button.textContent = "Copied";
+    } catch {
+      button.textContent = "Copy failed: select the codes instead";
+    }
+  });
+
   // Each action calls the API and returns where to go next.
   const actions = {
     async signin(form) {
       // The API takes an email in the username field too.
-      await api("POST", "/login", { username: field(form, "username").trim(), password: field(form, "password") });
+      const answer = await api("POST", "/login", { username: field(form, "username").trim(), password: field(form, "password") });
+      if (answer && answer.mfaRequired) {
+        // The account has TOTP: the same page asks for the code.
+        const step = document.getElementById("code-step");
+        if (step) {
+          form.hidden = true;
+          for (const other of document.querySelectorAll("[data-hide-with-code-step]")) other.hidden = true;
+          step.hidden = false;
+          step.querySelector("input")?.focus();
+          return null;
+        }
+      }
       return "/account";
+    },
+    async "signin-code"(form) {
+      const value = field(form, "code").trim();
+      // Six digits are a TOTP code; anything else is tried as a recovery code.
+      const body = /^\d{6}$/.test(value.replace(/\s/g, "")) ? { code: value.replace(/\s/g, "") } : { recoveryCode: value };
+      try {
+        await api("POST", "/login/mfa", body);
+      } catch (error) {
+        // The pending sign-in ended (5 wrong codes or 5 minutes): start again.
+        if (error instanceof ApiError && error.code === "unauthenticated") return "/account/signin?notice=code-step-expired";
+        throw error;
+      }
+      return "/account";
+    },
+    async "passkey-signin"() {
+      const lib = webauthn();
+      const { options } = await api("POST", "/passkeys/login/options");
+      let response;
+      try {
+        response = await lib.startAuthentication({ optionsJSON: options });
+      } catch (error) {
+        throw ceremonyError(error);
+      }
+      await api("POST", "/passkeys/login", { response });
+      return "/account";
+    },
+    async "passkey-add"(form) {
+      const lib = webauthn();
+      const { options } = await api("POST", "/passkeys/register/options");
+      let response;
+      try {
+        response = await lib.startRegistration({ optionsJSON: options });
+      } catch (error) {
+        throw ceremonyError(error);
+      }
+      const name = field(form, "name").trim();
+      await api("POST", "/passkeys/register", name === "" ? { response } : { response, name });
+      return withNotice("passkey-added");
+    },
+    async "passkey-rename"(form) {
+      await api("PATCH", "/passkeys/" + encodeURIComponent(form.dataset.passkeyId || ""), { name: field(form, "name").trim() });
+      return withNotice("passkey-renamed");
+    },
+    async "passkey-remove"(form) {
+      await api("DELETE", "/passkeys/" + encodeURIComponent(form.dataset.passkeyId || ""));
+      return withNotice("passkey-removed");
+    },
+    async "totp-begin"() {
+      await api("POST", "/mfa/totp");
+      return "/account/totp";
+    },
+    async "totp-confirm"(form) {
+      const { recoveryCodes } = await api("POST", "/mfa/totp/confirm", { code: field(form, "code").replace(/\s/g, "") });
+      showRecoveryCodes(recoveryCodes);
+      return null;
+    },
+    async "totp-disable"(form) {
+      await api("DELETE", "/mfa/totp", { password: field(form, "password") });
+      return withNotice("totp-disabled");
+    },
+    async "recovery-codes"(form) {
+      const { recoveryCodes } = await api("POST", "/mfa/recovery-codes", { password: field(form, "password") });
+      showRecoveryCodes(recoveryCodes);
+      form.reset();
+      return null;
+    },
+    async "reset-user-mfa"(form) {
+      await api("DELETE", "/admin/users/" + encodeURIComponent(form.dataset.userId || "") + "/mfa");
+      return withNotice("user-mfa-removed");
     },
     async signup(form) {
       const body = { username: field(form, "username").trim(), password: field(form, "password") };
@@ -148,7 +277,10 @@ export const LATCH_JS = String.raw`// Latch pages: forms marked data-action call
     setBusy(form, true);
     try {
       // Buttons stay disabled on success: the page is being replaced.
-      location.assign(await actions[name](form));
+      // An action that stays on the page (the code step, recovery codes) answers null.
+      const next = await actions[name](form);
+      if (next === null) setBusy(form, false);
+      else location.assign(next);
     } catch (error) {
       setBusy(form, false);
       // A session that ended elsewhere: the sign-in page is the only useful place.
@@ -263,6 +395,13 @@ td form { margin: 0; }
 .grid-2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(18rem, 1fr)); gap: 1.5rem; align-items: start; }
 .grid-2 > .card { margin-bottom: 0; }
 .grid-2 { margin-bottom: 1.5rem; }
+.qr { display: block; width: 12rem; height: 12rem; background: #fff; padding: .5rem; border: 1px solid var(--line); border-radius: .375rem; }
+.qr svg { width: 100%; height: 100%; }
+.secret { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 1rem; letter-spacing: .08em; overflow-wrap: anywhere; }
+.codes { columns: 2; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; padding-left: 1.5rem; }
+input.code { max-width: 12rem; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; letter-spacing: .1em; }
+.divider { display: flex; align-items: center; gap: .75rem; color: var(--muted); margin: 1rem 0; }
+.divider::before, .divider::after { content: ""; flex: 1; border-top: 1px solid var(--line); }
 @media (max-width: 40rem) {
   .site-header { padding: .75rem 1rem; }
   main { margin: 1rem auto; }
@@ -281,7 +420,20 @@ function version(text: string): string {
  * Asset URLs with a content hash, so the year-long cache below can never
  * serve a stale script after an upgrade: a new build links a new URL.
  */
-export const assetUrls: { readonly script: string; readonly stylesheet: string; readonly icon: string } = {
+/**
+ * @simplewebauthn/browser's UMD bundle, read from the installed package at
+ * start-up (its package exports do not name the bundle, so it is found next
+ * to the package's entry point). It defines `window.SimpleWebAuthnBrowser`
+ * for the page script; served from this origin, so the pages' CSP stays
+ * `script-src 'self'`.
+ */
+export const WEBAUTHN_JS = readFileSync(
+  join(dirname(createRequire(import.meta.url).resolve("@simplewebauthn/browser")), "..", "dist", "bundle", "index.umd.min.js"),
+  "utf8",
+);
+
+export const assetUrls: { readonly script: string; readonly stylesheet: string; readonly icon: string; readonly webauthn: string } = {
+  webauthn: `/assets/simplewebauthn-browser.js?v=${version(WEBAUTHN_JS)}`,
   script: `/assets/latch.js?v=${version(LATCH_JS)}`,
   stylesheet: `/assets/latch.css?v=${version(LATCH_CSS)}`,
   icon: `/assets/latch.svg?v=${version(LATCH_ICON)}`,
@@ -298,6 +450,9 @@ const LONG_CACHE = "public, max-age=31536000, immutable";
 export function assetRoutes(app: FastifyInstance): void {
   app.get("/assets/latch.js", async (_request, reply) => {
     return reply.header("cache-control", LONG_CACHE).type("text/javascript; charset=utf-8").send(LATCH_JS);
+  });
+  app.get("/assets/simplewebauthn-browser.js", async (_request, reply) => {
+    return reply.header("cache-control", LONG_CACHE).type("text/javascript; charset=utf-8").send(WEBAUTHN_JS);
   });
   app.get("/assets/latch.css", async (_request, reply) => {
     return reply.header("cache-control", LONG_CACHE).type("text/css; charset=utf-8").send(LATCH_CSS);
