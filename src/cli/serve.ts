@@ -39,6 +39,9 @@ export async function serve(config: Config): Promise<void> {
   if (config.production && config.tokenKeySecret === null) {
     app.log.warn("TOKEN_KEY_SECRET is not set: JWT signing keys are stored unsealed in the database");
   }
+  if (config.production && config.mfaKeySecret === null) {
+    app.log.warn("MFA_KEY_SECRET (or TOKEN_KEY_SECRET) is not set: TOTP secrets are stored unsealed in the database");
+  }
 
   const stopMaintenance = startMaintenance({
     stores,
