@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { clearedSessionCookie } from "../../auth/index.js";
 import { publicUser } from "../../core/accounts.js";
 import { LatchError } from "../../core/errors.js";
+import type { ValidSession } from "../../core/sessions.js";
 import { authOf, guard } from "../auth.js";
 import type { ServerContext } from "../context.js";
 import { recordEvent } from "../events.js";
@@ -162,9 +163,18 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
     },
   );
 
+  // The pending sign-in, found before the body is validated: without one the
+  // answer is 401 whatever the body, as for the routes that need a session.
+  const pendingOf = new WeakMap<FastifyRequest, ValidSession>();
+
   app.post(
     "/login/mfa",
     {
+      async preValidation(request) {
+        const pending = await ctx.auth.session(ctx.auth.cookieValue(request.headers.cookie), "pending_mfa");
+        if (pending === null) throw new LatchError("unauthenticated", "There is no sign-in waiting for a code: sign in with your password first.");
+        pendingOf.set(request, pending);
+      },
       schema: {
         operationId: "completeSignIn",
         tags: TAGS,
@@ -176,9 +186,8 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
     async (request, reply) => {
       // No CSRF token, as for POST /login (there is no session yet whose
       // token could be known); the Origin checks of app.ts still apply.
-      const token = ctx.auth.cookieValue(request.headers.cookie);
-      const pending = await ctx.auth.session(token, "pending_mfa");
-      if (pending === null) throw new LatchError("unauthenticated", "There is no sign-in waiting for a code: sign in with your password first.");
+      const pending = pendingOf.get(request);
+      if (pending === undefined) throw new LatchError("unauthenticated");
       const body = request.body === undefined ? {} : bodyObject(request);
       const pendingId = pending.session.id;
       const amr = await verifySecondFactor(ctx, request, pending.user, { code: body.code, recoveryCode: body.recoveryCode }, async () => {
