@@ -2,17 +2,14 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { startHeartbeatTimer } from "../heartbeat-timer.js";
 import { assertSchemaName } from "./schema-name.js";
+import { createManualChannel } from "../revocation-channel.js";
+import type { Invalidation, RevocationChannel } from "../revocation-channel.js";
 
 /**
  * What the database announces when a session ends or a user changes: the
- * same shapes as the Redis revocation events, so the in-process session
- * cache applies either without knowing where they came from.
+ * {@link Invalidation}s a trigger can know of (a TRUNCATE is a flush).
  */
-export type PostgresRevocationEvent =
-  | { kind: "session"; sessionId: string }
-  | { kind: "user"; userId: string }
-  /** A table was truncated: everything cached is suspect. */
-  | { kind: "flush"; before: number };
+export type PostgresRevocationEvent = Extract<Invalidation, { kind: "session" | "user" | "flush" }>;
 
 /**
  * The SQL expression naming the NOTIFY channel of the schema `schemaSql`:
@@ -286,4 +283,18 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
       await current?.end().catch(() => {});
     },
   };
+}
+
+/**
+ * PostgreSQL LISTEN/NOTIFY as a {@link RevocationChannel}, with `sync`: a
+ * revoking write answers once this process's own listener has heard its
+ * NOTIFY (see {@link RevocationListener.sync}).
+ *
+ * @example
+ * const cache = createSessionCache(stores, createPostgresRevocationChannel({ url }), { clock });
+ */
+export function createPostgresRevocationChannel(options: Omit<ListenOptions, "onEvent" | "onStatus">): RevocationChannel {
+  const fanOut = createManualChannel({ close: () => listener.close(), sync: () => listener.sync() });
+  const listener = listenForRevocations({ ...options, onEvent: fanOut.emit, onStatus: (status) => fanOut.setUp(status === "up") });
+  return fanOut;
 }

@@ -4,21 +4,15 @@ import { Cluster } from "ioredis";
 import { startHeartbeatTimer } from "../heartbeat-timer.js";
 import { redisCall } from "./redis-connection.js";
 import type { RedisClient } from "./redis-scripts.js";
+import { createManualChannel } from "../revocation-channel.js";
+import type { Invalidation, RevocationChannel } from "../revocation-channel.js";
 
 /**
  * What the stores announce on `${prefix}revocations` so that processes
  * keeping copies of sessions or users (an in-process cache, a tiered
- * store's epoch) drop them. Times are the publisher's clock, ms.
+ * store's epoch) drop them: the one {@link Invalidation} type.
  */
-export type RevocationEvent =
-  /** One session ended (sign-out, revocation, expiry sweep is not announced). */
-  | { kind: "session"; sessionId: string }
-  /** Every session of the user that existed before `before` ended, except `exceptId`. */
-  | { kind: "user-sessions"; userId: string; before: number; exceptId: string | null }
-  /** The user's profile changed (roles) or the user was deleted: re-read it. */
-  | { kind: "user"; userId: string }
-  /** Everything cached before `before` is suspect (Redis was unreachable meanwhile). */
-  | { kind: "flush"; before: number };
+export type RevocationEvent = Invalidation;
 
 /**
  * @example
@@ -179,4 +173,17 @@ export function subscribeRevocations(options: SubscribeOptions): RevocationSubsc
       subscriber.disconnect();
     },
   };
+}
+
+/**
+ * Redis pub/sub as a {@link RevocationChannel}: one subscription, heartbeat
+ * and reconnection as {@link subscribeRevocations}.
+ *
+ * @example
+ * const cache = createSessionCache(stores, createRedisRevocationChannel({ redis, prefix: "latch:" }), { clock });
+ */
+export function createRedisRevocationChannel(options: Omit<SubscribeOptions, "onEvent" | "onStatus">): RevocationChannel {
+  const fanOut = createManualChannel({ close: () => subscription.close() });
+  const subscription = subscribeRevocations({ ...options, onEvent: fanOut.emit, onStatus: (status) => fanOut.setUp(status === "up") });
+  return fanOut;
 }
