@@ -4,8 +4,8 @@ import { createPasswordHasher } from "../core/passwords.js";
 import { createSessionCache } from "../stores/cached/session-cache.js";
 import { createManualChannel } from "../stores/revocation-channel.js";
 import { createMemoryStores } from "../stores/memory/memory-store.js";
-import { createTestServer, setCookieValue, TEST_PASSWORD } from "./testing.js";
-import type { TestServer } from "./testing.js";
+import { createTestServer, setCookieValue, TEST_PASSWORD } from "../testing/test-server.js";
+import type { TestServer } from "../testing/test-server.js";
 
 describe("request handling", () => {
   let t: TestServer;

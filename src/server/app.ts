@@ -24,7 +24,6 @@ import { ownSessionRoutes } from "./routes/own-session-routes.js";
 import { privacyRoutes } from "./routes/privacy-routes.js";
 import { sessionRoutes } from "./routes/session-routes.js";
 import { tokenRoutes } from "./routes/token-routes.js";
-import { webRoutes } from "../web/index.js";
 
 export interface BuildServerOptions {
   config: Config;
@@ -34,6 +33,12 @@ export interface BuildServerOptions {
   hasher?: PasswordHasher;
   /** pino options or false; defaults to JSON logs at `config.logLevel`. */
   logger?: FastifyServerOptions["logger"];
+  /**
+   * More routes, mounted after the API with the same context: the
+   * composition root hands in the pages (src/web/index.ts's `webRoutes`),
+   * so server/ never imports web/.
+   */
+  routes?: ReadonlyArray<(app: FastifyInstance, ctx: ServerContext) => void>;
 }
 
 export interface LatchServer {
@@ -199,7 +204,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   privacyRoutes(app, context);
   adminRoutes(app, context);
   tokenRoutes(app, context);
-  webRoutes(app, context);
+  for (const mount of options.routes ?? []) mount(app, context);
 
   await app.ready();
   function drain(timeoutMs: number): Promise<boolean> {

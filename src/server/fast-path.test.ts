@@ -4,8 +4,8 @@ import { after, before, describe, it } from "node:test";
 import { createSessionCache } from "../stores/cached/session-cache.js";
 import { createManualChannel } from "../stores/revocation-channel.js";
 import { createMemoryStores } from "../stores/memory/memory-store.js";
-import { createTestServer } from "./testing.js";
-import type { SignedIn, TestServer } from "./testing.js";
+import { createTestServer } from "../testing/test-server.js";
+import type { SignedIn, TestServer } from "../testing/test-server.js";
 
 /** Headers that depend on the connection or the moment, not on the answer. */
 const VOLATILE = new Set(["date", "connection", "keep-alive", "transfer-encoding"]);

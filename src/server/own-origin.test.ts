@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { createTestServer, TEST_PASSWORD } from "./testing.js";
-import type { TestServer } from "./testing.js";
+import { createTestServer, TEST_PASSWORD } from "../testing/test-server.js";
+import type { TestServer } from "../testing/test-server.js";
 
 /**
  * The server's own origin comes from PUBLIC_URL (and, outside production,
