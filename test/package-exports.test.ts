@@ -22,7 +22,11 @@ function documented(): Map<string, string[]> {
   const rows = new Map<string, string[]>();
   for (const line of section.slice(0, section.indexOf("\n## ", 5)).split("\n")) {
     const match = /^\| `(latch\/[\w/-]+)` \|[^|]*\| (.+) \|$/.exec(line);
-    if (match) rows.set(match[1]!, [...match[2]!.matchAll(/`(\w+)`/g)].map((m) => m[1]!));
+    if (match)
+      rows.set(
+        match[1]!,
+        [...match[2]!.matchAll(/`(\w+)`/g)].map((m) => m[1]!),
+      );
   }
   return rows;
 }
@@ -31,7 +35,10 @@ describe("the built package", { timeout: 240_000 }, () => {
   let dir: string;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), "latch-package-"));
-    const built = spawnSync(process.execPath, [join(root, "scripts", "build.mjs"), "--outDir", join(dir, "dist")], { cwd: root, encoding: "utf8" });
+    const built = spawnSync(process.execPath, [join(root, "scripts", "build.mjs"), "--outDir", join(dir, "dist")], {
+      cwd: root,
+      encoding: "utf8",
+    });
     assert.equal(built.status, 0, `${built.stdout}${built.stderr}`);
     cpSync(join(root, "package.json"), join(dir, "package.json"));
     symlinkSync(join(root, "node_modules"), join(dir, "node_modules"), "dir");
@@ -41,8 +48,26 @@ describe("the built package", { timeout: 240_000 }, () => {
   });
 
   it("documents exactly the subpaths package.json exports", () => {
-    const exported = Object.keys(pkg.exports).map((key) => `${pkg.name}${key.slice(1)}`).sort();
+    const exported = Object.keys(pkg.exports)
+      .map((key) => `${pkg.name}${key.slice(1)}`)
+      .sort();
     assert.deepEqual([...documented().keys()].sort(), exported);
+  });
+
+  it("carries the pages' script and stylesheet, so the built server (npm start) serves them", () => {
+    const run = spawnSync(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        'const m = await import("./dist/web/assets.js"); console.log(JSON.stringify([m.LATCH_JS.length, m.LATCH_CSS.length]));',
+      ],
+      { cwd: dir, encoding: "utf8" },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const [script, stylesheet] = JSON.parse(run.stdout) as [number, number];
+    assert.equal(script, readFileSync(join(root, "src", "web", "assets", "latch.js"), "utf8").length);
+    assert.equal(stylesheet, readFileSync(join(root, "src", "web", "assets", "latch.css"), "utf8").length);
   });
 
   it("imports every documented subpath by name, each with the exports the README names", () => {
@@ -62,8 +87,12 @@ process.exit(0);
     assert.equal(run.status, 0, run.stderr);
     const found = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as Record<string, string[]>;
     for (const [subpath, names] of rows) {
-      for (const name of names) assert.ok(found[subpath]!.includes(name), `${subpath} exports ${name} (it has ${found[subpath]!.join(", ")})`);
+      for (const name of names)
+        assert.ok(found[subpath]!.includes(name), `${subpath} exports ${name} (it has ${found[subpath]!.join(", ")})`);
     }
-    assert.ok(!found["latch/core"]!.includes("slotTagFor") && !found["latch/core"]!.includes("csrfTokenFor"), "internals stay inside latch/core");
+    assert.ok(
+      !found["latch/core"]!.includes("slotTagFor") && !found["latch/core"]!.includes("csrfTokenFor"),
+      "internals stay inside latch/core",
+    );
   });
 });

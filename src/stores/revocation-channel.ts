@@ -64,7 +64,9 @@ export interface ManualChannel extends RevocationChannel {
  * const cache = createSessionCache(stores, channel, { clock });
  * channel.emit({ kind: "session", sessionId });
  */
-export function createManualChannel(options: { up?: boolean; close?: () => Promise<void>; sync?: () => Promise<unknown> } = {}): ManualChannel {
+export function createManualChannel(
+  options: { up?: boolean; close?: () => Promise<void>; sync?: () => Promise<unknown> } = {},
+): ManualChannel {
   const events: Array<(event: Invalidation) => void> = [];
   const statuses: Array<(status: ChannelStatus) => void> = [];
   let up = options.up ?? false;

@@ -129,7 +129,10 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
     }
     entries.set(value.session.id, { value, cachedAt: clock.now() });
     let ids = byUser.get(value.session.userId);
-    if (ids === undefined) byUser.set(value.session.userId, (ids = new Set()));
+    if (ids === undefined) {
+      ids = new Set();
+      byUser.set(value.session.userId, ids);
+    }
     ids.add(value.session.id);
   }
 

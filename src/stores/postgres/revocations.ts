@@ -257,7 +257,8 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
       if (!(await untilUp(timeoutMs))) return false;
       const current = client;
       if (current === null || channel === null || closed) return false;
-      const seq = (syncSeq += 1);
+      syncSeq += 1;
+      const seq = syncSeq;
       const left = Math.max(1, timeoutMs - (performance.now() - started));
       return new Promise<boolean>((resolve) => {
         const done = (heard: boolean): void => {

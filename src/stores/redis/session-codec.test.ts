@@ -9,8 +9,16 @@ import { packSession, SESSION_FIXED_LENGTH, SESSION_FLAGS, SESSION_LAYOUT, unpac
 function session(overrides: Partial<Session> = {}): Session {
   const issued = issueSessionToken("user-1", (b) => void randomFillSync(b));
   return {
-    id: issued.id, userId: "user-1", secretHash: issued.secretHash, createdAt: 1_700_000_000_001, lastSeenAt: 1_700_000_000_002,
-    idleExpiresAt: 1_700_000_000_003, absoluteExpiresAt: 1_700_000_000_004, userAgent: "Mozilla/5.0", ipAddress: "203.0.113.0", ...overrides,
+    id: issued.id,
+    userId: "user-1",
+    secretHash: issued.secretHash,
+    createdAt: 1_700_000_000_001,
+    lastSeenAt: 1_700_000_000_002,
+    idleExpiresAt: 1_700_000_000_003,
+    absoluteExpiresAt: 1_700_000_000_004,
+    userAgent: "Mozilla/5.0",
+    ipAddress: "203.0.113.0",
+    ...overrides,
   };
 }
 
@@ -28,7 +36,8 @@ describe("the Redis session layout", () => {
     const s = session();
     const packed = packSession(s);
     for (const value of [packed.byReference, packed.inline]) {
-      const at = (name: "idleExpiresAt" | "absoluteExpiresAt" | "lastSeenAt" | "createdAt"): number => value.readUIntBE(SESSION_LAYOUT[name].offset, SESSION_LAYOUT[name].size);
+      const at = (name: "idleExpiresAt" | "absoluteExpiresAt" | "lastSeenAt" | "createdAt"): number =>
+        value.readUIntBE(SESSION_LAYOUT[name].offset, SESSION_LAYOUT[name].size);
       assert.equal(at("idleExpiresAt"), s.idleExpiresAt);
       assert.equal(at("absoluteExpiresAt"), s.absoluteExpiresAt);
       assert.equal(at("lastSeenAt"), s.lastSeenAt);
@@ -50,7 +59,11 @@ describe("the Redis session layout", () => {
     const lua = LUA_SESSION_LAYOUT;
     const match = /local AT_IDLE, AT_ABS, AT_LAST = (\d+), (\d+), (\d+)/.exec(lua);
     assert.ok(match, lua);
-    assert.deepEqual(match.slice(1).map(Number), [SESSION_LAYOUT.idleExpiresAt.offset + 1, SESSION_LAYOUT.absoluteExpiresAt.offset + 1, SESSION_LAYOUT.lastSeenAt.offset + 1]);
+    assert.deepEqual(match.slice(1).map(Number), [
+      SESSION_LAYOUT.idleExpiresAt.offset + 1,
+      SESSION_LAYOUT.absoluteExpiresAt.offset + 1,
+      SESSION_LAYOUT.lastSeenAt.offset + 1,
+    ]);
     assert.match(lua, new RegExp(`local FIXED, VAR = ${SESSION_FIXED_LENGTH}, ${SESSION_FIXED_LENGTH + 1}`));
     assert.match(lua, new RegExp(`local F_OWNER, F_AGENT_REF = ${SESSION_FLAGS.ownerInline}, ${SESSION_FLAGS.agentRef}`));
     // TOUCH rewrites idle and lastSeen in one splice that assumes idle comes first.
