@@ -49,6 +49,26 @@ export interface RevocationChannel {
   close(): Promise<void>;
 }
 
+/** What a pushed channel's listener is given (Redis's subscription, PostgreSQL's listener). */
+export interface ChannelListenerOptions<E extends Invalidation = Invalidation> {
+  onEvent: (event: E) => void;
+  /**
+   * "up" once listening (again), "down" when the connection is lost or a
+   * heartbeat fails to come back. Announcements made while down are lost to
+   * this process: on "up" after a "down" a cache must start empty.
+   */
+  onStatus?: (status: ChannelStatus) => void;
+  /**
+   * How often, in ms, a heartbeat is sent through the channel to this
+   * listener. Default 250. A closed connection is noticed at once, but a
+   * server that hangs (SIGSTOP, a partition that drops packets) keeps the
+   * connection open: only a message that fails to come back shows it.
+   */
+  heartbeatMs?: number;
+  /** Reports "down" when no heartbeat has come back for this long, in ms. Default 750. */
+  heartbeatTimeoutMs?: number;
+}
+
 /** A channel driven by hand: {@link ManualChannel.emit} and {@link ManualChannel.setUp}. */
 export interface ManualChannel extends RevocationChannel {
   emit(event: Invalidation): void;

@@ -3,7 +3,7 @@ import pg from "pg";
 import { startHeartbeatTimer } from "../heartbeat-timer.js";
 import { assertSchemaName } from "./schema-name.js";
 import { createManualChannel } from "../revocation-channel.js";
-import type { Invalidation, RevocationChannel } from "../revocation-channel.js";
+import type { ChannelListenerOptions, Invalidation, RevocationChannel } from "../revocation-channel.js";
 
 /**
  * What the database announces when a session ends or a user changes: the
@@ -39,22 +39,11 @@ function parseEvent(payload: string | undefined): PostgresRevocationEvent | null
   }
 }
 
-export interface ListenOptions {
+export interface ListenOptions extends ChannelListenerOptions<PostgresRevocationEvent> {
   /** Where to connect the listening session (its own connection, never the pool's). */
   url: string;
   /** The schema the stores use; default: the connection's current schema. */
   schema?: string | undefined;
-  onEvent: (event: PostgresRevocationEvent) => void;
-  /**
-   * "up" once listening (again), "down" when the connection is lost or a
-   * heartbeat fails to come back. Notifications sent while down are lost
-   * to this process: on "up" after a "down" a cache must start empty.
-   */
-  onStatus?: (status: "up" | "down") => void;
-  /** How often, in ms, a heartbeat is sent to this listener. Default 250. */
-  heartbeatMs?: number;
-  /** Reports "down" when no heartbeat has come back for this long, in ms. Default 750. */
-  heartbeatTimeoutMs?: number;
 }
 
 export interface RevocationListener {

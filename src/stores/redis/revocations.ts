@@ -5,7 +5,7 @@ import { startHeartbeatTimer } from "../heartbeat-timer.js";
 import { redisCall } from "./redis-connection.js";
 import type { RedisClient } from "./redis-scripts.js";
 import { createManualChannel } from "../revocation-channel.js";
-import type { Invalidation, RevocationChannel } from "../revocation-channel.js";
+import type { ChannelListenerOptions, Invalidation, RevocationChannel } from "../revocation-channel.js";
 
 /**
  * What the stores announce on `${prefix}revocations` so that processes
@@ -63,26 +63,10 @@ export interface RevocationSubscription {
   close(): Promise<void>;
 }
 
-export interface SubscribeOptions {
+export interface SubscribeOptions extends ChannelListenerOptions {
   /** The client to copy connection settings from; the subscription uses its own connection. */
   redis: RedisClient;
   prefix: string;
-  onEvent: (event: RevocationEvent) => void;
-  /**
-   * Called with "up" once subscribed (again) and "down" when the connection
-   * is lost. Events published while down are lost: on "up" after a "down", a
-   * cache must drop what it holds or re-validate it.
-   */
-  onStatus?: (status: "up" | "down") => void;
-  /**
-   * How often, in ms, the subscription publishes a heartbeat to itself.
-   * Default 250. A closed connection is noticed at once, but a Redis that
-   * hangs (SIGSTOP, a partition that drops packets) keeps the connection
-   * open: only a message that fails to come back shows it.
-   */
-  heartbeatMs?: number;
-  /** Reports "down" when no heartbeat has come back for this long, in ms. Default 750. */
-  heartbeatTimeoutMs?: number;
 }
 
 /**
