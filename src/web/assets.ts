@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
 
 /**
- * The pages' one script and one stylesheet, real files beside this module
+ * The pages' one script, one stylesheet and icon, real files beside this module
  * (src/web/assets/ in the source, dist/web/assets/ once built: scripts/build.mjs
  * copies them), read once at start. The pages carry no inline script or
  * style, which is what lets their CSP be `'self'` only.
@@ -21,8 +21,7 @@ export const LATCH_JS: string = asset("latch.js");
 export const LATCH_CSS: string = asset("latch.css");
 
 /** A padlock, linked as the icon so browsers do not ask for a missing /favicon.ico. */
-export const LATCH_ICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect x="5" y="14" width="22" height="16" rx="3" fill="#1f5fbf"/><path d="M10 14V10a6 6 0 0 1 12 0v4" fill="none" stroke="#1f5fbf" stroke-width="3"/><circle cx="16" cy="21" r="2.5" fill="#fff"/></svg>
-`;
+export const LATCH_ICON: string = asset("latch.svg");
 
 function version(text: string): string {
   return createHash("sha256").update(text).digest("base64url").slice(0, 12);
