@@ -28,7 +28,6 @@ import { sessionRoutes } from "./routes/session-routes.js";
 import { tokenRoutes } from "./routes/token-routes.js";
 import { secondFactorRoutes } from "./routes/second-factor-routes.js";
 import { passkeyRoutes } from "./routes/passkey-routes.js";
-import { webRoutes } from "../web/index.js";
 
 export interface BuildServerOptions {
   config: Config;
@@ -38,6 +37,12 @@ export interface BuildServerOptions {
   hasher?: PasswordHasher;
   /** pino options or false; defaults to JSON logs at `config.logLevel`. */
   logger?: FastifyServerOptions["logger"];
+  /**
+   * More routes, mounted after the API with the same context: the
+   * composition root hands in the pages (src/web/index.ts's `webRoutes`),
+   * so server/ never imports web/.
+   */
+  routes?: ReadonlyArray<(app: FastifyInstance, ctx: ServerContext) => void>;
 }
 
 export interface LatchServer {
@@ -207,7 +212,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   tokenRoutes(app, context);
   secondFactorRoutes(app, context);
   passkeyRoutes(app, context);
-  webRoutes(app, context);
+  for (const mount of options.routes ?? []) mount(app, context);
 
   await app.ready();
   function drain(timeoutMs: number): Promise<boolean> {
