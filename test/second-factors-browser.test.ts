@@ -213,7 +213,7 @@ describe("second factors in Chromium", { skip, timeout: 240_000 }, () => {
       await page.getByRole("button", { name: "Set up an authenticator app" }).click();
       await page.waitForURL(/\/account\/totp$/);
       assert.equal(await page.locator("figure.qr svg").count(), 1, "the QR code is an inline SVG");
-      const secret = (await page.locator('[data-field="totp-secret"]').innerText()).replace(/\s/g, "");
+      const secret = (await page.locator('[data-field="totp-secret"]').textContent())!.replace(/\s/g, "");
       assert.match(secret, /^[A-Z2-7]{32}$/);
       await shot(page, "05-totp-qr-page");
 

@@ -77,7 +77,11 @@ describe("session kinds", () => {
   it("admit a pending sign-in only where its kind is asked for by name", async () => {
     const stores = createMemoryStores();
     const clock = createFakeClock(Date.now());
-    const sessions = createSessionManager({ store: stores.sessions, runtime: { clock, random: (b) => void randomFillSync(b) }, policy: { idleTimeoutMs: 1_800_000, absoluteTimeoutMs: 86_400_000, renewIntervalMs: 60_000 } });
+    const sessions = createSessionManager({
+      store: stores.sessions,
+      runtime: { clock, random: (b) => void randomFillSync(b) },
+      policy: { idleTimeoutMs: 1_800_000, absoluteTimeoutMs: 86_400_000, renewIntervalMs: 60_000 },
+    });
     const auth = createRequestAuthenticator({ sessions, cookieNames: ["sid"], bearer: null });
     const user = testUser();
     await stores.users.createUser(user);

@@ -25,7 +25,7 @@ function passkeyJson(passkey: Passkey): { id: string; name: string; createdAt: s
 function passkeyName(value: unknown, fallback: string): string {
   if (value === undefined || value === null) return fallback;
   const name = typeof value === "string" ? value.normalize("NFKC").trim() : "";
-  if (name.length < 1 || name.length > MAX_NAME || /[\u0000-\u001f\u007f]/.test(name)) {
+  if (name.length < 1 || name.length > MAX_NAME || /\p{Cc}/u.test(name)) {
     throw new LatchError("invalid_input", `name must be 1 to ${MAX_NAME} characters.`, { details: { field: "name" } });
   }
   return name;

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseSessionToken, csrfTokenFor } from "../../core/session-token.js";
 import { openStores } from "../../stores/open-stores.js";
-import { createTestServer, setCookieValue, TEST_PASSWORD } from "../testing.js";
-import type { SignedIn, TestServer } from "../testing.js";
+import { createTestServer, setCookieValue, TEST_PASSWORD } from "../../testing/test-server.js";
+import type { SignedIn, TestServer } from "../../testing/test-server.js";
 
 /** The code an authenticator app would show for `secret` at `at` (ms): computed here, from the secret alone. */
 function codeAt(secret: string, at: number): string {

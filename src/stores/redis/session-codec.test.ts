@@ -91,7 +91,11 @@ describe("the Redis session layout", () => {
     // As written before second factors: no state flag, no state byte.
     const s = session({ userAgent: null });
     const packed = Buffer.from(packSession(s).byReference);
-    const old = Buffer.concat([Buffer.from([packed[0]! & ~SESSION_FLAGS.state]), packed.subarray(1, SESSION_FIXED_LENGTH), packed.subarray(SESSION_FIXED_LENGTH + 1)]);
+    const old = Buffer.concat([
+      Buffer.from([packed[0]! & ~SESSION_FLAGS.state]),
+      packed.subarray(1, SESSION_FIXED_LENGTH),
+      packed.subarray(SESSION_FIXED_LENGTH + 1),
+    ]);
     const back = unpackSession(s.id, old, null).session;
     assert.deepEqual(back.amr, ["pwd"]);
     assert.equal(back.pending, false);

@@ -60,31 +60,33 @@
   // @simplewebauthn/browser, served as /assets/simplewebauthn-browser.js on the pages that use passkeys.
   function webauthn() {
     const lib = window.SimpleWebAuthnBrowser;
-    if (!lib || !lib.browserSupportsWebAuthn()) throw new ApiError("unsupported", "This browser does not support passkeys.");
+    if (!lib?.browserSupportsWebAuthn()) throw new ApiError("unsupported", "This browser does not support passkeys.");
     return lib;
   }
 
   // A browser's WebAuthn refusal (cancelled, timed out, no passkey) as a message for the form.
   function ceremonyError(error) {
     if (error instanceof ApiError) return error;
-    const name = error && error.name;
+    const name = error?.name;
     if (name === "NotAllowedError") return new ApiError("cancelled", "The passkey request was cancelled or timed out. Try again.");
     if (name === "InvalidStateError") return new ApiError("exists", "This device already holds a passkey for your account.");
-    return new ApiError("webauthn", "The passkey could not be used" + (error && error.message ? ": " + error.message : "."));
+    return new ApiError("webauthn", "The passkey could not be used" + (error?.message ? ": " + error.message : "."));
   }
 
   // Recovery codes are shown once, as text, with a copy button; the page then waits for "Done".
   function showRecoveryCodes(codes) {
     const panel = document.getElementById("recovery-codes");
-    const list = panel && panel.querySelector("ol");
+    const list = panel?.querySelector("ol");
     if (!panel || !list) return;
-    list.replaceChildren(...codes.map((code) => {
-      const item = document.createElement("li");
-      const text = document.createElement("code");
-      text.textContent = code;
-      item.append(text);
-      return item;
-    }));
+    list.replaceChildren(
+      ...codes.map((code) => {
+        const item = document.createElement("li");
+        const text = document.createElement("code");
+        text.textContent = code;
+        item.append(text);
+        return item;
+      }),
+    );
     panel.dataset.codes = codes.join("\n");
     for (const hide of document.querySelectorAll("[data-hide-with-codes]")) hide.hidden = true;
     panel.hidden = false;
@@ -108,7 +110,7 @@
     async signin(form) {
       // The API takes an email in the username field too.
       const answer = await api("POST", "/login", { username: field(form, "username").trim(), password: field(form, "password") });
-      if (answer && answer.mfaRequired) {
+      if (answer?.mfaRequired) {
         // The account has TOTP: the same page asks for the code.
         const step = document.getElementById("code-step");
         if (step) {
