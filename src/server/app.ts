@@ -77,7 +77,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
       },
     }),
     accounts: createAccounts({ users: stores.users, hasher, runtime }),
-    tokens: createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret }),
+    tokens: createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret, algorithm: config.tokenAlgorithm }),
     cookieName: sessionCookieName(cookieOptions),
     cookieOptions,
     origins: { trusted: new Set(config.trustedOrigins) },
