@@ -16,6 +16,7 @@ import { errorHandler } from "./errors.js";
 import { createFastPath } from "./fast-path.js";
 import type { FastPath } from "./fast-path.js";
 import { createMetrics, metricsRoute } from "./metrics.js";
+import { apiDocumentRoute, hideFromApiDocument, registerApiDocument } from "./openapi.js";
 import { applyCors, checkOrigin, isUnsafeMethod } from "./origins.js";
 import { accountRoutes } from "./routes/account-routes.js";
 import { adminRoutes } from "./routes/admin-routes.js";
@@ -183,6 +184,8 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     done();
   });
 
+  // Before any route: the API document learns routes as they are declared.
+  await registerApiDocument(app);
   healthRoutes(app, context);
   metricsRoute(app, context.metrics);
   accountRoutes(app, context);
@@ -191,7 +194,12 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   privacyRoutes(app, context);
   adminRoutes(app, context);
   tokenRoutes(app, context);
-  webRoutes(app, context);
+  apiDocumentRoute(app);
+  // The pages are for browsers, not API clients: left out of /openapi.json.
+  await app.register(async (pages) => {
+    pages.addHook("onRoute", hideFromApiDocument);
+    webRoutes(pages, context);
+  });
 
   await app.ready();
   function drain(timeoutMs: number): Promise<boolean> {
