@@ -31,7 +31,7 @@ export interface RegisteredRoute {
   documented: boolean;
 }
 
-const inventories = new WeakMap<FastifyInstance, RegisteredRoute[]>();
+const inventories = new WeakMap<FastifyInstance, Array<{ method: string; route: RouteOptions }>>();
 
 /**
  * Every route the server registered, HEAD routes Fastify adds for GETs
@@ -41,7 +41,10 @@ const inventories = new WeakMap<FastifyInstance, RegisteredRoute[]>();
  * for (const route of registeredRoutes(app)) console.log(route.method, route.url);
  */
 export function registeredRoutes(app: FastifyInstance): RegisteredRoute[] {
-  return [...(inventories.get(app) ?? [])];
+  return (inventories.get(app) ?? []).map(({ method, route }) => {
+    const schema = route.schema as { hide?: boolean; response?: unknown } | undefined;
+    return { method, url: route.url, hidden: schema?.hide === true, documented: schema?.response !== undefined };
+  });
 }
 
 /** Marks a route as a page, not part of the API document (used for src/web/). */
@@ -60,13 +63,14 @@ export function hideFromApiDocument(route: RouteOptions): void {
  * apiDocumentRoute(app);
  */
 export async function registerApiDocument(app: FastifyInstance): Promise<void> {
-  const inventory: RegisteredRoute[] = [];
+  // The route options themselves are kept, and read when asked: onRoute
+  // hooks of an inner context (the pages' hideFromApiDocument) run after this one.
+  const inventory: Array<{ method: string; route: RouteOptions }> = [];
   inventories.set(app, inventory);
   app.addHook("onRoute", (route) => {
     for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
-      if (method === "HEAD" && route.exposeHeadRoute !== false && inventory.some((r) => r.url === route.url && r.method === "GET")) continue;
-      const schema = route.schema as { hide?: boolean; response?: unknown } | undefined;
-      inventory.push({ method, url: route.url, hidden: schema?.hide === true, documented: schema?.response !== undefined });
+      if (method === "HEAD" && inventory.some((r) => r.route.url === route.url && r.method === "GET")) continue;
+      inventory.push({ method, route });
     }
   });
 
