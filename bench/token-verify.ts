@@ -6,7 +6,8 @@
  *     checks the signature, alg pinning, iss, exp and claim shapes; the JWKS is
  *     served in-process (fetched once, then cached), and no session store is
  *     consulted, so the figure is the verification alone;
- *   - the auth server's own TokenService.verify with its cache off.
+ *   - the auth server's own TokenService.verify with its cache off;
+ *   - and, for comparison, TokenService.issue (signing).
  * The machine is shared: the algorithms are interleaved (each round runs all
  * three, in a rotating order), and the report gives the median of the rounds
  * and the median per-round ratio to ES256, which is what to compare.
@@ -30,7 +31,10 @@ interface Subject {
   alg: TokenAlgorithm;
   middleware(): Promise<unknown>;
   server(): Promise<unknown>;
+  issue(): Promise<unknown>;
 }
+type Kind = "middleware" | "server" | "issue";
+const KINDS: Kind[] = ["middleware", "server", "issue"];
 
 async function prepare(alg: TokenAlgorithm): Promise<Subject> {
   const make = (verifiedCacheSize: number): TokenService =>
@@ -59,6 +63,8 @@ async function prepare(alg: TokenAlgorithm): Promise<Subject> {
     server: async () => {
       if (!(await tokens.verify(token)).valid) throw new Error("refused");
     },
+    // Signing, for comparison: what POST /token pays per token (RSA signs slowly).
+    issue: () => tokens.issue({ userId: "0190a1b2-0000-7000-8000-000000000001", sessionId: SID, roles: ["user"] }),
   };
 }
 
@@ -75,24 +81,26 @@ async function perSecond(fn: () => Promise<unknown>, ms: number): Promise<number
 }
 
 const subjects = await Promise.all(TOKEN_ALGORITHMS.map((alg) => prepare(alg)));
-for (const s of subjects) {
-  await perSecond(s.middleware, 300);
-  await perSecond(s.server, 300);
-}
+for (const s of subjects) for (const kind of KINDS) await perSecond(s[kind], 300);
 
-const rates: Record<"middleware" | "server", Record<string, number[]>> = { middleware: {}, server: {} };
+const rates: Record<Kind, Record<string, number[]>> = { middleware: {}, server: {}, issue: {} };
 for (let round = 0; round < ROUNDS; round += 1) {
   for (let i = 0; i < subjects.length; i += 1) {
     const s = subjects[(round + i) % subjects.length]!;
-    for (const kind of ["middleware", "server"] as const) (rates[kind][s.alg] ??= []).push(await perSecond(s[kind], ROUND_MS / 2));
+    for (const kind of KINDS) (rates[kind][s.alg] ??= []).push(await perSecond(s[kind], ROUND_MS / 3));
   }
 }
 
 const fmt = (n: number): string => Math.round(n).toLocaleString("en-US").padStart(8);
-console.log(`token verifications per second, one thread, cache off; ${ROUNDS} interleaved rounds of ${ROUND_MS / 2} ms each (median; ratio = median per-round ratio to ES256)`);
+console.log(`token verifications per second, one thread, cache off; ${ROUNDS} interleaved rounds of ${Math.round(ROUND_MS / 3)} ms each (median; ratio = median per-round ratio to ES256)`);
 console.log(`Node ${process.version}`);
-for (const kind of ["middleware", "server"] as const) {
-  console.log(kind === "middleware" ? "\nLatch's middleware, createValidator({ jwks, tokenCacheSize: 0 }).validate():" : "\nThe auth server's TokenService.verify (verifiedCacheSize 0):");
+const TITLES: Record<Kind, string> = {
+  middleware: "Latch's middleware, createValidator({ jwks, tokenCacheSize: 0 }).validate():",
+  server: "The auth server's TokenService.verify (verifiedCacheSize 0):",
+  issue: "For comparison, signing: TokenService.issue (what POST /token pays per token):",
+};
+for (const kind of KINDS) {
+  console.log(`\n${TITLES[kind]}`);
   const base = rates[kind].ES256!;
   for (const alg of TOKEN_ALGORITHMS) {
     const values = rates[kind][alg]!;
