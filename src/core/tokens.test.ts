@@ -346,6 +346,17 @@ describe("token algorithms (TOKEN_ALG)", () => {
     assert.deepEqual((await rsa.list()).map((k) => `${k.alg}:${k.status}`).sort(), ["ES256:published", "RS256:active"]);
   });
 
+  it("keeps every algorithm's private key sealed with TOKEN_KEY_SECRET", async () => {
+    for (const algorithm of TOKEN_ALGORITHMS) {
+      const { keys, runtime } = setup();
+      const tokens = createTokenService({ keys, runtime, issuer: "latch-test", ttlSeconds: 900, algorithm, keySecret: "k".repeat(32) });
+      const issued = await tokens.issue(subject);
+      const [stored] = await keys.listSigningKeys();
+      assert.match(stored!.privateJwk, /^sealed:v1:/, algorithm);
+      assert.equal((await tokens.verify(issued.token)).valid, true, algorithm);
+    }
+  });
+
   it("verifies nothing with a stored key whose record and JWK disagree", async () => {
     const { tokens, keys } = setup({ algorithm: "ES256" });
     const issued = await tokens.issue(subject);
