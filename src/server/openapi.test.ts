@@ -29,6 +29,7 @@ import type { SignedIn, TestServer } from "./testing.js";
 type Method = "get" | "post" | "put" | "patch" | "delete";
 interface Operation {
   operationId?: string;
+  requestBody?: { content: Record<string, { schema: unknown }> };
   security?: Array<Record<string, string[]>>;
   responses: Record<string, { content?: Record<string, { schema: unknown }> }>;
   tags?: string[];
@@ -129,6 +130,13 @@ describe("GET /openapi.json", () => {
   async function call(t: TestServer, options: InjectOptions & { method: string; url: string }, what: string, template = options.url): Promise<LightMyRequestResponse> {
     const response = await t.app.inject(options);
     check(options.method, template, response, what);
+    // A body the server accepted must be one the document allows (the schemas describe, so this is their check).
+    const op = operation(options.method, toTemplate(template));
+    if (response.statusCode < 300 && op.requestBody !== undefined && typeof options.payload === "object" && options.payload !== null) {
+      const pointer = ["paths", toTemplate(template), options.method.toLowerCase(), "requestBody", "content", "application/json", "schema"].map((p) => p.replace(/~/g, "~0").replace(/\//g, "~1")).join("/");
+      const validate = ajv.getSchema(`latch-openapi#/${pointer}`)!;
+      assert.ok(validate(options.payload), `${options.method} ${template}: the accepted body does not match the documented request body: ${ajv.errorsText(validate.errors)}`);
+    }
     return response;
   }
 
