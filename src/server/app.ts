@@ -185,7 +185,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   });
 
   // Before any route: the API document learns routes as they are declared.
-  await registerApiDocument(app);
+  await registerApiDocument(app, { cookieName: context.cookieName });
   healthRoutes(app, context);
   metricsRoute(app, context.metrics);
   accountRoutes(app, context);

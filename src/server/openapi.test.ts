@@ -204,6 +204,16 @@ describe("GET /openapi.json", () => {
     for (const op of documented) assert.ok(served.has(op), `${op} is documented but not served`);
   });
 
+  it("names the production cookie in production", async () => {
+    const production = await createTestServer({ env: { NODE_ENV: "production", TRUSTED_ORIGINS: "https://app.example.com" } });
+    try {
+      const document = (await production.app.inject({ url: "/openapi.json" })).json() as Document;
+      assert.equal((document.components.securitySchemes.sessionCookie as { name: string }).name, "__Host-sid");
+    } finally {
+      await production.close();
+    }
+  });
+
   describe("real answers match the document", () => {
     async function tokenOf(user: SignedIn): Promise<string> {
       return (await t.app.inject({ method: "POST", url: "/token", ...t.auth(user) })).json().token as string;

@@ -58,11 +58,11 @@ export function hideFromApiDocument(route: RouteOptions): void {
  * {@link apiDocumentRoute} with the other routes.
  *
  * @example
- * await registerApiDocument(app);
+ * await registerApiDocument(app, { cookieName: context.cookieName });
  * accountRoutes(app, context);
  * apiDocumentRoute(app);
  */
-export async function registerApiDocument(app: FastifyInstance): Promise<void> {
+export async function registerApiDocument(app: FastifyInstance, options: { cookieName: string }): Promise<void> {
   // The route options themselves are kept, and read when asked: onRoute
   // hooks of an inner context (the pages' hideFromApiDocument) run after this one.
   const inventory: Array<{ method: string; route: RouteOptions }> = [];
@@ -99,7 +99,8 @@ export async function registerApiDocument(app: FastifyInstance): Promise<void> {
         { name: "admin", description: "Administration (role admin)." },
         { name: "operations", description: "Health, readiness, metrics and this document." },
       ],
-      components: { securitySchemes: securitySchemes as never },
+      // The cookie scheme names this server's cookie: `__Host-sid` in production.
+      components: { securitySchemes: { ...securitySchemes, sessionCookie: { ...securitySchemes.sessionCookie, name: options.cookieName } } as never },
     },
     // Shared schemas keep their names: `{ $ref: "User#" }` becomes #/components/schemas/User.
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === "string" ? json.$id : `def-${i}`) },
