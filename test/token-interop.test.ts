@@ -234,6 +234,9 @@ describe("a restart of Latch with TOKEN_ALG changed", () => {
       assert.equal(await latch.stop("SIGTERM"), 0);
 
       latch = await startLatch(env, { port: latch.port });
+      // The switch happens at start: before any token is asked for, the JWKS already has the new key beside the old one.
+      const atStart = (await (await fetch(`${latch.url}/.well-known/jwks.json`)).json()) as { keys: Array<{ alg: string }> };
+      assert.deepEqual(atStart.keys.map((k) => k.alg).sort(), ["ES256", "EdDSA"]);
       const me = await fetch(`${latch.url}/me`, { headers: { authorization: `Bearer ${old}` } });
       assert.equal(me.status, 200, await me.clone().text());
       assert.equal(((await me.json()) as { user: { username: string } }).user.username, "switch.user");

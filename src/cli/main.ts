@@ -69,7 +69,7 @@ async function keysCommand(config: Config, args: string[]): Promise<number> {
       return 0;
     }
     const keys = await tokens.list();
-    if (keys.length === 0) process.stdout.write("no signing keys yet: the first is created when the first token is issued\n");
+    if (keys.length === 0) process.stdout.write("no signing keys yet: the first is created when the server starts\n");
     for (const key of keys) {
       const retired = key.retiredAt === null ? "-" : new Date(key.retiredAt).toISOString();
       process.stdout.write(`${key.kid}  ${key.alg.padEnd(5)}  ${key.status.padEnd(9)}  created ${new Date(key.createdAt).toISOString()}  retired ${retired}\n`);

@@ -318,6 +318,7 @@ describe("token algorithms (TOKEN_ALG)", () => {
     // The restart: a new service over the same store with TOKEN_ALG unset.
     const restarted = createTokenService({ keys: first.keys, runtime: first.runtime, issuer: "latch-test", ttlSeconds: 900 });
     assert.equal((await restarted.verify(old.token)).valid, true);
+    assert.equal((await restarted.prepare()).alg, "ES256", "prepare() at start switches");
     const fresh = await restarted.issue(subject);
     assert.equal(decodeProtectedHeader(fresh.token).alg, "ES256");
     assert.notEqual(fresh.kid, old.kid);

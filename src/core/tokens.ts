@@ -119,6 +119,12 @@ export interface TokenService {
   readonly ttlSeconds: number;
   /** How long a retired key stays in the JWKS: the longest token lifetime plus the key refresh interval. */
   readonly retentionMs: number;
+  /**
+   * At start: makes sure there is an active key of TOKEN_ALG, creating the
+   * first one or switching from a key of another algorithm (the old key
+   * stays published). Done lazily by issue() and jwks() otherwise.
+   */
+  prepare(): Promise<SigningKeyInfo>;
   /** Signs a token for the session with the active key, creating the first key if the store has none. */
   issue(subject: TokenSubject): Promise<IssuedAccessToken>;
   /** Checks signature, algorithm, `kid`, `iss`, `exp` and claim shapes. Rejects only when the store fails. */
@@ -495,6 +501,10 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
     issuer,
     ttlSeconds,
     retentionMs,
+
+    async prepare() {
+      return info(await activeKey(), clock.now());
+    },
 
     async issue(subject) {
       const key = await activeKey();
