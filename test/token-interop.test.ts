@@ -203,8 +203,13 @@ for (const [alg, label] of [[null, "the default configuration (ES256)"], ["RS256
       });
 
       it("is refused by express-jwt and passport-jwt, which verify through jsonwebtoken", async () => {
-        assert.equal((await expressJwtDashboard(running, "EdDSA")).status, 401);
-        assert.equal((await passportDashboard(running, "EdDSA")).status, 401);
+        const viaExpressJwt = await expressJwtDashboard(running, "EdDSA");
+        assert.equal(viaExpressJwt.status, 401);
+        // jsonwebtoken's own words: it does not know Ed25519 keys.
+        assert.match(String(viaExpressJwt.body.error), /Unknown key type "ed25519"|invalid algorithm/);
+        const viaPassport = await passportDashboard(running, "EdDSA");
+        assert.equal(viaPassport.status, 401);
+        // And not for want of a key: with ES256 the same setup accepts (see the other describe blocks).
       });
     }
 

@@ -168,6 +168,23 @@ describe("the resource server's validate()", () => {
     expectFailure(await latch.validate(get({ authorization: `Bearer ${liveToken}` })), "invalid_token", 'Bearer error="invalid_token"', "ended session");
   });
 
+  for (const alg of ["ES256", "RS256", "EdDSA"]) {
+    it(`verifies a token of TOKEN_ALG=${alg} from the JWKS`, async () => {
+      const server = await createTestServer({ env: { TOKEN_ALG: alg } });
+      try {
+        const user = await server.register();
+        const token = (await server.app.inject({ method: "POST", url: "/token", ...server.auth(user) })).json().token as string;
+        assert.equal(decodeProtectedHeader(token).alg, alg);
+        const latch = createValidator({ jwks: { url: JWKS_URL, issuer: server.context.config.issuer, fetch: injectFetch(server) }, clock: server.clock, tokenCacheSize: 0 });
+        const result = await latch.validate(get({ authorization: `Bearer ${token}` }));
+        assert.ok(result.ok, alg);
+        assert.equal(result.auth.user.id, user.userId);
+      } finally {
+        await server.close();
+      }
+    });
+  }
+
   it("pins each published key to its own alg: a JWKS entry without alg, or a header naming another, verifies nothing", async () => {
     const user = await t.register();
     const token = await tokenFor(user);
