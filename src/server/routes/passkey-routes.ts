@@ -12,9 +12,8 @@ import { recordEvent } from "../events.js";
 import { bodyObject, iso, userJson } from "../responses.js";
 import { startSession } from "../sign-in.js";
 import { checkAddress, recordFailure } from "../throttle.js";
-import { errors, idParamsSchema, passkeySchema, signedInSchema, webAuthnJsonSchema } from "./second-factor-schemas.js";
+import { passkeySchemas } from "./second-factor-schemas.js";
 
-const TAGS = ["Passkeys"];
 const MAX_NAME = 64;
 
 /** A passkey as the API shows it: never the public key or the credential id. */
@@ -75,12 +74,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     "/passkeys/register/options",
     {
       preValidation: session,
-      schema: {
-        operationId: "passkeyRegistrationOptions",
-        tags: TAGS,
-        summary: "Options for navigator.credentials.create(): a new passkey for the signed-in user",
-        response: { 200: { type: "object", required: ["options"], properties: { options: webAuthnJsonSchema } }, ...errors(401, 403) },
-      },
+      schema: passkeySchemas.registerOptions,
     },
     async (request, reply) => {
       const { user } = authOf(request);
@@ -95,13 +89,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     "/passkeys/register",
     {
       preValidation: session,
-      schema: {
-        operationId: "registerPasskey",
-        tags: TAGS,
-        summary: "Register a passkey: the browser's PublicKeyCredential.toJSON() for the options this browser was given",
-        body: { type: "object", required: ["response"], properties: { response: webAuthnJsonSchema, name: { type: "string", maxLength: 256 } } },
-        response: { 201: { type: "object", required: ["passkey"], properties: { passkey: passkeySchema } }, ...errors(400, 401, 403, 409) },
-      },
+      schema: passkeySchemas.register,
     },
     async (request, reply) => {
       const { user } = authOf(request);
@@ -126,12 +114,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     "/passkeys",
     {
       preValidation: session,
-      schema: {
-        operationId: "listPasskeys",
-        tags: TAGS,
-        summary: "The signed-in user's passkeys",
-        response: { 200: { type: "object", required: ["passkeys"], properties: { passkeys: { type: "array", items: passkeySchema } } }, ...errors(401) },
-      },
+      schema: passkeySchemas.list,
     },
     async (request) => {
       const { user } = authOf(request);
@@ -143,14 +126,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     "/passkeys/:id",
     {
       preValidation: session,
-      schema: {
-        operationId: "renamePasskey",
-        tags: TAGS,
-        summary: "Rename one of the signed-in user's passkeys",
-        params: idParamsSchema,
-        body: { type: "object", required: ["name"], properties: { name: { type: "string", maxLength: 256 } } },
-        response: { 200: { type: "object", required: ["passkey"], properties: { passkey: passkeySchema } }, ...errors(400, 401, 403, 404) },
-      },
+      schema: passkeySchemas.rename,
     },
     async (request) => {
       const { user } = authOf(request);
@@ -167,13 +143,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     "/passkeys/:id",
     {
       preValidation: session,
-      schema: {
-        operationId: "deletePasskey",
-        tags: TAGS,
-        summary: "Remove one of the signed-in user's passkeys; another user's or an unknown id is 404",
-        params: idParamsSchema,
-        response: { 204: { type: "null" }, ...errors(401, 403, 404) },
-      },
+      schema: passkeySchemas.remove,
     },
     async (request, reply) => {
       const { user } = authOf(request);
@@ -186,12 +156,7 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.post(
     "/passkeys/login/options",
     {
-      schema: {
-        operationId: "passkeySignInOptions",
-        tags: TAGS,
-        summary: "Options for navigator.credentials.get() (no allowCredentials), the challenge bound to this browser",
-        response: { 200: { type: "object", required: ["options"], properties: { options: webAuthnJsonSchema } }, ...errors(403, 429) },
-      },
+      schema: passkeySchemas.signInOptions,
     },
     async (request, reply) => {
       // Anyone may ask, and each answer is a stored row: bounded per address.
@@ -210,18 +175,13 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.post(
     "/passkeys/login",
     {
-      schema: {
-        operationId: "signInWithPasskey",
-        tags: TAGS,
-        summary: "Sign in with a passkey: the browser's assertion for this browser's challenge; a full sign-in (amr hwk, mfa)",
-        body: { type: "object", required: ["response"], properties: { response: webAuthnJsonSchema } },
-        response: { 200: signedInSchema, ...errors(400, 401, 403, 429) },
-      },
+      schema: passkeySchemas.signIn,
     },
     async (request, reply) => {
-      const body = bodyObject(request);
+      // The address check first: a refused client learns nothing about its input.
       const release = await checkAddress(ctx, request);
       try {
+        const body = bodyObject(request);
         const refuse = async (why: string, userId: string | null): Promise<never> => {
           await recordFailure(ctx, request);
           ctx.metrics.signIns.inc({ result: "failure" });

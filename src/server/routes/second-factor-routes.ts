@@ -9,9 +9,7 @@ import { recordEvent } from "../events.js";
 import { bodyObject, userJson } from "../responses.js";
 import { PENDING_SIGN_IN_ATTEMPTS, PENDING_SIGN_IN_MS, startSession, verifySecondFactor } from "../sign-in.js";
 import { countAccountAttempt, recordSuccess } from "../throttle.js";
-import { codeBodySchema, errors, passwordBodySchema, recoveryCodesSchema, signedInSchema } from "./second-factor-schemas.js";
-
-const TAGS = ["Second factors"];
+import { secondFactorSchemas } from "./second-factor-schemas.js";
 
 /**
  * Re-checks the signed-in user's password before a change to their second
@@ -46,19 +44,7 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
     "/mfa",
     {
       preValidation: session,
-      schema: {
-        operationId: "getSecondFactors",
-        tags: TAGS,
-        summary: "Which second factors the signed-in user has",
-        response: {
-          200: {
-            type: "object",
-            required: ["totp", "recoveryCodesLeft", "passkeys"],
-            properties: { totp: { type: "boolean" }, totpSetupPending: { type: "boolean" }, recoveryCodesLeft: { type: "integer" }, passkeys: { type: "integer" } },
-          },
-          ...errors(401),
-        },
-      },
+      schema: secondFactorSchemas.status,
     },
     async (request) => {
       const { user } = authOf(request);
@@ -75,15 +61,7 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
     "/mfa/totp",
     {
       preValidation: session,
-      schema: {
-        operationId: "beginTotpSetup",
-        tags: TAGS,
-        summary: "Start setting up TOTP: a new secret and its otpauth:// URI, pending until confirmed",
-        response: {
-          200: { type: "object", required: ["secret", "uri"], properties: { secret: { type: "string" }, uri: { type: "string" } } },
-          ...errors(401, 403),
-        },
-      },
+      schema: secondFactorSchemas.begin,
     },
     async (request) => {
       const { user } = authOf(request);
@@ -98,13 +76,7 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
     "/mfa/totp/confirm",
     {
       preValidation: session,
-      schema: {
-        operationId: "confirmTotpSetup",
-        tags: TAGS,
-        summary: "Confirm the pending TOTP with a code from it; answers the 10 recovery codes, shown once",
-        body: { type: "object", required: ["code"], properties: { code: { type: "string", maxLength: 64 } } },
-        response: { 200: recoveryCodesSchema, ...errors(400, 401, 403) },
-      },
+      schema: secondFactorSchemas.confirm,
     },
     async (request) => {
       const { user } = authOf(request);
@@ -125,13 +97,7 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
     "/mfa/totp",
     {
       preValidation: session,
-      schema: {
-        operationId: "disableTotp",
-        tags: TAGS,
-        summary: "Turn TOTP off (its recovery codes become void); needs the password",
-        body: passwordBodySchema,
-        response: { 204: { type: "null" }, ...errors(400, 401, 403, 429) },
-      },
+      schema: secondFactorSchemas.disable,
     },
     async (request, reply) => {
       const { user } = authOf(request);
@@ -145,13 +111,7 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
     "/mfa/recovery-codes",
     {
       preValidation: session,
-      schema: {
-        operationId: "regenerateRecoveryCodes",
-        tags: TAGS,
-        summary: "Ten new recovery codes; the old ones become void. Needs the password",
-        body: passwordBodySchema,
-        response: { 200: recoveryCodesSchema, ...errors(400, 401, 403, 429) },
-      },
+      schema: secondFactorSchemas.recoveryCodes,
     },
     async (request) => {
       const { user } = authOf(request);
@@ -175,13 +135,7 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
         if (pending === null) throw new LatchError("unauthenticated", "There is no sign-in waiting for a code: sign in with your password first.");
         pendingOf.set(request, pending);
       },
-      schema: {
-        operationId: "completeSignIn",
-        tags: TAGS,
-        summary: "The second step of a password sign-in: a TOTP code or a recovery code, for the pending sign-in's cookie",
-        body: codeBodySchema,
-        response: { 200: signedInSchema, ...errors(400, 401, 403, 429) },
-      },
+      schema: secondFactorSchemas.completeSignIn,
     },
     async (request, reply) => {
       // No CSRF token, as for POST /login (there is no session yet whose
