@@ -33,7 +33,7 @@ export const ROLE_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
 
 /** The user as responses show it: never the hash or the look-up keys. */
 export function publicUser(user: User): User {
-  return { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: user.createdAt };
+  return { id: user.id, username: user.username, email: user.email, emailVerified: user.emailVerified, roles: user.roles, createdAt: user.createdAt };
 }
 
 /** Validates a roles list from input; "user" is always included. */
@@ -86,6 +86,7 @@ export function createAccounts(options: { users: UserStore; hasher: PasswordHash
         usernameKey: key,
         email: email?.username ?? null,
         emailKey: email?.key ?? null,
+        emailVerified: false,
         passwordHash: await hasher.hash(password),
         roles: [...new Set(["user", ...(input.roles ?? [])])],
         createdAt: now,

@@ -51,6 +51,7 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         usernameKey: `user_${tag}`,
         email: `Mail_${tag}@example.com`,
         emailKey: `mail_${tag}@example.com`,
+        emailVerified: false,
         passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
         roles: ["user"],
         createdAt: now,
