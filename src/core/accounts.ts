@@ -25,6 +25,12 @@ export interface Accounts {
    * outdated hash is replaced by a current argon2id hash on success.
    */
   checkCredentials(user: UserRecord | null, password: unknown): Promise<boolean>;
+  /**
+   * Checks a new password against the policy (`invalid_input` naming
+   * `field`) and returns its hash, writing nothing: for a reset, where the
+   * store swaps the hash in the same transaction that spends the token.
+   */
+  hashNewPassword(user: UserRecord, newPassword: unknown, field?: string): Promise<string>;
   /** Sets a new password after checking it against the policy. */
   setPassword(user: UserRecord, newPassword: unknown, field?: string): Promise<void>;
 }
@@ -110,6 +116,10 @@ export function createAccounts(options: { users: UserStore; hasher: PasswordHash
       if (!(await hasher.verify(user.passwordHash, normalised))) return false;
       await upgradeHash(user, normalised);
       return true;
+    },
+
+    async hashNewPassword(user, newPassword, field = "newPassword") {
+      return hasher.hash(checkNewPassword(newPassword, user.usernameKey, field));
     },
 
     async setPassword(user, newPassword, field = "newPassword") {

@@ -46,6 +46,11 @@ export interface Config {
     addressWindowMs: number;
     registrations: number;
     registrationWindowMs: number;
+    /** POST /password/forgot requests per client address per window (then 429). */
+    passwordResets: number;
+    passwordResetWindowMs: number;
+    /** Reset messages per account per hour; requests beyond it still get 202 and send nothing. */
+    resetMessagesPerAccount: number;
   };
   tokenTtlSeconds: number;
   /** Seals signing keys at rest when set (32+ characters); null keeps them as plain JWK. */
@@ -179,6 +184,9 @@ const schema = z.object({
   THROTTLE_ADDRESS_WINDOW: int(1, 31_536_000).default(900),
   THROTTLE_REGISTRATIONS: int(1, 1_000_000).default(100),
   THROTTLE_REGISTRATION_WINDOW: int(1, 31_536_000).default(3600),
+  THROTTLE_PASSWORD_RESETS: int(1, 1_000_000).default(100),
+  THROTTLE_PASSWORD_RESET_WINDOW: int(1, 31_536_000).default(3600),
+  THROTTLE_RESET_MESSAGES: int(1, 1000).default(3),
   TOKEN_TTL: int(30, 900).default(900),
   TOKEN_ISSUER: z.string().trim().min(1).optional(),
   TOKEN_KEY_SECRET: z.string().min(32, "must be at least 32 characters (a random string; keep it out of the database)").optional(),
@@ -241,6 +249,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       addressWindowMs: e.THROTTLE_ADDRESS_WINDOW * 1000,
       registrations: e.THROTTLE_REGISTRATIONS,
       registrationWindowMs: e.THROTTLE_REGISTRATION_WINDOW * 1000,
+      passwordResets: e.THROTTLE_PASSWORD_RESETS,
+      passwordResetWindowMs: e.THROTTLE_PASSWORD_RESET_WINDOW * 1000,
+      resetMessagesPerAccount: e.THROTTLE_RESET_MESSAGES,
     },
     tokenTtlSeconds: e.TOKEN_TTL,
     tokenKeySecret: e.TOKEN_KEY_SECRET ?? null,

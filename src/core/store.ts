@@ -333,6 +333,11 @@ export interface MailStore {
   markRetry(id: string, owner: string, nextAttemptAt: number, error: string): Promise<boolean>;
   /** Gives up on the message and drops its body. False when `owner` no longer holds it. */
   markFailed(id: string, owner: string, now: number, error: string): Promise<boolean>;
+  /**
+   * Makes every queued message that is waiting out a retry backoff (not
+   * leased) due at `now`: the transport answers again. Returns how many.
+   */
+  retryNow(now: number): Promise<number>;
   /** Messages still queued (leased or not). */
   queueDepth(): Promise<number>;
   /** When the next queued message is due, or null when none is queued. */

@@ -24,6 +24,8 @@ import { ownSessionRoutes } from "./routes/own-session-routes.js";
 import { privacyRoutes } from "./routes/privacy-routes.js";
 import { sessionRoutes } from "./routes/session-routes.js";
 import { tokenRoutes } from "./routes/token-routes.js";
+import { recoveryRoutes } from "./routes/recovery-routes.js";
+import { createMailQueue } from "./mail.js";
 import { webRoutes } from "../web/index.js";
 
 export interface BuildServerOptions {
@@ -82,6 +84,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     cookieOptions,
     origins: { trusted: new Set(config.trustedOrigins) },
     metrics: createMetrics(stores),
+    mail: createMailQueue(stores),
   };
 
   const securityHeaders: Record<string, string> = {
@@ -191,6 +194,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   privacyRoutes(app, context);
   adminRoutes(app, context);
   tokenRoutes(app, context);
+  recoveryRoutes(app, context);
   webRoutes(app, context);
 
   await app.ready();

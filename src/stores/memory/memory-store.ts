@@ -355,6 +355,17 @@ export function createMemoryStores(): Stores {
         Object.assign(entry, { status: "failed", text: "", html: "", leaseOwner: null });
         return true;
       },
+      async retryNow(now) {
+        await tick();
+        let n = 0;
+        for (const e of outbox.values()) {
+          if (e.status === "queued" && e.leaseOwner === null && e.attempts > 0 && e.nextAttemptAt > now) {
+            e.nextAttemptAt = now;
+            n += 1;
+          }
+        }
+        return n;
+      },
       async queueDepth() {
         await tick();
         return [...outbox.values()].filter((e) => e.status === "queued").length;

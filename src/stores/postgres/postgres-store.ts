@@ -779,6 +779,14 @@ function createMailStore(pool: pg.Pool): MailStore {
       return result.rowCount === 1;
     },
 
+    async retryNow(now) {
+      const result = await query(pool, {
+        text: "UPDATE mail_outbox SET next_attempt_at = $1 WHERE status = 'queued' AND lease_owner IS NULL AND attempts > 0 AND next_attempt_at > $1",
+        values: [now],
+      });
+      return result.rowCount ?? 0;
+    },
+
     async queueDepth() {
       const result = await query<{ n: string }>(pool, { text: "SELECT count(*) AS n FROM mail_outbox WHERE status = 'queued'" });
       return Number(result.rows[0]!.n);

@@ -318,6 +318,7 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       `UPDATE mail_outbox SET status = 'failed', last_error = ?, text_body = NULL, html_body = NULL, lease_owner = NULL, sent_at = NULL, next_attempt_at = ?
        WHERE id = ? AND lease_owner = ? AND status = 'queued'`,
     ),
+    retryNow: db.prepare("UPDATE mail_outbox SET next_attempt_at = ? WHERE status = 'queued' AND lease_owner IS NULL AND attempts > 0 AND next_attempt_at > ?"),
     queueDepth: db.prepare<[], number>("SELECT count(*) FROM mail_outbox WHERE status = 'queued'").pluck(),
     nextDue: db.prepare<[], number | null>("SELECT min(next_attempt_at) FROM mail_outbox WHERE status = 'queued'").pluck(),
     listMessages: db.prepare<[string, number], OutboxRow>("SELECT * FROM mail_outbox WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?"),
@@ -475,6 +476,7 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       markSent: (id, owner, now) => guard(() => q.markSent.run(now, id, owner).changes === 1),
       markRetry: (id, owner, nextAttemptAt, error) => guard(() => q.markRetry.run(nextAttemptAt, error, id, owner).changes === 1),
       markFailed: (id, owner, now, error) => guard(() => q.markFailed.run(error, now, id, owner).changes === 1),
+      retryNow: (now) => guard(() => q.retryNow.run(now, now).changes),
       queueDepth: () => guard(() => q.queueDepth.get()!),
       nextDueAt: () => guard(() => q.nextDue.get() ?? null),
       listUserMessages: (userId, limit) => guard(() => q.listMessages.all(userId, limit).map(toOutboxSummary)),
