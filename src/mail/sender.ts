@@ -123,7 +123,6 @@ export function startMailSender(options: MailSenderOptions): MailSender {
       logger.warn({ message: message.id, kind: message.kind, attempts: message.attempts, retryInMs: delay, reason }, "mail not handed over; will retry");
       return;
     }
-    transportDown = false;
     if (await mail.markSent(message.id, owner, runtime.clock.now())) {
       logger.info({ message: message.id, kind: message.kind, attempts: message.attempts, via: transport.kind }, "mail sent");
       options.onSent?.(message);
@@ -131,6 +130,13 @@ export function startMailSender(options: MailSenderOptions): MailSender {
       // The lease ran out during the send and another sender may take it
       // too: the one case of a second hand-over in normal operation.
       logger.warn({ message: message.id, kind: message.kind }, "mail sent after its lease ran out; it may be sent again");
+    }
+    if (transportDown) {
+      // A hand-over after failures: the server is back, so what waits out a
+      // backoff is due now rather than minutes from now.
+      transportDown = false;
+      const due = await mail.retryNow(runtime.clock.now());
+      logger.info({ via: transport.kind, due }, "mail transport answers again: sending what waited");
     }
   }
 

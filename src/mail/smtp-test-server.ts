@@ -51,6 +51,8 @@ export async function startTestSmtpServer(options: { port?: number } = {}): Prom
   function make(): SMTPServer {
     return new SMTPServer({
       authOptional: true,
+      // A stop is an outage: connections still open are cut after a second.
+      closeTimeout: 1000,
       disabledCommands: ["STARTTLS", "AUTH"],
       logger: false,
       onData(stream, _session, callback) {
@@ -76,10 +78,18 @@ export async function startTestSmtpServer(options: { port?: number } = {}): Prom
   }
 
   async function start(): Promise<void> {
-    server = make();
-    server.on("error", () => {});
-    server.listen(port, "127.0.0.1");
-    await once(server.server, "listening");
+    // The port of a server just stopped can take a moment to be free again.
+    for (let attempt = 0; ; attempt += 1) {
+      server = make();
+      server.on("error", () => {});
+      const listening = once(server.server, "listening").then(() => null);
+      const failed = once(server.server, "error").then(([error]) => error as Error);
+      server.listen(port, "127.0.0.1");
+      const error = await Promise.race([listening, failed]);
+      if (error === null) break;
+      if (attempt >= 50) throw error;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     port = (server.server.address() as AddressInfo).port;
   }
 
