@@ -10,6 +10,7 @@ import { buildServer } from "../server/app.js";
 import { startServerMail } from "../server/mail.js";
 import { startMaintenance } from "../server/maintenance.js";
 import { openStores } from "../stores/open-stores.js";
+import { webRoutes } from "../web/index.js";
 
 export function systemRuntime(): Runtime {
   return { clock: { now: () => Date.now() }, random: (bytes) => void randomFillSync(bytes) };
@@ -21,7 +22,7 @@ export async function serve(config: Config): Promise<void> {
   const storeLogger = pino({ level: config.logLevel, base: { component: "stores" } });
   const stores = await openStores(config, { logger: storeLogger, clock: runtime.clock });
   const hasher = createPasswordHasher({ concurrency: config.hashConcurrency });
-  const { app, context, drain } = await buildServer({ config, stores, runtime, hasher });
+  const { app, context, drain } = await buildServer({ config, stores, runtime, hasher, routes: [webRoutes] });
 
   if (config.admin !== null) {
     try {
@@ -39,6 +40,16 @@ export async function serve(config: Config): Promise<void> {
 
   if (config.production && config.tokenKeySecret === null) {
     app.log.warn("TOKEN_KEY_SECRET is not set: JWT signing keys are stored unsealed in the database");
+  }
+
+  // A changed TOKEN_ALG takes effect now: a key of it signs from this start
+  // (the old key stays in the JWKS until its tokens expire). Not fatal: with
+  // the database down the server still validates, and issue() retries.
+  try {
+    const key = await context.tokens.prepare();
+    app.log.info({ kid: key.kid, alg: key.alg }, "token signing key ready");
+  } catch (error) {
+    app.log.warn({ err: error }, "could not prepare the token signing key at start; it will be made when a token is first needed");
   }
 
   if (config.production && config.mail.smtpUrl === null) {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { describe, it } from "node:test";
 import { startServerMail } from "../server/mail.js";
-import { createTestServer, TEST_PASSWORD } from "../server/testing.js";
+import { createTestServer, TEST_PASSWORD } from "../testing/test-server.js";
 import { createMailTransport } from "./transport.js";
 
 /** A port nobody listens on: connections are refused, as when the SMTP server is down. */
@@ -48,7 +48,7 @@ describe("the outbox sender", () => {
       const [failed] = await t.stores.mail.listUserMessages(userId, 1);
       assert.equal(failed?.status, "failed");
       const events = await t.stores.events.listUserEvents(userId, 50);
-      const event = events.find((e) => e.type === "mail_failed");
+      const event = events.find((e: { type: string }) => e.type === "mail_failed");
       assert.deepEqual(event?.detail, { message: failed!.id, kind: "verify_email" });
       const metrics = await t.context.metrics.registry.metrics();
       assert.match(metrics, /latch_mail_failed_total\{kind="verify_email"\} 1/);

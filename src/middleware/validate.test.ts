@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { decodeJwt } from "jose";
+import { decodeJwt, decodeProtectedHeader } from "jose";
 import type { FetchImplementation } from "jose";
 import { LatchError } from "../core/errors.js";
-import { createTestServer } from "../server/testing.js";
-import type { SignedIn, TestServer } from "../server/testing.js";
+import { createTestServer } from "../testing/test-server.js";
+import type { SignedIn, TestServer } from "../testing/test-server.js";
 import { checkRole, createValidator, failureFromError } from "./validate.js";
 import type { RequestView, ValidationResult, ValidatorOptions } from "./validate.js";
 
@@ -75,6 +75,48 @@ describe("the resource server's validate()", () => {
       assert.equal("secretHash" in result.auth.session, false);
       assert.equal(result.auth.claims, null);
     }
+  });
+
+  it("never passes over a present __Host-sid that does not validate for a plain sid (cookie tossing)", async () => {
+    const latch = createValidator(options);
+    const victimSession = await t.register();
+    const tossed = await t.register();
+    await t.app.inject({ method: "POST", url: "/logout", ...t.auth(victimSession) });
+    for (const hostValue of [victimSession.cookie, "not-a-token", `${tossed.cookie.slice(0, 31)}${"A".repeat(43)}`]) {
+      // A sibling subdomain can set `sid` for the parent domain; only __Host-sid is bound to this host.
+      const result = await latch.validate(get({ cookie: `__Host-sid=${hostValue}; sid=${tossed.cookie}` }));
+      expectFailure(result, "unauthenticated", "Bearer", `__Host-sid=${hostValue.slice(0, 8)}…`);
+    }
+  });
+
+  it("reads only __Host-sid by default when NODE_ENV=production, and sid too only when named", async () => {
+    const user = await t.register();
+    const saved = process.env.NODE_ENV;
+    process.env.NODE_ENV = "production";
+    try {
+      const latch = createValidator(options);
+      expectFailure(await latch.validate(get({ cookie: `sid=${user.cookie}` })), "unauthenticated", "Bearer", "plain sid in production");
+      assert.equal((await latch.validate(get({ cookie: `__Host-sid=${user.cookie}` }))).ok, true);
+      const named = createValidator({ ...options, cookieNames: ["__Host-sid", "sid"] });
+      assert.equal((await named.validate(get({ cookie: `sid=${user.cookie}` }))).ok, true);
+    } finally {
+      if (saved === undefined) delete process.env.NODE_ENV;
+      else process.env.NODE_ENV = saved;
+    }
+    expectFailure(await createValidator({ ...options, production: true }).validate(get({ cookie: `sid=${user.cookie}` })), "unauthenticated", "Bearer");
+  });
+
+  it("checks the Origin of cookie-authenticated changes when given its origins, and not otherwise", async () => {
+    const user = await t.register();
+    const post = (origin: string, site = "same-origin"): RequestView => ({
+      method: "POST",
+      headers: { cookie: `sid=${user.cookie}`, "x-csrf-token": user.csrfToken, origin, "sec-fetch-site": site },
+    });
+    const checked = createValidator({ ...options, origins: ["https://app.example.com"] });
+    expectFailure(await checked.validate(post("https://evil.example", "cross-site")), "csrf", null, "untrusted Origin");
+    assert.equal((await checked.validate(post("https://app.example.com", "cross-site"))).ok, true);
+    assert.equal((await createValidator(options).validate(post("https://evil.example", "cross-site"))).ok, true, "no Origin check by default");
+    assert.throws(() => createValidator({ ...options, origins: ["https://app.example.com/path"] }), /origins/);
   });
 
   it("refuses a missing, malformed, forged or signed-out cookie with 401 unauthenticated and WWW-Authenticate: Bearer", async () => {
@@ -166,6 +208,41 @@ describe("the resource server's validate()", () => {
     assert.equal((await latch.validate(get({ authorization: `Bearer ${liveToken}` }))).ok, true);
     await t.app.inject({ method: "POST", url: "/logout", ...t.auth(live) });
     expectFailure(await latch.validate(get({ authorization: `Bearer ${liveToken}` })), "invalid_token", 'Bearer error="invalid_token"', "ended session");
+  });
+
+  for (const alg of ["ES256", "RS256", "EdDSA"]) {
+    it(`verifies a token of TOKEN_ALG=${alg} from the JWKS`, async () => {
+      const server = await createTestServer({ env: { TOKEN_ALG: alg } });
+      try {
+        const user = await server.register();
+        const token = (await server.app.inject({ method: "POST", url: "/token", ...server.auth(user) })).json().token as string;
+        assert.equal(decodeProtectedHeader(token).alg, alg);
+        const latch = createValidator({ jwks: { url: JWKS_URL, issuer: server.context.config.issuer, fetch: injectFetch(server) }, clock: server.clock, tokenCacheSize: 0 });
+        const result = await latch.validate(get({ authorization: `Bearer ${token}` }));
+        assert.ok(result.ok, alg);
+        assert.equal(result.auth.user.id, user.userId);
+      } finally {
+        await server.close();
+      }
+    });
+  }
+
+  it("pins each published key to its own alg: a JWKS entry without alg, or a header naming another, verifies nothing", async () => {
+    const user = await t.register();
+    const token = await tokenFor(user);
+    const [, payload, signature] = token.split(".") as [string, string, string];
+    const { kid } = decodeProtectedHeader(token);
+    const latch = createValidator({ jwks: options.jwks!, clock: t.clock, tokenCacheSize: 0 });
+    assert.equal((await latch.validate(get({ authorization: `Bearer ${token}` }))).ok, true, "as published");
+    const relabelled = `${b64({ alg: "RS256", typ: "JWT", kid })}.${payload}.${signature}`;
+    expectFailure(await latch.validate(get({ authorization: `Bearer ${relabelled}` })), "invalid_token", 'Bearer error="invalid_token"', "relabelled");
+    const stripped: FetchImplementation = async (url) => {
+      const response = await t.app.inject({ url: new URL(url).pathname });
+      const body = response.json() as { keys: Array<Record<string, unknown>> };
+      return new Response(JSON.stringify({ keys: body.keys.map(({ alg: _alg, ...rest }) => rest) }), { status: 200, headers: { "content-type": "application/json" } });
+    };
+    const noAlg = createValidator({ jwks: { ...options.jwks!, fetch: stripped }, clock: t.clock, tokenCacheSize: 0 });
+    expectFailure(await noAlg.validate(get({ authorization: `Bearer ${token}` })), "invalid_token", 'Bearer error="invalid_token"', "JWKS without alg");
   });
 
   it("on a JWKS-only server, believes a token until its exp, even after sign-out (the documented trade-off)", async () => {

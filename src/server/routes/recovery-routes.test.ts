@@ -5,8 +5,8 @@ import type { ReceivedMail, TestSmtpServer } from "../../mail/smtp-test-server.j
 import type { MailSender } from "../../mail/sender.js";
 import { verifyEmailMail } from "../../mail/templates.js";
 import { startServerMail } from "../mail.js";
-import { createTestServer, setCookieValue, TEST_PASSWORD } from "../testing.js";
-import type { SignedIn, TestServer } from "../testing.js";
+import { createTestServer, setCookieValue, TEST_PASSWORD } from "../../testing/test-server.js";
+import type { SignedIn, TestServer } from "../../testing/test-server.js";
 import { FORGOT_MESSAGE } from "./recovery-routes.js";
 
 const PUBLIC_URL = "http://localhost:3999";

@@ -1,11 +1,12 @@
-import type { FastifyInstance, FastifyRequest, FastifySchema, RouteShorthandOptions } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { publicUser } from "../../core/accounts.js";
 import { accountTokenHash } from "../../core/account-tokens.js";
 import { LatchError } from "../../core/errors.js";
 import { loginKey, normaliseEmail } from "../../core/identity.js";
+import { answer, errors, ref, security, unsafeMethodErrors, withHeaders } from "../api-schemas.js";
 import { authOf, guard } from "../auth.js";
 import type { ServerContext } from "../context.js";
-import { clearedSessionCookie, readCookie } from "../cookies.js";
+import { clearedSessionCookie, readCookie } from "../../auth/index.js";
 import { recordEvent } from "../events.js";
 import { emailChangedMessage, passwordChangedMessage, queuePasswordReset, queueQuietly, queueVerification } from "../mail.js";
 import { bodyObject, userJson } from "../responses.js";
@@ -18,52 +19,57 @@ const BAD_LINK = "This link is invalid, used or expired. Ask for a new one.";
 
 type Schema = Record<string, unknown>;
 
-const errorSchema: Schema = {
-  type: "object",
-  required: ["error"],
-  properties: {
-    error: {
-      type: "object",
-      required: ["code", "message"],
-      properties: { code: { type: "string" }, message: { type: "string" }, details: { type: "object", additionalProperties: { type: "string" } } },
-    },
+/** How many verification messages an account may ask for per hour (then 429). */
+export const VERIFY_MESSAGES_PER_HOUR = 5;
+
+const recovery = (schema: Schema): { schema: Schema } => ({ schema: { tags: ["recovery"], ...schema } });
+const tokenField = { type: "string", description: "The token from the link's fragment (`#token=…`): 43 URL-safe characters." };
+
+const forgotSchema = recovery({
+  operationId: "forgotPassword",
+  summary: "Send a password-reset link",
+  description:
+    "Answers 202 with the same body and about the same time whether or not the account exists or has an email; when it has one, a reset link goes to it (at most 3 per account per hour, silently).",
+  security: security.anyone,
+  body: { type: "object", properties: { username: { type: "string" }, email: { type: "string" } } },
+  response: { 202: answer("Accepted, whoever was named.", ref("Message")), ...errors(...unsafeMethodErrors, 429, 503) },
+});
+
+const resetSchema = recovery({
+  operationId: "resetPassword",
+  summary: "Set a new password with a reset token",
+  description: "Sets the password (the registration rules apply), ends every session of the user and signs nobody in; a second factor is still asked for at the next sign-in.",
+  security: security.anyone,
+  body: { type: "object", properties: { token: tokenField, newPassword: { type: "string" } }, required: ["token", "newPassword"] },
+  response: { 200: withHeaders(answer("The password is set.", ref("Message")), "Set-Cookie"), ...errors(...unsafeMethodErrors, 503) },
+});
+
+const verifySchema = recovery({
+  operationId: "verifyEmail",
+  summary: "Confirm an email address with a verification token",
+  security: security.anyone,
+  body: { type: "object", properties: { token: tokenField }, required: ["token"] },
+  response: { 200: answer("Verified.", { type: "object", properties: { user: ref("User") }, required: ["user"], additionalProperties: false }), ...errors(...unsafeMethodErrors, 503) },
+});
+
+const sendVerificationSchema = recovery({
+  operationId: "sendVerificationEmail",
+  summary: "Send the verification message again",
+  security: security.sessionWithCsrf,
+  response: { 202: answer("Queued.", ref("Message")), ...errors(...unsafeMethodErrors, 401, 429, 503) },
+});
+
+const changeEmailSchema = recovery({
+  operationId: "changeEmail",
+  summary: "Replace the account's email address",
+  description: "The new address is unverified; a verification message goes to it and a notice to the old one.",
+  security: security.sessionWithCsrf,
+  body: { type: "object", properties: { email: { type: "string", format: "email" }, password: { type: "string" } }, required: ["email", "password"] },
+  response: {
+    200: answer("Changed.", { type: "object", properties: { user: ref("User") }, required: ["user"], additionalProperties: false }),
+    ...errors(...unsafeMethodErrors, 401, 409, 429, 503),
   },
-};
-const userSchema: Schema = {
-  type: "object",
-  required: ["id", "username", "email", "emailVerified", "roles", "createdAt"],
-  properties: {
-    id: { type: "string" },
-    username: { type: "string" },
-    email: { type: ["string", "null"] },
-    emailVerified: { type: "boolean" },
-    roles: { type: "array", items: { type: "string" } },
-    mfa: { type: "boolean" },
-    createdAt: { type: "string", format: "date-time" },
-  },
-};
-const messageSchema: Schema = { type: "object", required: ["message"], properties: { message: { type: "string" } } };
-const userAnswer: Schema = { type: "object", required: ["user"], properties: { user: userSchema } };
-
-function errors(...statuses: number[]): Record<string, Schema> {
-  return Object.fromEntries(statuses.map((status) => [String(status), { description: `Error ${status}`, ...errorSchema }]));
-}
-
-/**
- * Route options with a schema that documents the route (for the OpenAPI
- * document) but neither validates nor serialises: the handlers check their
- * input themselves, in the contract's error shape and order.
- */
-function described(schema: Schema, extra: RouteShorthandOptions = {}): RouteShorthandOptions {
-  return {
-    ...extra,
-    schema: { tags: ["recovery"], ...schema } as FastifySchema,
-    validatorCompiler: () => () => true,
-    serializerCompiler: () => (data) => JSON.stringify(data),
-  };
-}
-
-const sessionSecurity = [{ sessionCookie: [], csrfHeader: [] }];
+});
 
 /**
  * Account recovery and verified email: POST /password/forgot,
@@ -108,14 +114,7 @@ export function recoveryRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post(
     "/password/forgot",
-    described({
-      operationId: "forgotPassword",
-      summary: "Send a password-reset link",
-      description:
-        "Answers 202 with the same body and about the same time whether or not the account exists or has an email; when it has one, a reset link goes to it (at most 3 per account per hour).",
-      body: { type: "object", properties: { username: { type: "string" }, email: { type: "string" } } },
-      response: { 202: { description: "Accepted", ...messageSchema }, ...errors(400, 403, 413, 415, 429, 503) },
-    }),
+    forgotSchema,
     async (request, reply) => {
       const body = bodyObject(request);
       const login = body.username ?? body.email;
@@ -131,13 +130,7 @@ export function recoveryRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post(
     "/password/reset",
-    described({
-      operationId: "resetPassword",
-      summary: "Set a new password with a reset token",
-      description: "Sets the password, ends every session of the user and signs nobody in. A second factor is still asked for at the next sign-in.",
-      body: { type: "object", required: ["token", "newPassword"], properties: { token: { type: "string" }, newPassword: { type: "string" } } },
-      response: { 200: { description: "Password set", ...messageSchema }, ...errors(400, 403, 413, 415, 503) },
-    }),
+    resetSchema,
     async (request, reply) => {
       const body = bodyObject(request);
       const hash = accountTokenHash(body.token);
@@ -166,12 +159,7 @@ export function recoveryRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post(
     "/email/verify",
-    described({
-      operationId: "verifyEmail",
-      summary: "Confirm an email address with a verification token",
-      body: { type: "object", required: ["token"], properties: { token: { type: "string" } } },
-      response: { 200: { description: "Verified", ...userAnswer }, ...errors(400, 403, 413, 415, 503) },
-    }),
+    verifySchema,
     async (request) => {
       const body = bodyObject(request);
       const hash = accountTokenHash(body.token);
@@ -188,15 +176,7 @@ export function recoveryRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post(
     "/email/verify/send",
-    described(
-      {
-        operationId: "sendVerificationEmail",
-        summary: "Send the verification message again",
-        security: sessionSecurity,
-        response: { 202: { description: "Queued", ...messageSchema }, ...errors(400, 401, 403, 429, 503) },
-      },
-      { preHandler: session },
-    ),
+    { preHandler: session, ...sendVerificationSchema },
     async (request, reply) => {
       const user = await ctx.stores.users.findUserById(authOf(request).user.id);
       if (user === null) throw new LatchError("unauthenticated");
@@ -204,7 +184,7 @@ export function recoveryRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (user.emailVerified) throw new LatchError("invalid_input", "Your email address is already verified.");
       const now = ctx.runtime.clock.now();
       const state = await ctx.stores.limits.hit(`verify:acct:${user.id}`, 3_600_000, now);
-      if (state.count > throttle.resetMessagesPerAccount + 2) {
+      if (state.count > VERIFY_MESSAGES_PER_HOUR) {
         throw new LatchError("rate_limited", "Too many verification messages this hour. Try again later.", { retryAfter: Math.max(1, Math.ceil((state.resetAt - now) / 1000)) });
       }
       await queueVerification(ctx, user);
@@ -214,17 +194,7 @@ export function recoveryRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post(
     "/me/email",
-    described(
-      {
-        operationId: "changeEmail",
-        summary: "Replace the account's email address",
-        description: "The new address is unverified; a verification message goes to it and a notice to the old one.",
-        security: sessionSecurity,
-        body: { type: "object", required: ["email", "password"], properties: { email: { type: "string" }, password: { type: "string" } } },
-        response: { 200: { description: "Changed", ...userAnswer }, ...errors(400, 401, 403, 409, 413, 415, 429, 503) },
-      },
-      { preHandler: session },
-    ),
+    { preHandler: session, ...changeEmailSchema },
     async (request) => {
       const auth = authOf(request);
       const body = bodyObject(request);
