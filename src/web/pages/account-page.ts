@@ -42,7 +42,7 @@ function accountPage(viewer: PageViewer, sessions: ApiSession[], now: number): S
 <h2 id="profile-heading">Profile</h2>
 <dl class="profile">
   <dt>Username</dt><dd data-field="username">${user.username}</dd>
-  <dt>Email</dt><dd data-field="email">${user.email ?? html`<span class="muted">none</span>`}${user.email !== null && (user.emailVerified ? html`<span class="badge" data-field="email-verified">Verified</span>` : html`<span class="badge unverified" data-field="email-verified">Not verified</span>`)}</dd>
+  <dt>Email</dt><dd><span data-field="email">${user.email ?? html`<span class="muted">none</span>`}</span>${user.email !== null && (user.emailVerified ? html`<span class="badge" data-field="email-verified">Verified</span>` : html`<span class="badge unverified" data-field="email-verified">Not verified</span>`)}</dd>
   <dt>Roles</dt><dd data-field="roles">${user.roles.map((role) => html`<span class="role">${role}</span>`)}</dd>
   <dt>Member since</dt><dd><time datetime="${new Date(user.createdAt).toISOString()}">${formatDateTime(user.createdAt)}</time></dd>
 </dl>
@@ -64,7 +64,7 @@ ${actionForm(
   <input type="email" id="change-email" name="email" autocomplete="email" required maxlength="320" aria-describedby="change-email-hint">
 </div>
 <div class="field">
-  <label for="change-email-password">Your password, to confirm</label>
+  <label for="change-email-password">Password, to confirm the change</label>
   <input type="password" id="change-email-password" name="password" autocomplete="current-password" required maxlength="256">
 </div>
 <div class="actions"><button type="submit">${user.email === null ? "Add email address" : "Change email address"}</button></div>`,
