@@ -29,6 +29,8 @@ import { sessionRoutes } from "./routes/session-routes.js";
 import { tokenRoutes } from "./routes/token-routes.js";
 import { secondFactorRoutes } from "./routes/second-factor-routes.js";
 import { passkeyRoutes } from "./routes/passkey-routes.js";
+import { recoveryRoutes } from "./routes/recovery-routes.js";
+import { createMailQueue } from "./mail.js";
 
 export interface BuildServerOptions {
   config: Config;
@@ -101,6 +103,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     cookieOptions: { secure: config.production },
     origins: createOriginPolicy({ trustedOrigins: config.trustedOrigins, publicUrl: config.publicUrl, production: config.production }),
     metrics: createMetrics(stores),
+    mail: createMailQueue(stores),
   };
 
   const securityHeaders: Record<string, string> = {
@@ -215,6 +218,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   tokenRoutes(app, context);
   secondFactorRoutes(app, context);
   passkeyRoutes(app, context);
+  recoveryRoutes(app, context);
   apiDocumentRoute(app);
   // More routes from the composition root (the pages): for browsers, not
   // API clients, so left out of /openapi.json.

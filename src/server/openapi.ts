@@ -96,6 +96,7 @@ export async function registerApiDocument(app: FastifyInstance, options: { cooki
         { name: "sessions", description: "The signed-in user and their sessions." },
         { name: "tokens", description: "Access tokens (JWT) and the keys that verify them." },
         { name: "privacy", description: "Data export and erasure." },
+        { name: "recovery", description: "Password reset and verified email." },
         { name: "admin", description: "Administration (role admin)." },
         { name: "second factors", description: "TOTP with recovery codes, and the second step of a password sign-in." },
         { name: "passkeys", description: "WebAuthn passkeys: registration, listing, removal and sign-in." },

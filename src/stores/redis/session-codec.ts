@@ -30,7 +30,7 @@ import type { AuthMethod, Session, User } from "../../core/store.js";
  * the user agent, so the state byte is invisible to them.
  *
  * A user snapshot: `"1"` (fresh) or `"0"` (must be re-read), one byte of id
- * length, the id, then JSON `[username, email, roles, createdAt, mfa]`.
+ * length, the id, then JSON `[username, email, roles, createdAt, emailVerified, mfa]`.
  */
 /**
  * The fixed-size prefix of a session value, field by field: the one source
@@ -228,7 +228,7 @@ export function packUser(user: User, options: { fresh: boolean }): Buffer {
   return Buffer.concat([
     Buffer.from(options.fresh ? "1" : "0"),
     ownerBytes(user.id),
-    Buffer.from(JSON.stringify([user.username, user.email, user.roles, user.createdAt, user.mfa]), "utf8"),
+    Buffer.from(JSON.stringify([user.username, user.email, user.roles, user.createdAt, user.emailVerified, user.mfa]), "utf8"),
   ]);
 }
 
@@ -245,8 +245,10 @@ export interface UnpackedUser {
 export function unpackUser(value: Buffer): UnpackedUser {
   const length = value[1]!;
   const id = value.toString("utf8", 2, 2 + length);
-  // A snapshot from before second factors has no mfa element: it is stale for
-  // that purpose, so it is reported not fresh and re-read from the database.
-  const [username, email, roles, createdAt, mfa] = JSON.parse(value.toString("utf8", 2 + length)) as [string, string | null, string[], number, boolean | undefined];
-  return { user: { id, username, email, roles, mfa: mfa === true, createdAt }, fresh: value[0] === 0x31 && typeof mfa === "boolean" };
+  const [username, email, roles, createdAt, emailVerified, mfa] = JSON.parse(value.toString("utf8", 2 + length)) as [string, string | null, string[], number, boolean?, boolean?];
+  // A copy written before emailVerified or mfa existed is not fresh: read the database.
+  return {
+    user: { id, username, email, emailVerified: emailVerified === true, roles, mfa: mfa === true, createdAt },
+    fresh: value[0] === 0x31 && emailVerified !== undefined && mfa !== undefined,
+  };
 }

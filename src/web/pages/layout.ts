@@ -31,6 +31,11 @@ const NOTICES: Readonly<Record<string, string>> = {
   "totp-disabled": "Two-step sign-in with an authenticator app is off, and its recovery codes no longer work.",
   "user-mfa-removed": "That user's second factors have been removed and they have been signed out everywhere.",
   "code-step-expired": "That sign-in waited too long or had too many wrong codes. Sign in again.",
+  "reset-sent": "If that account exists and has an email address, a link to reset its password is on its way. It works for 30 minutes.",
+  "password-reset": "Your password has been reset and every session signed out. Sign in with the new password.",
+  "email-verified": "Your email address is verified.",
+  "verification-sent": "A new verification link is on its way to your email address.",
+  "email-changed": "Your email address has been changed. We sent a link to the new address to verify it.",
 };
 
 /** The fixed text for a notice key from the query string, or null. */
