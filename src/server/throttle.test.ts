@@ -101,6 +101,33 @@ describe("throttling under concurrency and across endpoints", () => {
     }
   });
 
+  it("counts IPv6 clients per /64 behind a trusted proxy, and IPv4-mapped IPv6 as its IPv4 address", async () => {
+    const t = await createTestServer({ env: { THROTTLE_ADDRESS_FAILURES: "3", THROTTLE_REGISTRATIONS: "2", TRUST_PROXY: "127.0.0.1" } });
+    try {
+      const guess = (from: string, i: number) =>
+        t.app.inject({ method: "POST", url: "/login", payload: { username: `nobody.${i}`, password: "wrong password" }, headers: { "x-forwarded-for": from } });
+      // One /64, a different address every time (what any host with a /64 can do).
+      const rotating = ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:0db8:0001:0002:abcd::9"];
+      for (const [i, from] of rotating.entries()) assert.equal((await guess(from, i)).statusCode, 401);
+      const fourth = await guess("2001:db8:1:2:1234:5678:9abc:def0", 9);
+      assert.equal(fourth.statusCode, 429, "a fourth address in the same /64 is the same client");
+      assert.equal(fourth.json().error.code, "rate_limited");
+      assert.equal((await guess("2001:db8:1:3::1", 10)).statusCode, 401, "the next /64 is another client");
+
+      for (const [i, from] of ["::ffff:198.51.100.7", "198.51.100.7", "::ffff:198.51.100.7"].entries()) assert.equal((await guess(from, 20 + i)).statusCode, 401);
+      assert.equal((await guess("198.51.100.7", 30)).statusCode, 429, "IPv4-mapped IPv6 counts as the IPv4 address");
+      assert.equal((await guess("198.51.100.8", 31)).statusCode, 401, "IPv4 stays per address");
+
+      const register = (from: string, i: number) =>
+        t.app.inject({ method: "POST", url: "/register", payload: { username: `v6.reg.${i}`, password: TEST_PASSWORD }, headers: { "x-forwarded-for": from } });
+      assert.equal((await register("2001:db8:9:9::1", 1)).statusCode, 201);
+      assert.equal((await register("2001:db8:9:9::2", 2)).statusCode, 201);
+      assert.equal((await register("2001:db8:9:9:8::3", 3)).statusCode, 429, "registrations count per /64");
+    } finally {
+      await t.close();
+    }
+  });
+
   it("counts wrong passwords at POST /password and DELETE /me against the account limit", async () => {
     const t = await createTestServer();
     try {

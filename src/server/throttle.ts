@@ -1,5 +1,6 @@
 import type { FastifyRequest } from "fastify";
 import { LatchError } from "../core/errors.js";
+import { throttleAddress } from "./client-address.js";
 import type { ServerContext } from "./context.js";
 import { recordEvent } from "./events.js";
 
@@ -25,7 +26,8 @@ function refuse(ctx: ServerContext, request: FastifyRequest, userId: string | nu
   throw new LatchError("rate_limited", undefined, { retryAfter: retryAfterSeconds(resetAt, ctx.runtime.clock.now()) });
 }
 
-const addressKey = (request: FastifyRequest): string => `addr:${request.ip}`;
+/** Per client address: IPv4 as it is, IPv6 per /64 (see `throttleAddress`). */
+const addressKey = (request: FastifyRequest): string => `addr:${throttleAddress(request.ip)}`;
 
 /**
  * Sign-in attempts from each address still being checked in this process.

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { LatchError } from "../../core/errors.js";
 import type { Session, User } from "../../core/store.js";
 import { authOf, guard, runGuard } from "../auth.js";
-import { truncateAddress } from "../client-address.js";
+import { throttleAddress, truncateAddress } from "../client-address.js";
 import type { ServerContext } from "../context.js";
 import { recordEvent, userAgentOf } from "../events.js";
 import { bodyObject } from "../responses.js";
@@ -28,7 +28,7 @@ function wantsCredentials(body: Record<string, unknown>): boolean {
 async function countTokenRequest(ctx: ServerContext, request: FastifyRequest): Promise<void> {
   const { addressFailures, addressWindowMs } = ctx.config.throttle;
   const now = ctx.runtime.clock.now();
-  const state = await ctx.stores.limits.hit(`token:addr:${request.ip}`, addressWindowMs, now);
+  const state = await ctx.stores.limits.hit(`token:addr:${throttleAddress(request.ip)}`, addressWindowMs, now);
   if (state.count > addressFailures) {
     recordEvent(ctx, request, "throttled", null, { scope: "token" });
     throw new LatchError("rate_limited", undefined, { retryAfter: Math.max(1, Math.ceil((state.resetAt - now) / 1000)) });
