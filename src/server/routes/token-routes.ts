@@ -7,6 +7,7 @@ import type { ServerContext } from "../context.js";
 import { recordEvent, userAgentOf } from "../events.js";
 import { bodyObject } from "../responses.js";
 import { verifySignIn } from "../sign-in.js";
+import { refuseOver } from "../throttle.js";
 
 /** The shape of a successful POST /token (RFC 6749 §5.1 names, plus `token` for the tutorials' clients). */
 export interface TokenResponse {
@@ -29,10 +30,7 @@ async function countTokenRequest(ctx: ServerContext, request: FastifyRequest): P
   const { addressFailures, addressWindowMs } = ctx.config.throttle;
   const now = ctx.runtime.clock.now();
   const state = await ctx.stores.limits.hit(`token:addr:${throttleAddress(request.ip)}`, addressWindowMs, now);
-  if (state.count > addressFailures) {
-    recordEvent(ctx, request, "throttled", null, { scope: "token" });
-    throw new LatchError("rate_limited", undefined, { retryAfter: Math.max(1, Math.ceil((state.resetAt - now) / 1000)) });
-  }
+  refuseOver(ctx, request, state, addressFailures, { scope: "token", userId: null });
 }
 
 /**
