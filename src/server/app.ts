@@ -12,7 +12,7 @@ import type { Stores } from "../core/store.js";
 import { createTokenService } from "../core/tokens.js";
 import type { ServerContext } from "./context.js";
 import { sessionCookieName } from "./cookies.js";
-import { errorHandler } from "./errors.js";
+import { clientErrorResponse, errorHandler } from "./errors.js";
 import { createFastPath } from "./fast-path.js";
 import type { FastPath } from "./fast-path.js";
 import { createMetrics, metricsRoute } from "./metrics.js";
@@ -107,6 +107,19 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     childLoggerFactory: (logger) => logger,
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
+    // Fastify answers a malformed URL (and a few routing failures) before any
+    // hook runs, and Node's parser refuses malformed HTTP before Fastify:
+    // both in the contract's shape, not the framework's.
+    frameworkErrors: (error, request, reply) => {
+      reply.headers(securityHeaders);
+      errorHandler(error, request, reply);
+    },
+    clientErrorHandler: (error: NodeJS.ErrnoException, socket) => {
+      // A reset connection has nobody to answer.
+      if (error.code === "ECONNRESET" || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorResponse(error));
+      socket.destroy(error);
+    },
     onProtoPoisoning: "error",
     onConstructorPoisoning: "error",
     return503OnClosing: true,
@@ -166,6 +179,8 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   app.decorateRequest("auth", null);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => {
+    // A known path with another method is an unknown route too (404, as the
+    // contract says and Fastify does): no 405, so no Allow header maps the API.
     void reply.code(404).send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}.` } });
   });
 
