@@ -266,6 +266,15 @@ td form { margin: 0; }
 @media (max-width: 40rem) {
   .site-header { padding: .75rem 1rem; }
   main { margin: 1rem auto; }
+  .card { padding: 1rem; }
+  /* A phone has no room for four columns: each session becomes a block,
+     its times labelled from the cells' data-label (the header row stays for
+     screen readers). */
+  table.sessions thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+  table.sessions, table.sessions tbody, table.sessions tr, table.sessions td { display: block; width: 100%; }
+  table.sessions tr { padding: .5rem 0; border-bottom: 1px solid var(--line); }
+  table.sessions td { padding: .15rem 0; border: 0; }
+  table.sessions td[data-label]::before { content: attr(data-label) " "; color: var(--muted); font-size: .875rem; font-weight: 600; }
 }
 `;
 
