@@ -216,16 +216,18 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
       await page.getByRole("button", { name: "Sign in" }).click();
       await page.waitForURL(/\/account$/);
       assert.equal(await page.locator("table.sessions tbody tr").count(), 2);
+      // Runs in the page; typed loosely because this project's TypeScript has no DOM library.
       const fit = await page.evaluate(() => {
-        const card = document.querySelector("table.sessions")!.closest(".card")! as HTMLElement;
-        const wrap = document.querySelector(".table-wrap") as HTMLElement;
-        const table = document.querySelector("table.sessions") as HTMLElement;
+        const { document, window, getComputedStyle } = globalThis as any;
+        const table = document.querySelector("table.sessions");
+        const card = table.closest(".card");
+        const wrap = document.querySelector(".table-wrap");
         const cardBox = card.getBoundingClientRect();
         const style = getComputedStyle(card);
         const inner = cardBox.right - parseFloat(style.paddingRight) - parseFloat(style.borderRightWidth);
-        const cells = [...table.querySelectorAll("td, th, button")].map((el) => el.getBoundingClientRect().right);
+        const cells: number[] = [...table.querySelectorAll("td, th, button")].map((el: any) => el.getBoundingClientRect().right);
         return {
-          tableRight: table.getBoundingClientRect().right,
+          tableRight: table.getBoundingClientRect().right as number,
           widestCell: Math.max(...cells),
           cardInner: inner,
           wrapScrolls: wrap.scrollWidth > wrap.clientWidth + 1,

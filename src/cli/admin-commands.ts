@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { createAccounts, normaliseRoles } from "../core/accounts.js";
+import { createAccounts, normaliseRoles, refuseRemovingLastAdmin } from "../core/accounts.js";
 import type { Config } from "../core/config.js";
 import { LatchError } from "../core/errors.js";
 import { isUuid } from "../core/ids.js";
@@ -60,6 +60,7 @@ export async function runAdminCommand(config: Config, args: string[], out: (line
       case "users roles": {
         const user = await findUser(stores, rest[0]);
         const roles = normaliseRoles((rest[1] ?? "").split(",").map((r) => r.trim()).filter(Boolean));
+        await refuseRemovingLastAdmin(stores.users, user, roles);
         await stores.users.updateUserRoles(user.id, roles, runtime.clock.now());
         out(`${user.username} now has roles ${roles.join(",")}`);
         return 0;
