@@ -115,3 +115,53 @@ describe("the shape of every error", () => {
     assert.equal(answer.headers["cache-control"], "no-store");
   });
 });
+
+describe("slow clients", () => {
+  let t: TestServer;
+  let port: number;
+  before(async () => {
+    t = await createTestServer({ env: { REQUEST_TIMEOUT: "1", HEADERS_TIMEOUT: "1" } });
+    await t.app.listen({ port: 0, host: "127.0.0.1" });
+    port = (t.app.server.address() as { port: number }).port;
+  });
+  after(() => t.close());
+
+  /** Sends `text` and then nothing more; resolves with what came back and when the server closed the connection. */
+  function stall(text: string): Promise<{ raw: string; ms: number }> {
+    return new Promise((resolve) => {
+      const started = performance.now();
+      let raw = "";
+      const socket = connect(port, "127.0.0.1", () => socket.write(text));
+      socket.setEncoding("latin1");
+      socket.on("data", (chunk: string) => (raw += chunk));
+      socket.on("error", () => {});
+      socket.on("close", () => resolve({ raw, ms: performance.now() - started }));
+      // Far beyond the timeouts: if the server never closes, the test fails on this.
+      setTimeout(() => socket.destroy(), 8000).unref();
+    });
+  }
+
+  it("closes a connection whose body never finishes, with 408 request_timeout", async () => {
+    const { raw, ms } = await stall("POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"username\":");
+    assert.ok(ms < 6000, `closed after ${Math.round(ms)} ms`);
+    const answer = parse(raw);
+    assert.equal(answer.status, 408, raw);
+    assert.deepEqual(JSON.parse(answer.body).error.code, "request_timeout");
+  });
+
+  it("closes a connection whose headers never finish", async () => {
+    const { raw, ms } = await stall("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ");
+    assert.ok(ms < 6000, `closed after ${Math.round(ms)} ms`);
+    assert.equal(parse(raw).status, 408, raw);
+  });
+
+  it("has timeouts by default: 30 s for a request, 10 s for its headers", async () => {
+    const server = await createTestServer();
+    try {
+      assert.equal(server.app.server.requestTimeout, 30_000);
+      assert.equal(server.app.server.headersTimeout, 10_000);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -129,14 +129,24 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
     // The fast path answers validated GETs from the session cache before
     // Fastify sees them; the rest goes on to Fastify (src/server/fast-path.ts).
+    // A slow client (a body trickled a byte at a time, headers never ended)
+    // must not hold a connection forever: Node answers 408 and closes it.
+    requestTimeout: config.requestTimeoutMs,
     serverFactory: (handler, factoryOptions) => {
       const options = factoryOptions as { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number; maxRequestsPerSocket?: number };
-      const server = createHttpServer((request, response) => {
-        if (!fastPath(request, response)) handler(request, response);
-      });
+      const server = createHttpServer(
+        {
+          requestTimeout: config.requestTimeoutMs,
+          headersTimeout: config.headersTimeoutMs,
+          // How often Node looks for connections past those timeouts (its default, 30 s, would let one live up to that much longer).
+          connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
+        },
+        (request, response) => {
+          if (!fastPath(request, response)) handler(request, response);
+        },
+      );
       // What Fastify does to a server it creates itself (lib/server.js).
       server.keepAliveTimeout = options.keepAliveTimeout ?? 72_000;
-      server.requestTimeout = options.requestTimeout ?? 0;
       server.setTimeout(options.connectionTimeout ?? 0);
       if ((options.maxRequestsPerSocket ?? 0) > 0) server.maxRequestsPerSocket = options.maxRequestsPerSocket!;
       return server;
