@@ -55,8 +55,10 @@ export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
     let via: "session" | "credentials";
     if (wantsCredentials(body)) {
       await countTokenRequest(ctx, request);
-      user = await verifySignIn(ctx, request);
-      ({ session } = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }));
+      const record = await verifySignIn(ctx, request);
+      user = record;
+      // As for POST /login: only while the verified hash is still the user's.
+      ({ session } = await ctx.sessions.create(record.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }, { ifPasswordHash: record.passwordHash }));
       recordEvent(ctx, request, "sign_in", user.id, { session: session.id, via: "token" });
       via = "credentials";
     } else {

@@ -23,6 +23,7 @@ export function createMemoryStores(): Stores {
   const events: SecurityEvent[] = [];
   const limits = new Map<string, RateLimitState>();
   let keys: SigningKey[] = [];
+  let flushMark = 0;
 
   const copy = <T>(value: T): T => structuredClone(value);
   const live = (s: Session, now: number): boolean => s.idleExpiresAt > now && s.absoluteExpiresAt > now;
@@ -101,9 +102,11 @@ export function createMemoryStores(): Stores {
     },
 
     sessions: {
-      async createSession(session) {
+      async createSession(session, options) {
         await tick();
+        if (options?.ifPasswordHash !== undefined && users.get(session.userId)?.passwordHash !== options.ifPasswordHash) return false;
         sessions.set(session.id, copy(session));
+        return true;
       },
       async findSession(id, now): Promise<SessionWithUser | null> {
         await tick();
@@ -240,6 +243,17 @@ export function createMemoryStores(): Stores {
         const n = keys.length;
         keys = keys.filter((k) => k.retiredAt === null || k.retiredAt >= before);
         return n - keys.length;
+      },
+    },
+
+    marks: {
+      async raiseFlushMark() {
+        await tick();
+        return (flushMark += 1);
+      },
+      async readFlushMark() {
+        await tick();
+        return flushMark;
       },
     },
 

@@ -148,6 +148,18 @@ export const migrations: readonly Migration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION latch_notify_flush();
     `,
   },
+  {
+    version: 3,
+    name: "flush mark",
+    // One row per named counter; "flush" is the mark a writer raises when a
+    // revocation it wrote may not have reached Redis (see FlushMarkStore).
+    sql: `
+      CREATE TABLE store_marks (
+        name text PRIMARY KEY,
+        value bigint NOT NULL
+      );
+    `,
+  },
 ];
 
 /**

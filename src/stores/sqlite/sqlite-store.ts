@@ -167,6 +167,17 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address)
        VALUES (@id, @userId, @secretHash, @createdAt, @lastSeenAt, @idleExpiresAt, @absoluteExpiresAt, @userAgent, @ipAddress)`,
     ),
+    // The insert and the password check are one statement, so no password
+    // change can land between them (SQLite runs one writer at a time).
+    insertSessionIfPassword: db.prepare(
+      `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address)
+       SELECT @id, @userId, @secretHash, @createdAt, @lastSeenAt, @idleExpiresAt, @absoluteExpiresAt, @userAgent, @ipAddress
+       WHERE EXISTS (SELECT 1 FROM users WHERE id = @userId AND password_hash = @passwordHash)`,
+    ),
+    raiseMark: db.prepare<[], { value: number }>(
+      "INSERT INTO store_marks (name, value) VALUES ('flush', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+    ),
+    readMark: db.prepare<[], { value: number }>("SELECT value FROM store_marks WHERE name = 'flush'"),
     findSession: db.prepare<[string, number, number], SessionUserRow>(
       `SELECT s.*, u.username AS u_username, u.email AS u_email, u.roles AS u_roles, u.created_at AS u_created_at
        FROM sessions s JOIN users u ON u.id = s.user_id
@@ -265,7 +276,11 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     },
 
     sessions: {
-      createSession: (session) => guard(() => void q.insertSession.run(session)),
+      createSession: (session, options) =>
+        guard(() => {
+          if (options?.ifPasswordHash === undefined) return q.insertSession.run(session).changes === 1;
+          return q.insertSessionIfPassword.run({ ...session, passwordHash: options.ifPasswordHash }).changes === 1;
+        }),
       findSession: (id, now) => guard((): SessionWithUser | null => {
         const row = q.findSession.get(id, now, now);
         if (!row) return null;
@@ -307,6 +322,11 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       listSigningKeys: () => guard(() => q.listKeys.all().map(toKey)),
       addSigningKey: (key) => guard(() => addSigningKey(key)),
       deleteSigningKeysRetiredBefore: (before) => guard(() => q.deleteRetiredKeys.run(before).changes),
+    },
+
+    marks: {
+      raiseFlushMark: () => guard(() => q.raiseMark.get()!.value),
+      readFlushMark: () => guard(() => q.readMark.get()?.value ?? 0),
     },
 
     async health(): Promise<Record<string, StoreHealth>> {

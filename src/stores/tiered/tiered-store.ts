@@ -214,9 +214,14 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
   }
 
   const sessions: SessionStore = {
-    async createSession(session) {
-      await database.sessions.createSession(session);
-      await cacheSession(session, { mode: "create" });
+    async createSession(session, createOptions) {
+      if (!(await database.sessions.createSession(session, createOptions))) return false;
+      // A sign-in that checked a password leaves the copy to the first read
+      // (a refill, which the user's revocation marker guards): written here
+      // unconditionally, the copy could land after a password change had
+      // removed the user's sessions from Redis, and outlive the database row.
+      if (createOptions?.ifPasswordHash === undefined) await cacheSession(session, { mode: "create" });
+      return true;
     },
 
     async findSession(id, now): Promise<SessionWithUser | null> {
