@@ -31,6 +31,8 @@ export interface LatchErrorOptions {
   retryAfter?: number;
   /** Field-level detail safe to show to the client. */
   details?: Record<string, string>;
+  /** For `unavailable` from a store: which backend failed ("database", "redis"), so an outage is logged and counted once per backend. */
+  backend?: string;
 }
 
 /**
@@ -46,6 +48,7 @@ export class LatchError extends Error {
   readonly status: number;
   readonly retryAfter: number | undefined;
   readonly details: Record<string, string> | undefined;
+  readonly backend: string | undefined;
 
   constructor(code: ErrorCode, message?: string, options: LatchErrorOptions = {}) {
     super(message ?? errorCodes[code].message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -54,6 +57,7 @@ export class LatchError extends Error {
     this.status = errorCodes[code].status;
     this.retryAfter = options.retryAfter;
     this.details = options.details;
+    this.backend = options.backend;
   }
 }
 

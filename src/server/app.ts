@@ -16,6 +16,7 @@ import { clientErrorResponse, errorHandler } from "./errors.js";
 import { createFastPath } from "./fast-path.js";
 import type { FastPath } from "./fast-path.js";
 import { createMetrics, metricsRoute } from "./metrics.js";
+import { createOutageLog } from "./outages.js";
 import { applyCors, checkOrigin, isUnsafeMethod } from "./origins.js";
 import { accountRoutes } from "./routes/account-routes.js";
 import { adminRoutes } from "./routes/admin-routes.js";
@@ -63,6 +64,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   const { config, stores, runtime } = options;
   const hasher = options.hasher ?? createPasswordHasher({ concurrency: config.hashConcurrency });
   const cookieOptions = { production: config.production };
+  const metrics = createMetrics(stores);
   const context: ServerContext = {
     config,
     stores,
@@ -81,7 +83,13 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     cookieName: sessionCookieName(cookieOptions),
     cookieOptions,
     origins: { trusted: new Set(config.trustedOrigins) },
-    metrics: createMetrics(stores),
+    metrics,
+    // Fastify's logger exists only once `app` does; outages are only ever reported after that.
+    outages: createOutageLog({
+      logger: { error: (details, message) => app.log.error(details, message), info: (details, message) => app.log.info(details, message) },
+      failures: metrics.storeFailures,
+      health: () => stores.health(),
+    }),
   };
 
   const securityHeaders: Record<string, string> = {
@@ -115,7 +123,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     // both in the contract's shape, not the framework's.
     frameworkErrors: (error, request, reply) => {
       reply.headers(securityHeaders);
-      errorHandler(error, request, reply);
+      errorHandler(error, request, reply, context.outages);
     },
     clientErrorHandler: (error: NodeJS.ErrnoException, socket) => {
       // A reset connection has nobody to answer.
@@ -155,6 +163,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   // Once closing, Fastify answers 503 (return503OnClosing): so must nothing else.
   app.addHook("preClose", (done) => {
     fastPath.stop();
+    context.outages.stop();
     done();
   });
 
@@ -190,7 +199,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   });
 
   app.decorateRequest("auth", null);
-  app.setErrorHandler(errorHandler);
+  app.setErrorHandler((error: Parameters<typeof errorHandler>[0], request, reply) => errorHandler(error, request, reply, context.outages));
   app.setNotFoundHandler((request, reply) => {
     // A known path with another method is an unknown route too (404, as the
     // contract says and Fastify does): no 405, so no Allow header maps the API.

@@ -7,6 +7,7 @@ import type { TokenService } from "../core/tokens.js";
 import type { CookieOptions } from "./cookies.js";
 import type { Metrics } from "./metrics.js";
 import type { OriginPolicy } from "./origins.js";
+import type { OutageLog } from "./outages.js";
 
 /** What every route is handed: built once in `buildServer`. */
 export interface ServerContext {
@@ -20,4 +21,6 @@ export interface ServerContext {
   cookieOptions: CookieOptions;
   origins: OriginPolicy;
   metrics: Metrics;
+  /** Store outages, logged once each way (src/server/outages.ts). */
+  outages: OutageLog;
 }

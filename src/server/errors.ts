@@ -2,6 +2,7 @@ import { STATUS_CODES } from "node:http";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { LatchError, errorCodes } from "../core/errors.js";
 import type { ErrorCode } from "../core/errors.js";
+import type { OutageLog } from "./outages.js";
 
 /** Fastify's own errors that are the client's fault, mapped onto the contract's codes (and a message when the code's default does not say it). */
 const fastifyCodes: Record<string, { code: ErrorCode; message?: string }> = {
@@ -45,14 +46,17 @@ function byStatus(status: number): ErrorCode {
  * and leaves as a bare 500 (or 503 for an unavailable store): no stack, SQL
  * or path ever reaches the client.
  */
-export function errorHandler(error: FastifyError | LatchError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function errorHandler(error: FastifyError | LatchError, request: FastifyRequest, reply: FastifyReply, outages?: OutageLog): FastifyReply {
   let code: ErrorCode;
   let message: string;
   if (error instanceof LatchError) {
     code = error.code;
     message = error.message;
     if (error.retryAfter !== undefined) reply.header("Retry-After", String(error.retryAfter));
-    if (code === "unavailable" || code === "internal") request.log.error({ err: error, reqId: request.id }, "store failure");
+    // A store outage is logged once by `outages`, not once per request.
+    if ((code === "unavailable" || code === "internal") && outages?.failed(error, { reqId: request.id }) !== true) {
+      request.log.error({ err: error, reqId: request.id }, "store failure");
+    }
   } else if (error.code !== undefined && fastifyCodes[error.code] !== undefined) {
     const known = fastifyCodes[error.code]!;
     code = known.code;

@@ -7,6 +7,7 @@ export interface Metrics {
   registry: Registry;
   signIns: Counter<"result">;
   registrations: Counter;
+  storeFailures: Counter<"store">;
 }
 
 /**
@@ -54,6 +55,12 @@ export function createMetrics(stores?: Pick<Stores, "cacheStats">): Metrics {
     registry,
     signIns: new Counter({ name: "latch_sign_ins_total", help: "Sign-in attempts by result.", labelNames: ["result"], registers: [registry] }),
     registrations: new Counter({ name: "latch_registrations_total", help: "Accounts created.", registers: [registry] }),
+    storeFailures: new Counter({
+      name: "latch_store_failures_total",
+      help: "Store calls that failed because a backend was unavailable (each answered 503), by backend: database or redis.",
+      labelNames: ["store"],
+      registers: [registry],
+    }),
   };
 }
 

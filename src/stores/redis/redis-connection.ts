@@ -91,7 +91,7 @@ export function redisError(error: unknown): unknown {
   const message = error instanceof Error ? error.message : String(error);
   const cause = loggable(error);
   if (name === "ReplyError" && !UNAVAILABLE_REPLIES.test(message)) return new LatchError("internal", "A Redis command failed.", { cause });
-  return new LatchError("unavailable", "Redis is unavailable.", { cause });
+  return new LatchError("unavailable", "Redis is unavailable.", { cause, backend: "redis" });
 }
 
 /**

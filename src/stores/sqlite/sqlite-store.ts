@@ -126,7 +126,7 @@ function guard<T>(work: () => T): Promise<T> {
     return Promise.resolve(work());
   } catch (error) {
     if (error instanceof LatchError) return Promise.reject(error);
-    return Promise.reject(new LatchError("unavailable", "The database is unavailable.", { cause: error }));
+    return Promise.reject(new LatchError("unavailable", "The database is unavailable.", { cause: error, backend: "database" }));
   }
 }
 
