@@ -3,7 +3,7 @@ import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createPostgresStores } from "../src/stores/postgres/index.js";
 import { dropTestSchema, testSchemaName } from "../src/stores/postgres/postgres-test-support.js";
-import { createTestServer } from "../src/server/testing.js";
+import { createTestServer } from "../src/testing/test-server.js";
 import { POSTGRES_URL, serviceSkip } from "../src/testing/services.js";
 import { startTcpProxy } from "../src/testing/tcp-proxy.js";
 

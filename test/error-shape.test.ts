@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { createTestServer } from "../src/server/testing.js";
-import type { TestServer } from "../src/server/testing.js";
+import { createTestServer } from "../src/testing/test-server.js";
+import type { TestServer } from "../src/testing/test-server.js";
 
 /**
  * Every error the server can answer, the framework's and Node's HTTP

@@ -13,7 +13,7 @@ import BetterSqlite3 from "better-sqlite3";
 import { ROOT } from "../../test/support/latch-process.js";
 
 const root = process.argv[2] ?? ROOT;
-const { createTestServer } = (await import(join(root, "src/server/testing.ts"))) as typeof import("../../src/server/testing.js");
+const { createTestServer } = (await import(join(root, "src/testing/test-server.ts"))) as typeof import("../../src/testing/test-server.js");
 const { openSqliteStores } = (await import(join(root, "src/stores/sqlite/index.ts"))) as typeof import("../../src/stores/sqlite/index.js");
 const dir = mkdtempSync(join(tmpdir(), "latch-throttle-rows-"));
 const path = join(dir, "latch.db");

@@ -9,6 +9,7 @@ import type { Runtime } from "../core/runtime.js";
 import { buildServer } from "../server/app.js";
 import { startMaintenance } from "../server/maintenance.js";
 import { openStores } from "../stores/open-stores.js";
+import { webRoutes } from "../web/index.js";
 
 export function systemRuntime(): Runtime {
   return { clock: { now: () => Date.now() }, random: (bytes) => void randomFillSync(bytes) };
@@ -20,7 +21,7 @@ export async function serve(config: Config): Promise<void> {
   const storeLogger = pino({ level: config.logLevel, base: { component: "stores" } });
   const stores = await openStores(config, { logger: storeLogger, clock: runtime.clock });
   const hasher = createPasswordHasher({ concurrency: config.hashConcurrency });
-  const { app, context, drain } = await buildServer({ config, stores, runtime, hasher });
+  const { app, context, drain } = await buildServer({ config, stores, runtime, hasher, routes: [webRoutes] });
 
   if (config.admin !== null) {
     try {

@@ -2,7 +2,8 @@ import { constantTimeEqualText } from "./encoding.js";
 import { csrfTokenFor, issueSessionToken, parseSessionToken, verifySessionSecret } from "./session-token.js";
 import type { Runtime } from "./runtime.js";
 import { LatchError } from "./errors.js";
-import type { CreateSessionOptions, Session, SessionStore, User } from "./store.js";
+import { isCachedSessionStore } from "./store.js";
+import type { CreateSessionOptions, Session, SessionStore, SessionWithUser, User } from "./store.js";
 
 export interface SessionPolicy {
   idleTimeoutMs: number;
@@ -81,7 +82,8 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
   const verified = new WeakMap<Session, string>();
   // Only a store that keeps sessions in memory (it can peek) hands out the
   // same object twice; for any other, remembering would be work for nothing.
-  const secretMatches = store.peekSession === undefined ? (secret: string, session: Session) => verifySessionSecret(secret, session.secretHash) : cachedSecretMatches;
+  const peek: ((id: string, now: number) => SessionWithUser | undefined) | null = isCachedSessionStore(store) ? store.peekSession.bind(store) : null;
+  const secretMatches = peek === null ? (secret: string, session: Session) => verifySessionSecret(secret, session.secretHash) : cachedSecretMatches;
   function cachedSecretMatches(secret: string, session: Session): boolean {
     const known = verified.get(session);
     if (known !== undefined) return constantTimeEqualText(secret, known);
@@ -141,7 +143,7 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       const parsed = parseSessionToken(token);
       if (parsed === null) return null;
       const now = clock.now();
-      const found = store.peekSession?.(parsed.id, now);
+      const found = peek?.(parsed.id, now);
       if (found === undefined) return undefined;
       if (!cachedSecretMatches(parsed.secret, found.session)) return null;
       if (now - found.session.lastSeenAt >= policy.renewIntervalMs) return undefined;

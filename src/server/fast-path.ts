@@ -1,12 +1,9 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { User } from "../core/store.js";
 import type { ServerContext } from "./context.js";
-import { readCookie } from "./cookies.js";
-import { userJsonText } from "./responses.js";
+import { dashboardBody, protectedBody } from "./routes/session-routes.js";
 
-/** The bodies of GET /protected and GET /dashboard; shared with the Fastify routes so both paths answer alike. */
-export const protectedBody = (user: User): string => `{"message":"Access granted","user":${userJsonText(user)}}`;
-export const dashboardBody = (user: User): string => `{"message":${JSON.stringify(`Welcome, ${user.username}`)},"user":${userJsonText(user)}}`;
+// The bodies are the routes' own (src/server/routes/session-routes.ts), so both paths answer alike.
 
 const BODIES: ReadonlyArray<readonly [string, (user: User) => string]> = [
   ["/protected", protectedBody],
@@ -76,11 +73,12 @@ export function createFastPath(ctx: ServerContext, headers: Readonly<Record<stri
     if (answerFor === undefined) return false;
     const h = request.headers;
     if (h.authorization !== undefined || h.origin !== undefined) return false;
-    const token = readCookie(h.cookie, ctx.cookieName);
+    const token = ctx.auth.cookieValue(h.cookie);
     if (token === undefined) return false;
     let valid;
     try {
-      valid = ctx.sessions.validateCached(token);
+      // Only a full session is answered here; any other kind is null (src/auth/request-auth.ts).
+      valid = ctx.auth.cachedSession(token);
     } catch {
       return false; // Fastify's path reports the failure properly
     }

@@ -8,7 +8,7 @@ import type { PasswordHasher } from "../core/passwords.js";
 import type { Stores } from "../core/store.js";
 import { createMemoryStores } from "../stores/memory/memory-store.js";
 import { openSqliteStores } from "../stores/sqlite/index.js";
-import { createTestServer, TEST_PASSWORD } from "./testing.js";
+import { createTestServer, TEST_PASSWORD } from "../testing/test-server.js";
 
 const NEW_PASSWORD = "a brand new passphrase";
 

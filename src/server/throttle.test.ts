@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import BetterSqlite3 from "better-sqlite3";
 import { openSqliteStores } from "../stores/sqlite/index.js";
-import { createTestServer, TEST_PASSWORD } from "./testing.js";
-import type { TestServer } from "./testing.js";
+import { createTestServer, TEST_PASSWORD } from "../testing/test-server.js";
+import type { TestServer } from "../testing/test-server.js";
 
 describe("sign-in throttling", () => {
   let t: TestServer;

@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { LatchError } from "../../core/errors.js";
 import type { Session, User } from "../../core/store.js";
 import { authOf, guard, runGuard } from "../auth.js";
 import { throttleAddress, truncateAddress } from "../client-address.js";

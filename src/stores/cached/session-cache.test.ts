@@ -10,10 +10,11 @@ import { createMemoryStores } from "../memory/memory-store.js";
 import { runStoreConformance } from "../store-conformance.js";
 import { createSessionCache } from "./session-cache.js";
 import type { SessionCache } from "./session-cache.js";
+import { createManualChannel } from "../revocation-channel.js";
+import type { ManualChannel } from "../revocation-channel.js";
 
 runStoreConformance("memory behind the session cache", async () => {
-  const cache = createSessionCache(createMemoryStores(), { clock: { now: () => Date.now() } });
-  cache.setChannelUp(true);
+  const cache = createSessionCache(createMemoryStores(), createManualChannel({ up: true }), { clock: { now: () => Date.now() } });
   return { stores: cache.stores };
 });
 
@@ -21,6 +22,7 @@ describe("the in-process session cache", () => {
   let clock: FakeClock;
   let inner: Stores;
   let cache: SessionCache;
+  let channel: ManualChannel;
   let n = 0;
 
   async function newSession(overrides: Partial<Session> = {}): Promise<Session> {
@@ -37,8 +39,8 @@ describe("the in-process session cache", () => {
   beforeEach(() => {
     clock = createFakeClock(Date.UTC(2026, 0, 1));
     inner = createMemoryStores();
-    cache = createSessionCache(inner, { clock, maxAgeMs: 30_000 });
-    cache.setChannelUp(true);
+    channel = createManualChannel({ up: true });
+    cache = createSessionCache(inner, channel, { clock, maxAgeMs: 30_000 });
   });
 
   it("serves a repeated validation from memory", async () => {
@@ -54,9 +56,9 @@ describe("the in-process session cache", () => {
     assert.equal(sessions.peekSession!(session.id, clock.now()), undefined, "not cached yet");
     const found = await sessions.findSession(session.id, clock.now());
     assert.equal(sessions.peekSession!(session.id, clock.now()), found, "the cached entry itself");
-    cache.setChannelUp(false);
+    channel.setUp(false);
     assert.equal(sessions.peekSession!(session.id, clock.now()), undefined, "channel down: nothing from memory");
-    cache.setChannelUp(true);
+    channel.setUp(true);
     await sessions.findSession(session.id, clock.now());
     cache.apply({ kind: "session", sessionId: session.id });
     assert.equal(sessions.peekSession!(session.id, clock.now()), undefined, "invalidated");
@@ -165,10 +167,10 @@ describe("the in-process session cache", () => {
   it("serves nothing from memory while the channel is down, and starts empty when it returns", async () => {
     const session = await newSession();
     await cache.stores.sessions.findSession(session.id, clock.now());
-    cache.setChannelUp(false);
+    channel.setUp(false);
     await inner.sessions.deleteSession(session.id);
     assert.equal(await cache.stores.sessions.findSession(session.id, clock.now()), null, "fails closed to the store");
-    cache.setChannelUp(true);
+    channel.setUp(true);
     assert.equal(cache.stats().entries, 0);
   });
 
@@ -185,8 +187,7 @@ describe("the in-process session cache", () => {
   });
 
   it("never holds more than its maximum entries", async () => {
-    const small = createSessionCache(inner, { clock, maxEntries: 3 });
-    small.setChannelUp(true);
+    const small = createSessionCache(inner, createManualChannel({ up: true }), { clock, maxEntries: 3 });
     for (let i = 0; i < 5; i += 1) await small.stores.sessions.findSession((await newSession()).id, clock.now());
     assert.equal(small.stats().entries, 3);
   });

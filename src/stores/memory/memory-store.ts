@@ -249,7 +249,8 @@ export function createMemoryStores(): Stores {
     marks: {
       async raiseFlushMark() {
         await tick();
-        return (flushMark += 1);
+        flushMark += 1;
+        return flushMark;
       },
       async readFlushMark() {
         await tick();
