@@ -306,12 +306,27 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
 
   const sessions: SessionStore = {
     async createSession(session, createOptions) {
+      if (createOptions?.ifPasswordHash === undefined) {
+        await database.sessions.createSession(session);
+        await cacheSession(session, { mode: "create" });
+        return true;
+      }
+      // A sign-in that checked a password: the copy is written as a refill
+      // of a read made before the database insert, so the user's revocation
+      // marker refuses it if a password change (which ends the user's
+      // sessions) came in between. Written unconditionally, the copy could
+      // land after that change had removed the user's sessions from Redis,
+      // and outlive the database row. Refused, the first read refills it.
+      const before = await attempt(() => cache.read(session.id, { epoch }));
       if (!(await database.sessions.createSession(session, createOptions))) return false;
-      // A sign-in that checked a password leaves the copy to the first read
-      // (a refill, which the user's revocation marker guards): written here
-      // unconditionally, the copy could land after a password change had
-      // removed the user's sessions from Redis, and outlive the database row.
-      if (createOptions?.ifPasswordHash === undefined) await cacheSession(session, { mode: "create" });
+      if (before !== undefined) {
+        const readAt = before.value.at;
+        const first = await attempt(() => cache.write(session, { mode: "refill", readAt, epoch }));
+        if (first !== undefined && typeof first.value !== "string") {
+          const record = await database.users.findUserById(session.userId).catch(() => null);
+          if (record !== null) await attempt(() => cache.write(session, { mode: "refill", readAt, user: publicUser(record), epoch }));
+        }
+      }
       return true;
     },
 
