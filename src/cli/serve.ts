@@ -7,6 +7,7 @@ import { LatchError } from "../core/errors.js";
 import { createPasswordHasher } from "../core/passwords.js";
 import type { Runtime } from "../core/runtime.js";
 import { buildServer } from "../server/app.js";
+import { startServerMail } from "../server/mail.js";
 import { startMaintenance } from "../server/maintenance.js";
 import { openStores } from "../stores/open-stores.js";
 import { webRoutes } from "../web/index.js";
@@ -51,6 +52,11 @@ export async function serve(config: Config): Promise<void> {
     app.log.warn({ err: error }, "could not prepare the token signing key at start; it will be made when a token is first needed");
   }
 
+  if (config.production && config.mail.smtpUrl === null) {
+    app.log.warn({ outbox: config.mail.outbox }, "SMTP_URL is not set: mail is written as .eml files to MAIL_OUTBOX instead of being delivered");
+  }
+  const mailSender = startServerMail(context, app.log.child({ component: "mail" }));
+
   const stopMaintenance = startMaintenance({
     stores,
     tokens: context.tokens,
@@ -69,6 +75,11 @@ export async function serve(config: Config): Promise<void> {
     // close() stops accepting connections and waits for in-flight requests.
     await app.close();
     if (!(await drain(10_000))) app.log.warn("shutdown: state-changing requests still running after 10 s; closing the stores anyway");
+    // Work deferred past a response (a reset request's look-up) and sends in
+    // flight finish and are marked; what is still queued waits in the
+    // database for the next start or another process.
+    await context.mail.idle();
+    await mailSender.stop();
     await stores.close();
     app.log.info("stopped");
   }

@@ -25,6 +25,12 @@ export interface Accounts {
    * outdated hash is replaced by a current argon2id hash on success.
    */
   checkCredentials(user: UserRecord | null, password: unknown): Promise<boolean>;
+  /**
+   * Checks a new password against the policy (`invalid_input` naming
+   * `field`) and returns its hash, writing nothing: for a reset, where the
+   * store swaps the hash in the same transaction that spends the token.
+   */
+  hashNewPassword(user: UserRecord, newPassword: unknown, field?: string): Promise<string>;
   /** Sets a new password after checking it against the policy. */
   setPassword(user: UserRecord, newPassword: unknown, field?: string): Promise<void>;
 }
@@ -33,7 +39,7 @@ export const ROLE_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
 
 /** The user as responses show it: never the hash or the look-up keys. */
 export function publicUser(user: User): User {
-  return { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: user.createdAt };
+  return { id: user.id, username: user.username, email: user.email, emailVerified: user.emailVerified, roles: user.roles, createdAt: user.createdAt };
 }
 
 /** Validates a roles list from input; "user" is always included. */
@@ -109,6 +115,7 @@ export function createAccounts(options: { users: UserStore; hasher: PasswordHash
         usernameKey: key,
         email: email?.username ?? null,
         emailKey: email?.key ?? null,
+        emailVerified: false,
         passwordHash: await hasher.hash(password),
         roles: [...new Set(["user", ...(input.roles ?? [])])],
         createdAt: now,
@@ -132,6 +139,10 @@ export function createAccounts(options: { users: UserStore; hasher: PasswordHash
       if (!(await hasher.verify(user.passwordHash, normalised))) return false;
       await upgradeHash(user, normalised);
       return true;
+    },
+
+    async hashNewPassword(user, newPassword, field = "newPassword") {
+      return hasher.hash(checkNewPassword(newPassword, user.usernameKey, field));
     },
 
     async setPassword(user, newPassword, field = "newPassword") {

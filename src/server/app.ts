@@ -26,6 +26,8 @@ import { ownSessionRoutes } from "./routes/own-session-routes.js";
 import { privacyRoutes } from "./routes/privacy-routes.js";
 import { sessionRoutes } from "./routes/session-routes.js";
 import { tokenRoutes } from "./routes/token-routes.js";
+import { recoveryRoutes } from "./routes/recovery-routes.js";
+import { createMailQueue } from "./mail.js";
 
 export interface BuildServerOptions {
   config: Config;
@@ -103,6 +105,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
       failures: metrics.storeFailures,
       health: () => stores.health(),
     }),
+    mail: createMailQueue(stores),
   };
 
   const securityHeaders: Record<string, string> = {
@@ -244,6 +247,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   privacyRoutes(app, context);
   adminRoutes(app, context);
   tokenRoutes(app, context);
+  recoveryRoutes(app, context);
   apiDocumentRoute(app);
   // More routes from the composition root (the pages): for browsers, not
   // API clients, so left out of /openapi.json.

@@ -1,6 +1,6 @@
 import { publicUser } from "../../core/accounts.js";
 import { isSessionId } from "../../core/session-token.js";
-import type { RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, UserStore } from "../../core/store.js";
+import type { RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, UserRecord, UserStore } from "../../core/store.js";
 import { connectRedis, redisCall } from "./redis-connection.js";
 import { latchScripts } from "./redis-scripts.js";
 import type { RedisClient } from "./redis-scripts.js";
@@ -273,6 +273,17 @@ export async function createRedisStores(options: RedisStoresOptions): Promise<St
   const cache = createRedisSessionCache({ redis, prefix });
   const sessions = createRedisSessionStore({ redis, prefix, users: database.users });
 
+  /** A change to fields the copy next to the sessions carries (roles, email), as in updateUserRoles below. */
+  const client = redis;
+  async function refreshUser(id: string, write: () => Promise<UserRecord | null>): Promise<UserRecord | null> {
+    await cache.setUser({ id }, "stale");
+    const updated = await write();
+    if (updated === null) return null;
+    await cache.setUser(publicUser(updated), "set");
+    await publishRevocation(client, prefix, { kind: "user", userId: id });
+    return updated;
+  }
+
   const users: UserStore = {
     // Users live in the database; only the changes the Redis copies must follow are wrapped.
     ...database.users,
@@ -288,6 +299,12 @@ export async function createRedisStores(options: RedisStoresOptions): Promise<St
       await publishRevocation(redis, prefix, { kind: "user", userId: id });
       return updated;
     },
+
+    updateUserEmail: (id, email, updatedAt) => refreshUser(id, () => database.users.updateUserEmail(id, email, updatedAt)),
+    verifyEmail: (id, tokenHash, now) => refreshUser(id, () => database.users.verifyEmail(id, tokenHash, now)),
+    // Changes no field of the copy kept next to sessions; ending the
+    // sessions is the caller's next call.
+    resetPassword: (id, tokenHash, passwordHash, now, notice) => database.users.resetPassword(id, tokenHash, passwordHash, now, notice),
 
     async deleteUser(id) {
       // Sessions go first, so a Redis failure leaves the user signed out
@@ -309,6 +326,7 @@ export async function createRedisStores(options: RedisStoresOptions): Promise<St
     events: database.events,
     limits: createRedisRateLimitStore({ redis, prefix }),
     keys: database.keys,
+    mail: database.mail,
     async health(): Promise<Record<string, StoreHealth>> {
       const [base, redisHealth] = await Promise.all([
         database.health().catch((): Record<string, StoreHealth> => ({ database: "down" })),

@@ -1,7 +1,7 @@
 import { publicUser } from "../../core/accounts.js";
 import { isSessionId } from "../../core/session-token.js";
 import type { Clock } from "../../core/runtime.js";
-import type { FlushMarkStore, RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserStore } from "../../core/store.js";
+import type { FlushMarkStore, RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserRecord, UserStore } from "../../core/store.js";
 import { redisCall } from "../redis/redis-connection.js";
 import type { RedisClient } from "../redis/redis-connection.js";
 import { LatchError } from "../../core/errors.js";
@@ -412,21 +412,30 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
     },
   };
 
+  /** A database write to fields the copy of the user in Redis carries (roles, email), mirrored. */
+  async function refreshUser(id: string, write: () => Promise<UserRecord | null>): Promise<UserRecord | null> {
+    const updated = await write();
+    if (updated !== null) {
+      // A role change is a revocation as much as a sign-out: announced, or the flush mark is raised.
+      await mirrorRevocation(async () => {
+        await cache.setUser(publicUser(updated), "set");
+        await publish({ kind: "user", userId: id });
+      });
+    }
+    return updated;
+  }
+
   const users: UserStore = {
     // Users live in the database alone; only the changes that copies in
     // Redis must follow are wrapped.
     ...database.users,
 
-    async updateUserRoles(id, roles, updatedAt) {
-      const updated = await database.users.updateUserRoles(id, roles, updatedAt);
-      if (updated !== null) {
-        await mirrorRevocation(async () => {
-          await cache.setUser(publicUser(updated), "set");
-          await publish({ kind: "user", userId: id });
-        });
-      }
-      return updated;
-    },
+    updateUserRoles: (id, roles, updatedAt) => refreshUser(id, () => database.users.updateUserRoles(id, roles, updatedAt)),
+    updateUserEmail: (id, email, updatedAt) => refreshUser(id, () => database.users.updateUserEmail(id, email, updatedAt)),
+    verifyEmail: (id, tokenHash, now) => refreshUser(id, () => database.users.verifyEmail(id, tokenHash, now)),
+    // The password hash is not in the copy next to sessions; the caller ends
+    // the sessions next, through `sessions`.
+    resetPassword: (id, tokenHash, passwordHash, now, notice) => database.users.resetPassword(id, tokenHash, passwordHash, now, notice),
 
     async deleteUser(id) {
       const deleted = await database.users.deleteUser(id);
@@ -464,6 +473,9 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
     limits,
     keys: database.keys,
     ...(marks === undefined ? {} : { marks }),
+    // The outbox and its tokens stay in the system of record: a message
+    // must survive a Redis restart.
+    mail: database.mail,
 
     async health(): Promise<Record<string, StoreHealth>> {
       const base = await database.health().catch((): Record<string, StoreHealth> => ({ database: "down" }));
