@@ -26,6 +26,7 @@ export function createMemoryStores(): Stores {
   const events: SecurityEvent[] = [];
   const limits = new Map<string, RateLimitState>();
   let keys: SigningKey[] = [];
+  let flushMark = 0;
   /** Keyed by the token hash in hex. */
   const tokens = new Map<string, AccountToken>();
   const outbox = new Map<string, OutboxEntry & { nextAttemptAt: number; leaseOwner: string | null; sentAt: number | null }>();
@@ -167,9 +168,11 @@ export function createMemoryStores(): Stores {
     },
 
     sessions: {
-      async createSession(session) {
+      async createSession(session, options) {
         await tick();
+        if (options?.ifPasswordHash !== undefined && users.get(session.userId)?.passwordHash !== options.ifPasswordHash) return false;
         sessions.set(session.id, copy(session));
+        return true;
       },
       async findSession(id, now): Promise<SessionWithUser | null> {
         await tick();
@@ -306,6 +309,18 @@ export function createMemoryStores(): Stores {
         const n = keys.length;
         keys = keys.filter((k) => k.retiredAt === null || k.retiredAt >= before);
         return n - keys.length;
+      },
+    },
+
+    marks: {
+      async raiseFlushMark() {
+        await tick();
+        flushMark += 1;
+        return flushMark;
+      },
+      async readFlushMark() {
+        await tick();
+        return flushMark;
       },
     },
 

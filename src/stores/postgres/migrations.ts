@@ -149,6 +149,18 @@ export const migrations: readonly Migration[] = [
     `,
   },
   {
+    version: 3,
+    name: "flush mark",
+    // One row per named counter; "flush" is the mark a writer raises when a
+    // revocation it wrote may not have reached Redis (see FlushMarkStore).
+    sql: `
+      CREATE TABLE store_marks (
+        name text PRIMARY KEY,
+        value bigint NOT NULL
+      );
+    `,
+  },
+  {
     // Version 4 (3 and 5-6 belong to other changes; every missing version is applied, in order).
     version: 4,
     name: "verified email, account tokens, mail outbox",
