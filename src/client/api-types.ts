@@ -725,7 +725,7 @@ export interface components {
         Error: {
             error: {
                 /** @enum {string} */
-                code: "invalid_input" | "invalid_credentials" | "unauthenticated" | "invalid_token" | "csrf" | "forbidden" | "mfa_required" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "internal" | "unavailable";
+                code: "invalid_input" | "invalid_credentials" | "unauthenticated" | "invalid_token" | "csrf" | "forbidden" | "mfa_required" | "not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "headers_too_large" | "internal" | "unavailable";
                 message: string;
             };
         };

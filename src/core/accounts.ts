@@ -52,6 +52,29 @@ export function normaliseRoles(value: unknown): string[] {
   return [...new Set(["user", ...(value as string[])])];
 }
 
+/**
+ * Refuses with 409 `conflict` a change of `target`'s roles to `roles` that
+ * would leave no user with the `admin` role: nobody could then administer
+ * Latch except through the CLI. Reads users a page at a time and stops at
+ * the first other admin. Check-then-write: two admins demoting each other
+ * at the same instant can both pass; the CLI (`latch users roles`) remains
+ * the way back in.
+ *
+ * @example
+ * await refuseRemovingLastAdmin(stores.users, target, ["user"]);
+ */
+export async function refuseRemovingLastAdmin(users: UserStore, target: UserRecord, roles: string[]): Promise<void> {
+  if (!target.roles.includes("admin") || roles.includes("admin")) return;
+  let after: string | undefined;
+  for (;;) {
+    const page = await users.listUsers({ limit: 100, after });
+    if (page.some((user) => user.id !== target.id && user.roles.includes("admin"))) return;
+    if (page.length < 100) break;
+    after = page[page.length - 1]!.id;
+  }
+  throw new LatchError("conflict", `${target.username} is the last admin: make another user an admin first.`);
+}
+
 export function createAccounts(options: { users: UserStore; hasher: PasswordHasher; runtime: Runtime }): Accounts {
   const { users, hasher, runtime } = options;
   let dummyHash: Promise<string> | undefined;

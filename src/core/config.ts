@@ -41,6 +41,10 @@ export interface Config {
   trustProxy: string[];
   production: boolean;
   bodyLimitBytes: number;
+  /** How long a client may take to send a whole request (headers and body) before it gets 408 and is disconnected. */
+  requestTimeoutMs: number;
+  /** How long a client may take to send its request headers; at most {@link requestTimeoutMs}. */
+  headersTimeoutMs: number;
   throttle: {
     accountFailures: number;
     accountWindowMs: number;
@@ -188,6 +192,8 @@ const schema = z.object({
   TRUST_PROXY: list(cidr).default([]),
   NODE_ENV: z.string().optional(),
   BODY_LIMIT: int(1024, 10_485_760).default(16_384),
+  REQUEST_TIMEOUT: int(1, 3600).default(30),
+  HEADERS_TIMEOUT: int(1, 3600).default(10),
   THROTTLE_ACCOUNT_FAILURES: int(1, 1_000_000).default(10),
   THROTTLE_ACCOUNT_WINDOW: int(1, 31_536_000).default(900),
   THROTTLE_ADDRESS_FAILURES: int(1, 1_000_000).default(100),
@@ -254,6 +260,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     trustProxy: e.TRUST_PROXY,
     production,
     bodyLimitBytes: e.BODY_LIMIT,
+    // Node refuses a headers timeout longer than the request's.
+    requestTimeoutMs: e.REQUEST_TIMEOUT * 1000,
+    headersTimeoutMs: Math.min(e.HEADERS_TIMEOUT, e.REQUEST_TIMEOUT) * 1000,
     throttle: {
       accountFailures: e.THROTTLE_ACCOUNT_FAILURES,
       accountWindowMs: e.THROTTLE_ACCOUNT_WINDOW * 1000,

@@ -1,8 +1,9 @@
 import { constantTimeEqualText } from "./encoding.js";
 import { csrfTokenFor, issueSessionToken, parseSessionToken, verifySessionSecret } from "./session-token.js";
 import type { Runtime } from "./runtime.js";
+import { LatchError } from "./errors.js";
 import { isCachedSessionStore } from "./store.js";
-import type { AuthMethod, Session, SessionStore, SessionWithUser, User } from "./store.js";
+import type { AuthMethod, CreateSessionOptions, Session, SessionStore, SessionWithUser, User } from "./store.js";
 
 export interface SessionPolicy {
   idleTimeoutMs: number;
@@ -17,7 +18,7 @@ export interface SessionMetadata {
   ipAddress: string | null;
 }
 
-export interface CreateSessionOptions {
+export interface NewSessionOptions extends CreateSessionOptions {
   /** How the holder signed in (RFC 8176). Default `["pwd"]`. */
   amr?: AuthMethod[];
   /**
@@ -45,8 +46,16 @@ export interface ValidSession {
 
 export interface SessionManager {
   readonly policy: SessionPolicy;
-  /** Starts a new session for the user. Never reuses an id presented by the client. */
-  create(userId: string, metadata: SessionMetadata, options?: CreateSessionOptions): Promise<NewSession>;
+  /**
+   * Starts a new session for the user. Never reuses an id presented by the
+   * client. With `ifPasswordHash` (a sign-in: the hash its password was
+   * verified against), the session is written only if that is still the
+   * user's hash; otherwise, because a password change landed while the
+   * sign-in ran, it rejects with `LatchError("invalid_credentials")`.
+   * `amr` and `pendingForMs` set how the holder signed in and make a pending
+   * sign-in (see {@link NewSessionOptions}).
+   */
+  create(userId: string, metadata: SessionMetadata, options?: NewSessionOptions): Promise<NewSession>;
   /**
    * The session and user for a cookie value, or null when the value is
    * malformed, unknown, expired or its secret does not match. Slides the idle
@@ -122,7 +131,8 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       const pending = createOptions.pendingForMs !== undefined;
       const absoluteExpiresAt = now + (pending ? Math.min(createOptions.pendingForMs!, policy.absoluteTimeoutMs) : policy.absoluteTimeoutMs);
       const created = build(userId, metadata, now, absoluteExpiresAt, { amr: createOptions.amr ?? ["pwd"], pending });
-      await store.createSession(created.session);
+      const storeOptions = createOptions.ifPasswordHash === undefined ? undefined : { ifPasswordHash: createOptions.ifPasswordHash };
+      if (!(await store.createSession(created.session, storeOptions))) throw new LatchError("invalid_credentials");
       return created;
     },
 

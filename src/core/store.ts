@@ -135,9 +135,26 @@ export interface UserStore {
   listUsers(options: ListUsersOptions): Promise<UserRecord[]>;
 }
 
+export interface CreateSessionOptions {
+  /**
+   * Create the session only if this is still the user's password hash,
+   * checked atomically with the insert: a sign-in that verified the old
+   * password must not get a session once a password change has replaced it
+   * (and ended the user's sessions). A password change that commits while
+   * the insert runs either makes it fail or comes after it, so the change's
+   * own `deleteUserSessions` ends the new session.
+   */
+  ifPasswordHash?: string | undefined;
+}
+
 export interface SessionStore {
-  /** Inserts a session. Ids are unique by construction (128 random bits). */
-  createSession(session: Session): Promise<void>;
+  /**
+   * Inserts a session. Ids are unique by construction (128 random bits).
+   * True when it was created; false, and nothing written, when
+   * `options.ifPasswordHash` is given and the user does not exist or their
+   * hash is another.
+   */
+  createSession(session: Session, options?: CreateSessionOptions): Promise<boolean>;
   /**
    * The session with its user, or null when there is none or when it has
    * expired at `now` (idle or absolute). Expired sessions are never returned,
@@ -375,6 +392,21 @@ export interface SecondFactorStore {
   deleteExpiredChallenges(now: number, limit: number): Promise<number>;
 }
 
+/**
+ * A counter kept in the system of record (the database) that says "a
+ * revoking write may not have reached the copies other processes keep":
+ * raised by a process that wrote a revocation to the database but could not
+ * announce it (the admin CLI while Redis is unreachable, a server shutting
+ * down cut off from Redis). Servers read it regularly and, when it moved,
+ * drop every cached copy (the tiered store's epoch flush).
+ */
+export interface FlushMarkStore {
+  /** Raises the mark by one, atomically; returns the new value. */
+  raiseFlushMark(): Promise<number>;
+  /** The current value, 0 when it was never raised. */
+  readFlushMark(): Promise<number>;
+}
+
 /** What an account token proves: a reset (of the password) or a verification (of the email). */
 export type AccountTokenPurpose = "reset" | "verify";
 
@@ -499,6 +531,18 @@ export interface Stores {
   mail: MailStore;
   /** Each backend's health by name, e.g. `{ database: "ok", redis: "down" }`. Never rejects. */
   health(): Promise<Record<string, StoreHealth>>;
+  /** Optional: the flush mark (see {@link FlushMarkStore}); databases have it, caches pass it on. */
+  marks?: FlushMarkStore;
+  /**
+   * Optional: resolves once every revoking write made through these stores
+   * so far has reached the copies other processes serve from (the tiered
+   * store: mirrored to Redis and announced). When that cannot be done it
+   * raises the database's flush mark, so that every server drops its copies
+   * when it next reads the mark (within a second), and rejects with
+   * `LatchError("unavailable")`. Short-lived writers (the admin CLI) call it
+   * before they report success; stores with nothing to settle omit it.
+   */
+  settle?(): Promise<void>;
   /** Stops timers and closes connections. */
   close(): Promise<void>;
 }

@@ -8,6 +8,7 @@ import type { SessionManager } from "../core/sessions.js";
 import type { OutboxMessage, QueueMessageOptions, Stores } from "../core/store.js";
 import type { TokenService } from "../core/tokens.js";
 import type { Metrics } from "./metrics.js";
+import type { OutageLog } from "./outages.js";
 
 /** What every route is handed: built once in `buildServer`. */
 export interface ServerContext {
@@ -27,6 +28,8 @@ export interface ServerContext {
   cookieOptions: CookieOptions;
   origins: OriginPolicy;
   metrics: Metrics;
+  /** Store outages, logged once each way (src/server/outages.ts). */
+  outages: OutageLog;
   mail: MailQueue;
 }
 

@@ -9,6 +9,7 @@ export interface Metrics {
   registry: Registry;
   signIns: Counter<"result">;
   registrations: Counter;
+  storeFailures: Counter<"store">;
   mailSent: Counter<"kind">;
   mailFailed: Counter<"kind">;
 }
@@ -77,6 +78,12 @@ export function createMetrics(stores?: Partial<Pick<Stores, "sessions" | "mail">
     mailFailed: new Counter({ name: "latch_mail_failed_total", help: "Messages given up on after the retry window, by kind.", labelNames: ["kind"], registers: [registry] }),
     signIns: new Counter({ name: "latch_sign_ins_total", help: "Sign-in attempts by result.", labelNames: ["result"], registers: [registry] }),
     registrations: new Counter({ name: "latch_registrations_total", help: "Accounts created.", registers: [registry] }),
+    storeFailures: new Counter({
+      name: "latch_store_failures_total",
+      help: "Store calls that failed because a backend was unavailable (each answered 503), by backend: database or redis.",
+      labelNames: ["store"],
+      registers: [registry],
+    }),
   };
 }
 

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import { sessionCookie } from "../auth/index.js";
 import { LatchError } from "../core/errors.js";
 import { loginKey } from "../core/identity.js";
-import type { CreateSessionOptions, NewSession } from "../core/sessions.js";
+import type { NewSession, NewSessionOptions } from "../core/sessions.js";
 import type { SecondFactorProof } from "../core/second-factors.js";
 import type { AuthMethod, UserRecord } from "../core/store.js";
 import { truncateAddress } from "./client-address.js";
@@ -66,10 +66,13 @@ export async function startSession(
   request: FastifyRequest,
   reply: FastifyReply,
   user: UserRecord,
-  options: CreateSessionOptions = {},
+  options: NewSessionOptions = {},
 ): Promise<NewSession> {
   const previous = parseSessionToken(ctx.auth.cookieValue(request.headers.cookie));
-  const created = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }, options);
+  // Only while the hash the password was checked against is still the
+  // user's: a password change that landed meanwhile has ended the user's
+  // sessions, and must end this one too (401, as for a wrong password).
+  const created = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }, { ...options, ifPasswordHash: user.passwordHash });
   if (previous !== null) {
     // Only a cookie that proves its secret may end a session: a planted id alone must not sign anyone out.
     const valid = await ctx.sessions.validate(`${previous.id}.${previous.secret}`);

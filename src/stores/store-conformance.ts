@@ -327,6 +327,42 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.ok(await s.sessions.findSession(liveOne.id, sweepAt));
       });
 
+      it("creates a session only while the given password hash is still the user's", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const now = Date.now();
+        const right = newSession(user.id);
+        assert.equal(await s.sessions.createSession(right, { ifPasswordHash: user.passwordHash }), true);
+        assert.equal((await s.sessions.findSession(right.id, now))?.session.id, right.id);
+        const wrong = newSession(user.id);
+        assert.equal(await s.sessions.createSession(wrong, { ifPasswordHash: "$argon2id$another" }), false);
+        assert.equal(await s.sessions.findSession(wrong.id, now), null);
+        assert.equal(await s.sessions.createSession(newSession(randomUUID()), { ifPasswordHash: user.passwordHash }), false, "no such user");
+        // The sign-in verified the old hash; the password changed before its session was written.
+        await s.users.updateUserPassword(user.id, "$argon2id$the-new-one", Date.now());
+        const late = newSession(user.id);
+        assert.equal(await s.sessions.createSession(late, { ifPasswordHash: user.passwordHash }), false);
+        assert.equal(await s.sessions.findSession(late.id, now), null);
+        assert.deepEqual((await s.sessions.listUserSessions(user.id, now)).map((x) => x.id), [right.id]);
+        assert.equal(await s.sessions.createSession(newSession(user.id)), true, "without the condition a session is always written");
+      });
+
+      it("leaves no session from a sign-in that raced a password change, in either order", async () => {
+        for (let round = 0; round < 20; round += 1) {
+          const user = newUser();
+          await s.users.createUser(user);
+          const session = newSession(user.id);
+          const change = async (): Promise<void> => {
+            // What POST /password does: the new hash, then every session ended.
+            if (round % 2 === 0) await new Promise((resolve) => setImmediate(resolve));
+            await s.users.updateUserPassword(user.id, `$argon2id$changed-${round}`, Date.now());
+            await s.sessions.deleteUserSessions(user.id);
+          };
+          const [created] = await Promise.all([s.sessions.createSession(session, { ifPasswordHash: user.passwordHash }), change()]);
+          assert.equal(await s.sessions.findSession(session.id, Date.now()), null, `round ${round}: created=${created}, and the session survived the change`);
+        }
+      });
+
       it("shows new roles to live sessions at once", async () => {
         const { user, session } = await userWithSession();
         assert.deepEqual((await s.sessions.findSession(session.id, Date.now()))?.user.roles, ["user"]);
@@ -771,6 +807,16 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
     });
 
     describe("health", () => {
+      it("raises the flush mark one at a time, counting from where it was, and concurrent raises all count", async (t) => {
+        if (s.marks === undefined) return t.skip("this store keeps no flush mark");
+        const start = await s.marks.readFlushMark();
+        assert.ok(Number.isInteger(start) && start >= 0);
+        assert.equal(await s.marks.raiseFlushMark(), start + 1);
+        const raised = await Promise.all(Array.from({ length: 10 }, () => s.marks!.raiseFlushMark()));
+        assert.deepEqual([...raised].sort((a, b) => a - b), Array.from({ length: 10 }, (_, i) => start + 2 + i));
+        assert.equal(await s.marks.readFlushMark(), start + 11);
+      });
+
       it("reports every backend as ok while it answers", async () => {
         const health = await s.health();
         assert.ok(Object.keys(health).length > 0);

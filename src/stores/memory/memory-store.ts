@@ -56,6 +56,7 @@ export function createMemoryStores(): Stores {
     refreshMfa(userId);
     return removed;
   }
+  let flushMark = 0;
   /** Keyed by the token hash in hex. */
   const tokens = new Map<string, AccountToken>();
   const outbox = new Map<string, OutboxEntry & { nextAttemptAt: number; leaseOwner: string | null; sentAt: number | null }>();
@@ -199,9 +200,11 @@ export function createMemoryStores(): Stores {
     },
 
     sessions: {
-      async createSession(session) {
+      async createSession(session, options) {
         await tick();
+        if (options?.ifPasswordHash !== undefined && users.get(session.userId)?.passwordHash !== options.ifPasswordHash) return false;
         sessions.set(session.id, copy(session));
+        return true;
       },
       async findSession(id, now): Promise<SessionWithUser | null> {
         await tick();
@@ -458,6 +461,18 @@ export function createMemoryStores(): Stores {
           }
         }
         return removed;
+      },
+    },
+
+    marks: {
+      async raiseFlushMark() {
+        await tick();
+        flushMark += 1;
+        return flushMark;
+      },
+      async readFlushMark() {
+        await tick();
+        return flushMark;
       },
     },
 

@@ -2,6 +2,7 @@ import pg from "pg";
 import type {
   AuthMethod,
   Passkey,
+  FlushMarkStore,
   AccountToken,
   MailKind,
   MailStore,
@@ -97,6 +98,7 @@ export async function createPostgresStores(options: PostgresStoreOptions): Promi
     events: createSecurityEventStore(pool),
     limits: createRateLimitStore(pool),
     keys: createSigningKeyStore(pool),
+    marks: createFlushMarkStore(pool),
     mail: createMailStore(pool),
     secondFactors: createSecondFactorStore(pool),
     health: () => checkHealth(pool),
@@ -105,6 +107,22 @@ export async function createPostgresStores(options: PostgresStoreOptions): Promi
       // more than once.
       closing ??= pool.end();
       return closing;
+    },
+  };
+}
+
+function createFlushMarkStore(pool: pg.Pool): FlushMarkStore {
+  return {
+    async raiseFlushMark() {
+      const result = await query<{ value: Int8 }>(pool, {
+        name: "latch_raise_flush_mark",
+        text: "INSERT INTO store_marks (name, value) VALUES ('flush', 1) ON CONFLICT (name) DO UPDATE SET value = store_marks.value + 1 RETURNING value",
+      });
+      return Number(result.rows[0]!.value);
+    },
+    async readFlushMark() {
+      const result = await query<{ value: Int8 }>(pool, { name: "latch_read_flush_mark", text: "SELECT value FROM store_marks WHERE name = 'flush'" });
+      return result.rows.length === 0 ? 0 : Number(result.rows[0]!.value);
     },
   };
 }
@@ -358,24 +376,37 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
   const sweeperLock = advisoryLockKeys("sweeper", options.schema);
 
   return {
-    async createSession(session) {
-      await query(pool, {
-        name: "latch_create_session",
-        text: `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-        values: [
-          session.id,
-          session.userId,
-          bytes(session.secretHash),
-          session.createdAt,
-          session.lastSeenAt,
-          session.idleExpiresAt,
-          session.absoluteExpiresAt,
-          session.userAgent,
-          session.ipAddress,
-          session.amr,
-          session.pending,
-        ],
+    async createSession(session, options) {
+      const values = [
+        session.id,
+        session.userId,
+        bytes(session.secretHash),
+        session.createdAt,
+        session.lastSeenAt,
+        session.idleExpiresAt,
+        session.absoluteExpiresAt,
+        session.userAgent,
+        session.ipAddress,
+        session.amr,
+        session.pending,
+      ];
+      if (options?.ifPasswordHash === undefined) {
+        await query(pool, { name: "latch_create_session", text: `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, values });
+        return true;
+      }
+      // FOR SHARE makes the check hold until commit: a password change
+      // (UPDATE users) waits for this insert, then its deleteUserSessions
+      // sees and ends the new session; or it committed first, and the row
+      // re-checked under the lock no longer matches, so nothing is inserted.
+      // The foreign key's own KEY SHARE lock would not wait for an UPDATE of
+      // password_hash.
+      const result = await query(pool, {
+        name: "latch_create_session_if_password",
+        text: `INSERT INTO sessions (${SESSION_COLUMNS})
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text[], $11::boolean FROM users WHERE id = $2 AND password_hash = $12 FOR SHARE`,
+        values: [...values, options.ifPasswordHash],
       });
+      return result.rowCount === 1;
     },
 
     async findSession(id, now): Promise<SessionWithUser | null> {

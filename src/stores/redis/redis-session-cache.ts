@@ -7,7 +7,7 @@ import type { RedisClient } from "./redis-scripts.js";
 import { ownerBytes, packSession, packUser, sessionField, unpackSession, unpackUser } from "./session-codec.js";
 
 /** Lifetime of the epoch key: longer than any session can live. */
-const EPOCH_TTL_MS = 400 * 86_400_000;
+export const EPOCH_TTL_MS = 400 * 86_400_000;
 
 export interface SessionRead {
   /** Redis time of the read (ms). A refill of what the database says next must carry it. */

@@ -90,8 +90,26 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
   const cache = createRedisSessionCache({ redis, prefix });
 
   return {
-    async createSession(session) {
-      await writeWithUser(cache, users, session, { mode: "create" });
+    async createSession(session, createOptions) {
+      const expected = createOptions?.ifPasswordHash;
+      if (expected === undefined) {
+        await writeWithUser(cache, users, session, { mode: "create" });
+        return true;
+      }
+      // The password lives in the database and the session in Redis, so no
+      // one transaction covers both. Instead: take the Redis time of the
+      // user's key, read the hash, and write as a refill of that read, which
+      // the key refuses if a revocation (a password change ends every
+      // session of the user) marked it since. A password change that lands
+      // after the write ends the new session with the others.
+      for (let attempt = 0; attempt < 3; attempt += 1) {
+        const { at } = await cache.read(session.id);
+        const record = await users.findUserById(session.userId);
+        if (record === null || record.passwordHash !== expected) return false;
+        if ((await cache.write(session, { mode: "refill", user: publicUser(record), readAt: at })) === "ok") return true;
+        // "raced": some revocation or role change of this user since `at`; look at the password again.
+      }
+      return false;
     },
 
     async findSession(id, now): Promise<SessionWithUser | null> {
@@ -323,6 +341,7 @@ export async function createRedisStores(options: RedisStoresOptions): Promise<St
 
   return {
     users,
+    ...(database.marks === undefined ? {} : { marks: database.marks }),
     sessions,
     events: database.events,
     secondFactors,

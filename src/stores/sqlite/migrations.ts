@@ -79,6 +79,18 @@ export const migrations: ReadonlyArray<{ version: number; name: string; sql: str
     `,
   },
   {
+    version: 2,
+    name: "flush mark",
+    // One row per named counter; "flush" is the mark a writer raises when a
+    // revocation it wrote may not have reached Redis (see FlushMarkStore).
+    sql: `
+      CREATE TABLE store_marks (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
+  {
     // Version 3 (2 and 4-5 belong to other changes; migrate() applies what is missing in order).
     version: 3,
     name: "verified email, account tokens, mail outbox",

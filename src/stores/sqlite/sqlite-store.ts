@@ -248,7 +248,7 @@ function guard<T>(work: () => T): Promise<T> {
     return Promise.resolve(work());
   } catch (error) {
     if (error instanceof LatchError) return Promise.reject(error);
-    return Promise.reject(new LatchError("unavailable", "The database is unavailable.", { cause: error }));
+    return Promise.reject(new LatchError("unavailable", "The database is unavailable.", { cause: error, backend: "database" }));
   }
 }
 
@@ -289,6 +289,17 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address, amr, pending)
        VALUES (@id, @userId, @secretHash, @createdAt, @lastSeenAt, @idleExpiresAt, @absoluteExpiresAt, @userAgent, @ipAddress, @amrText, @pendingFlag)`,
     ),
+    // The insert and the password check are one statement, so no password
+    // change can land between them (SQLite runs one writer at a time).
+    insertSessionIfPassword: db.prepare(
+      `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address, amr, pending)
+       SELECT @id, @userId, @secretHash, @createdAt, @lastSeenAt, @idleExpiresAt, @absoluteExpiresAt, @userAgent, @ipAddress, @amrText, @pendingFlag
+       WHERE EXISTS (SELECT 1 FROM users WHERE id = @userId AND password_hash = @passwordHash)`,
+    ),
+    raiseMark: db.prepare<[], { value: number }>(
+      "INSERT INTO store_marks (name, value) VALUES ('flush', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+    ),
+    readMark: db.prepare<[], { value: number }>("SELECT value FROM store_marks WHERE name = 'flush'"),
     findSession: db.prepare<[string, number, number], SessionUserRow>(
       `SELECT s.*, u.username AS u_username, u.email AS u_email, u.email_verified AS u_email_verified, u.roles AS u_roles, u.mfa AS u_mfa, u.created_at AS u_created_at
        FROM sessions s JOIN users u ON u.id = s.user_id
@@ -549,7 +560,11 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     },
 
     sessions: {
-      createSession: (session) => guard(() => void q.insertSession.run(sessionParams(session))),
+      createSession: (session, options) =>
+        guard(() => {
+          if (options?.ifPasswordHash === undefined) return q.insertSession.run(sessionParams(session)).changes === 1;
+          return q.insertSessionIfPassword.run({ ...sessionParams(session), passwordHash: options.ifPasswordHash }).changes === 1;
+        }),
       findSession: (id, now) => guard((): SessionWithUser | null => {
         const row = q.findSession.get(id, now, now);
         if (!row) return null;
@@ -599,6 +614,11 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       listSigningKeys: () => guard(() => q.listKeys.all().map(toKey)),
       addSigningKey: (key) => guard(() => addSigningKey(key)),
       deleteSigningKeysRetiredBefore: (before) => guard(() => q.deleteRetiredKeys.run(before).changes),
+    },
+
+    marks: {
+      raiseFlushMark: () => guard(() => q.raiseMark.get()!.value),
+      readFlushMark: () => guard(() => q.readMark.get()?.value ?? 0),
     },
 
     mail: {

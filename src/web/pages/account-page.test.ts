@@ -64,8 +64,8 @@ describe("GET /account", () => {
     const other = await signInFrom(t, me.username, FIREFOX);
     t.clock.advance(5 * 60_000);
     const response = await t.app.inject({ url: "/account", cookies: { sid: me.cookie } });
-    assert.match(response.body, /<span title="[^"]*">Firefox on Linux<\/span><\/td>\s*<td class="nowrap"><time[^>]*>[^<]+<\/time><\/td>\s*<td class="nowrap"><time datetime="[^"]+" title="[^"]+">5 minutes ago<\/time>/);
-    assert.match(response.body, /<span class="badge">This device<\/span><\/td>\s*<td class="nowrap"><time[^>]*>[^<]+<\/time><\/td>\s*<td class="nowrap"><time[^>]*>just now<\/time>/);
+    assert.match(response.body, /<span title="[^"]*">Firefox on Linux<\/span><\/td>\s*<td class="nowrap" data-label="[^"]+"><time[^>]*>[^<]+<\/time><\/td>\s*<td class="nowrap" data-label="[^"]+"><time datetime="[^"]+" title="[^"]+">5 minutes ago<\/time>/);
+    assert.match(response.body, /<span class="badge">This device<\/span><\/td>\s*<td class="nowrap" data-label="[^"]+"><time[^>]*>[^<]+<\/time><\/td>\s*<td class="nowrap" data-label="[^"]+"><time[^>]*>just now<\/time>/);
     assert.ok(other);
   });
 

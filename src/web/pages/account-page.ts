@@ -23,8 +23,8 @@ function sessionRow(session: ApiSession, now: number): SafeHtml {
   // any other client input, and the template escapes it in the attribute too.
   return html`<tr${session.current && html` class="current"`}>
   <td><span title="${session.userAgent ?? ""}">${device}</span>${session.current && html`<span class="badge">This device</span>`}</td>
-  <td class="nowrap"><time datetime="${session.createdAt}">${formatDateTime(signedIn)}</time></td>
-  <td class="nowrap"><time datetime="${session.lastSeenAt}" title="${formatDateTime(lastSeen)}">${timeAgo(lastSeen, now)}</time></td>
+  <td class="nowrap" data-label="Signed in"><time datetime="${session.createdAt}">${formatDateTime(signedIn)}</time></td>
+  <td class="nowrap" data-label="Last seen"><time datetime="${session.lastSeenAt}" title="${formatDateTime(lastSeen)}">${timeAgo(lastSeen, now)}</time></td>
   <td>${actionForm(
     "revoke-session",
     html`<button type="submit" class="secondary small">Sign out<span class="visually-hidden"> ${session.current ? "this device" : `${device}, last seen ${timeAgo(lastSeen, now)}`}</span></button>`,
