@@ -213,7 +213,7 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
       await page.goto(`${latch.url}/account/signin`);
       await page.getByLabel("Username or email", { exact: true }).fill("web.phone.owner");
       await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
-      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
       await page.waitForURL(/\/account$/);
       assert.equal(await page.locator("table.sessions tbody tr").count(), 2);
       // Runs in the page; typed loosely because this project's TypeScript has no DOM library.
