@@ -66,7 +66,7 @@ async function post(url: string, body: string): Promise<Response> {
   return fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body, signal: AbortSignal.timeout(30_000) });
 }
 
-async function startBaseline(
+export async function startBaseline(
   name: string,
   script: string,
   env: BenchEnv,

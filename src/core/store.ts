@@ -112,6 +112,13 @@ export interface SessionStore {
    * by the caller. Returns whether a session was renewed.
    */
   touchSession(id: string, lastSeenAt: number, idleExpiresAt: number): Promise<boolean>;
+  /**
+   * {@link touchSession} for many sessions at once, in one transaction where
+   * the store has them (the session cache's write-behind batches renewals).
+   * Returns one result per touch, in order. Optional: without it, each is a
+   * `touchSession`.
+   */
+  touchSessions?(touches: ReadonlyArray<{ id: string; lastSeenAt: number; idleExpiresAt: number }>): Promise<boolean[]>;
   /** Removes a session. Returns the removed session's user id, or null if there was none. */
   deleteSession(id: string): Promise<string | null>;
   /**
@@ -237,4 +244,6 @@ export interface SessionCacheStats {
   hits: number;
   /** Validations that had to read the store. */
   misses: number;
+  /** Session renewals written to the store (each row of a batch counts). */
+  writes: number;
 }

@@ -52,6 +52,7 @@ export async function openStores(config: Pick<Config, "database" | "redisUrl">, 
   return {
     ...cache.stores,
     async close() {
+      await cache.flush();
       await subscription.close();
       await tiered.close();
     },
@@ -127,6 +128,7 @@ function cachedPostgres(database: PostgresStores, url: string, clock: Clock, log
     ...cache.stores,
     async close() {
       clearTimeout(notUp);
+      await cache.flush();
       await listener.close();
       await database.close();
     },

@@ -17,10 +17,20 @@ export interface SessionCacheOptions {
   maxEntries?: number;
   /**
    * How long an entry may be served before it is re-read, even with a healthy
-   * invalidation channel: a bound on staleness should a message ever be lost
-   * in a way the channel cannot report. Default 30 s.
+   * invalidation channel. Default: no limit. Every channel reports its own
+   * loss (Redis and PostgreSQL by a heartbeat that must come back within a
+   * second, SQLite's data_version cannot miss a commit), and the cache
+   * empties itself when it does, so a forced re-read would buy nothing but
+   * load: with 100,000 sessions a 30 s bound was 3,300 store reads a second
+   * through the slow path (docs/performance.md).
    */
   maxAgeMs?: number;
+  /**
+   * Renewals (idle-expiry slides) of cached sessions are applied to the entry
+   * at once and written to the store in one batch at most this often, in ms.
+   * Default 1,000. 0 writes each one through, as before.
+   */
+  writeBehindMs?: number;
   /**
    * Runs before every lookup, hit or miss, with the lookup's `now`; may call
    * {@link SessionCache.apply} (SQLite's data_version check does).
@@ -49,12 +59,25 @@ export interface SessionCache {
   setChannelUp(up: boolean): void;
   /** Entries and hit/miss counters, for metrics and tests. */
   stats(): SessionCacheStats;
+  /** Writes every pending renewal to the store now (shutdown calls it through `stores.close`). */
+  flush(): Promise<void>;
 }
 
 interface Entry {
   value: SessionWithUser;
   cachedAt: number;
+  /** Served since the evictor last passed it: the CLOCK algorithm's reference bit. */
+  used: boolean;
 }
+
+/** A renewal applied to an entry and not yet written to the store. */
+interface PendingTouch {
+  lastSeenAt: number;
+  idleExpiresAt: number;
+}
+
+/** Most renewals held back at once; past it they are written at once. */
+const MAX_PENDING_TOUCHES = 100_000;
 
 /**
  * An in-process cache in front of a session store, kept correct across
@@ -79,7 +102,8 @@ interface Entry {
  */
 export function createSessionCache(inner: Stores, options: SessionCacheOptions): SessionCache {
   const maxEntries = options.maxEntries ?? 100_000;
-  const maxAgeMs = options.maxAgeMs ?? 30_000;
+  const maxAgeMs = options.maxAgeMs ?? Number.POSITIVE_INFINITY;
+  const writeBehindMs = options.writeBehindMs ?? 1_000;
   const { clock } = options;
   const entries = new Map<string, Entry>();
   const byUser = new Map<string, Set<string>>();
@@ -88,8 +112,15 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
   let channelUp = false;
   let hits = 0;
   let misses = 0;
+  let writes = 0;
+  const pending = new Map<string, PendingTouch>();
+  let flushTimer: NodeJS.Timeout | null = null;
+  let flushing: Promise<void> | null = null;
 
   function drop(sessionId: string): void {
+    // A renewal of a session that is gone need not reach the store (nor could
+    // it revive it: a touch never matches a deleted or expired row).
+    pending.delete(sessionId);
     const entry = entries.get(sessionId);
     if (entry === undefined) return;
     entries.delete(sessionId);
@@ -99,11 +130,16 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
   }
 
   function dropUser(userId: string): void {
-    for (const id of byUser.get(userId) ?? []) entries.delete(id);
+    for (const id of byUser.get(userId) ?? []) {
+      entries.delete(id);
+      pending.delete(id);
+    }
     byUser.delete(userId);
   }
 
   function clear(): void {
+    // Pending renewals stay: they are writes this process owes the store, and
+    // a touch cannot revive a session that was ended meanwhile.
     entries.clear();
     byUser.clear();
     validAfter.clear();
@@ -138,15 +174,30 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
 
   function put(value: SessionWithUser, readEpoch: number): void {
     if (!channelUp || readEpoch !== epoch) return;
-    if (entries.size >= maxEntries) {
-      // Maps iterate in insertion order: the first key is the oldest entry.
-      const oldest = entries.keys().next().value;
-      if (oldest !== undefined) drop(oldest);
-    }
-    entries.set(value.session.id, { value, cachedAt: clock.now() });
+    if (entries.size >= maxEntries) evictOne();
+    entries.set(value.session.id, { value, cachedAt: clock.now(), used: false });
     let ids = byUser.get(value.session.userId);
     if (ids === undefined) byUser.set(value.session.userId, (ids = new Set()));
     ids.add(value.session.id);
+  }
+
+  /**
+   * CLOCK (second chance): Maps iterate in insertion order, so the first key
+   * is the oldest entry; one served since the hand last passed is moved to
+   * the back with its bit cleared, the first one not served is dropped. Hot
+   * sessions stay however old they are, and a hit costs one boolean write
+   * (no reordering on the hot path).
+   */
+  function evictOne(): void {
+    for (const [id, entry] of entries) {
+      if (!entry.used) {
+        drop(id);
+        return;
+      }
+      entry.used = false;
+      entries.delete(id);
+      entries.set(id, entry);
+    }
   }
 
   const beforeRead = options.beforeRead;
@@ -159,6 +210,7 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     const { session } = entry.value;
     if (session.idleExpiresAt > now && session.absoluteExpiresAt > now && now - entry.cachedAt < maxAgeMs && !revokedByUser(session)) {
       hits += 1;
+      entry.used = true;
       return entry.value;
     }
     drop(id);
@@ -166,7 +218,52 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
   }
 
   function stats(): SessionCacheStats {
-    return { serving: channelUp, entries: entries.size, hits, misses };
+    return { serving: channelUp, entries: entries.size, hits, misses, writes };
+  }
+
+  /**
+   * Writes the pending renewals. A renewal the store refuses (the session
+   * ended or expired meanwhile) drops the entry, so the next request reads
+   * the store; one that fails (store down) is kept for the next flush unless
+   * a newer one replaced it, so nothing is extended that the store did not
+   * agree to for longer than the outage.
+   */
+  async function flush(): Promise<void> {
+    // One batch at a time; a caller that arrives meanwhile (shutdown) waits
+    // for it and then writes what came after.
+    while (flushing !== null) await flushing;
+    if (flushTimer !== null) {
+      clearTimeout(flushTimer);
+      flushTimer = null;
+    }
+    if (pending.size === 0) return;
+    const batch = [...pending];
+    pending.clear();
+    flushing = (async () => {
+      try {
+        const touch = sessions.touchSessions;
+        const results =
+          touch !== undefined
+            ? await touch(batch.map(([id, t]) => ({ id, lastSeenAt: t.lastSeenAt, idleExpiresAt: t.idleExpiresAt })))
+            : await Promise.all(batch.map(([id, t]) => sessions.touchSession(id, t.lastSeenAt, t.idleExpiresAt)));
+        writes += batch.length;
+        batch.forEach(([id], i) => {
+          if (results[i] !== true) drop(id);
+        });
+      } catch {
+        for (const [id, t] of batch) if (!pending.has(id)) pending.set(id, t);
+      } finally {
+        flushing = null;
+        if (pending.size > 0) schedule();
+      }
+    })();
+    await flushing;
+  }
+
+  function schedule(): void {
+    if (flushTimer !== null) return;
+    flushTimer = setTimeout(() => void flush(), writeBehindMs);
+    flushTimer.unref();
   }
 
   const afterRevocation = options.afterRevocation;
@@ -189,6 +286,10 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
   const wrapped: Stores = {
     ...inner,
     cacheStats: stats,
+    async close() {
+      await flush();
+      await inner.close();
+    },
     users: {
       ...inner.users,
       updateUserRoles: (id, roles, updatedAt) => revoking({ kind: "user", userId: id }, () => inner.users.updateUserRoles(id, roles, updatedAt)),
@@ -212,8 +313,27 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
         return found;
       },
       async touchSession(id, lastSeenAt, idleExpiresAt) {
-        const touched = await sessions.touchSession(id, lastSeenAt, idleExpiresAt);
         const entry = entries.get(id);
+        // Write-behind: a live cached session slides in memory at once and in
+        // the store with the next batch. Other processes read the store's
+        // older expiry until then (at most writeBehindMs), which ends a
+        // session earlier, never later; a crash loses only the slide.
+        if (
+          writeBehindMs > 0 &&
+          channelUp &&
+          entry !== undefined &&
+          entry.value.session.idleExpiresAt > lastSeenAt &&
+          entry.value.session.absoluteExpiresAt > lastSeenAt &&
+          pending.size < MAX_PENDING_TOUCHES
+        ) {
+          const session = { ...entry.value.session, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, entry.value.session.absoluteExpiresAt) };
+          entry.value = { session, user: entry.value.user };
+          pending.set(id, { lastSeenAt, idleExpiresAt: session.idleExpiresAt });
+          schedule();
+          return true;
+        }
+        const touched = await sessions.touchSession(id, lastSeenAt, idleExpiresAt);
+        writes += 1;
         if (entry !== undefined) {
           if (touched) {
             const session = { ...entry.value.session, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, entry.value.session.absoluteExpiresAt) };
@@ -241,5 +361,6 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
       clear();
     },
     stats,
+    flush,
   };
 }
