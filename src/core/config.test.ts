@@ -62,3 +62,23 @@ describe("configuration", () => {
     });
   }
 });
+
+describe("PUBLIC_URL", () => {
+  it("defaults to http://localhost:PORT and keeps a path without its trailing slash", () => {
+    assert.equal(loadConfig({}).publicUrl, "http://localhost:3000");
+    assert.equal(loadConfig({ PORT: "8080" }).publicUrl, "http://localhost:8080");
+    assert.equal(loadConfig({ PUBLIC_URL: "https://auth.example.com/" }).publicUrl, "https://auth.example.com");
+    assert.equal(loadConfig({ PUBLIC_URL: "https://example.com/auth/" }).publicUrl, "https://example.com/auth");
+  });
+
+  it("refuses anything but an http(s) URL, in one line naming the variable", () => {
+    for (const value of ["auth.example.com", "ftp://auth.example.com", "https://auth.example.com/?x=1", "https://auth.example.com/#a", "https://u:p@auth.example.com"]) {
+      assert.throws(() => loadConfig({ PUBLIC_URL: value }), (error: unknown) => {
+        assert.ok(error instanceof ConfigError, value);
+        assert.equal(error.variable, "PUBLIC_URL");
+        assert.match(error.message, /^Invalid configuration: PUBLIC_URL [^\n]+$/);
+        return true;
+      });
+    }
+  });
+});

@@ -19,6 +19,13 @@ export interface Config {
   };
   /** Origins allowed for CORS with credentials and for state-changing requests. */
   trustedOrigins: string[];
+  /**
+   * PUBLIC_URL: where people reach Latch, without a trailing slash (default
+   * `http://localhost:PORT`). Its origin is the server's own (never the Host
+   * header's), links in mail start with it, and its host is the WebAuthn
+   * relying-party ID.
+   */
+  publicUrl: string;
   admin: { username: string; password: string } | null;
   /** Proxy addresses or CIDRs whose X-Forwarded-For is believed. */
   trustProxy: string[];
@@ -74,6 +81,19 @@ const origin = z.string().transform((value, ctx) => {
   }
 });
 
+const publicUrl = z.string().transform((value, ctx) => {
+  try {
+    const url = new URL(value.trim());
+    if ((url.protocol !== "http:" && url.protocol !== "https:") || url.search || url.hash || url.username || url.password) {
+      throw new Error("not a base URL");
+    }
+    return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
+  } catch {
+    ctx.addIssue({ code: "custom", message: `must be the http(s) URL people reach Latch at, like https://auth.example.com (got "${value}")` });
+    return z.NEVER;
+  }
+});
+
 const cidr = z
   .string()
   .trim()
@@ -112,6 +132,7 @@ const schema = z.object({
   SESSION_IDLE_TIMEOUT: int(1, 31_536_000).default(1800),
   SESSION_ABSOLUTE_TIMEOUT: int(1, 31_536_000).default(86_400),
   TRUSTED_ORIGINS: list(origin).optional(),
+  PUBLIC_URL: publicUrl.optional(),
   ADMIN_USERNAME: z.string().optional(),
   ADMIN_PASSWORD: z.string().optional(),
   TRUST_PROXY: list(cidr).default([]),
@@ -172,6 +193,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       renewIntervalMs: Math.min(60_000, Math.floor(idleTimeoutMs / 10)),
     },
     trustedOrigins: e.TRUSTED_ORIGINS ?? [],
+    publicUrl: e.PUBLIC_URL ?? `http://localhost:${e.PORT}`,
     admin: e.ADMIN_USERNAME !== undefined && e.ADMIN_PASSWORD !== undefined ? { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD } : null,
     trustProxy: e.TRUST_PROXY,
     production,

@@ -77,6 +77,48 @@ describe("the resource server's validate()", () => {
     }
   });
 
+  it("never passes over a present __Host-sid that does not validate for a plain sid (cookie tossing)", async () => {
+    const latch = createValidator(options);
+    const victimSession = await t.register();
+    const tossed = await t.register();
+    await t.app.inject({ method: "POST", url: "/logout", ...t.auth(victimSession) });
+    for (const hostValue of [victimSession.cookie, "not-a-token", `${tossed.cookie.slice(0, 31)}${"A".repeat(43)}`]) {
+      // A sibling subdomain can set `sid` for the parent domain; only __Host-sid is bound to this host.
+      const result = await latch.validate(get({ cookie: `__Host-sid=${hostValue}; sid=${tossed.cookie}` }));
+      expectFailure(result, "unauthenticated", "Bearer", `__Host-sid=${hostValue.slice(0, 8)}…`);
+    }
+  });
+
+  it("reads only __Host-sid by default when NODE_ENV=production, and sid too only when named", async () => {
+    const user = await t.register();
+    const saved = process.env.NODE_ENV;
+    process.env.NODE_ENV = "production";
+    try {
+      const latch = createValidator(options);
+      expectFailure(await latch.validate(get({ cookie: `sid=${user.cookie}` })), "unauthenticated", "Bearer", "plain sid in production");
+      assert.equal((await latch.validate(get({ cookie: `__Host-sid=${user.cookie}` }))).ok, true);
+      const named = createValidator({ ...options, cookieNames: ["__Host-sid", "sid"] });
+      assert.equal((await named.validate(get({ cookie: `sid=${user.cookie}` }))).ok, true);
+    } finally {
+      if (saved === undefined) delete process.env.NODE_ENV;
+      else process.env.NODE_ENV = saved;
+    }
+    expectFailure(await createValidator({ ...options, production: true }).validate(get({ cookie: `sid=${user.cookie}` })), "unauthenticated", "Bearer");
+  });
+
+  it("checks the Origin of cookie-authenticated changes when given its origins, and not otherwise", async () => {
+    const user = await t.register();
+    const post = (origin: string, site = "same-origin"): RequestView => ({
+      method: "POST",
+      headers: { cookie: `sid=${user.cookie}`, "x-csrf-token": user.csrfToken, origin, "sec-fetch-site": site },
+    });
+    const checked = createValidator({ ...options, origins: ["https://app.example.com"] });
+    expectFailure(await checked.validate(post("https://evil.example", "cross-site")), "csrf", null, "untrusted Origin");
+    assert.equal((await checked.validate(post("https://app.example.com", "cross-site"))).ok, true);
+    assert.equal((await createValidator(options).validate(post("https://evil.example", "cross-site"))).ok, true, "no Origin check by default");
+    assert.throws(() => createValidator({ ...options, origins: ["https://app.example.com/path"] }), /origins/);
+  });
+
   it("refuses a missing, malformed, forged or signed-out cookie with 401 unauthenticated and WWW-Authenticate: Bearer", async () => {
     const latch = createValidator(options);
     const user = await t.register();

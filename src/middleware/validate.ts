@@ -2,14 +2,15 @@ import { randomFillSync } from "node:crypto";
 import { createRemoteJWKSet, customFetch } from "jose";
 import type { FetchImplementation, JWTVerifyGetKey } from "jose";
 import { ROLE_PATTERN } from "../core/accounts.js";
+import { createRequestAuthenticator, CSRF_TOKEN_MESSAGE, csrfTokenPresented, hasSecurePrefix, isUnsafeMethod, originRefusal, sessionCookie } from "../auth/index.js";
+import type { BearerVerifier, OriginPolicy } from "../auth/index.js";
 import { errorCodes, isLatchError } from "../core/errors.js";
 import type { Clock } from "../core/runtime.js";
-import { verifyCsrfToken } from "../core/session-token.js";
 import { createSessionManager } from "../core/sessions.js";
 import type { SessionPolicy } from "../core/sessions.js";
 import type { Session, SessionStore, User } from "../core/store.js";
-import { cacheVerifiedTokens, isBearerScheme, parseBearerHeader, verifyAccessToken } from "../core/tokens.js";
-import type { AccessTokenClaims, TokenVerification } from "../core/tokens.js";
+import { cacheVerifiedTokens, verifyAccessToken } from "../core/tokens.js";
+import type { AccessTokenClaims } from "../core/tokens.js";
 
 /**
  * The one validation behind the Express and Fastify middleware: a resource
@@ -26,8 +27,10 @@ import type { AccessTokenClaims, TokenVerification } from "../core/tokens.js";
 /** Latch's defaults (SESSION_IDLE_TIMEOUT=1800, SESSION_ABSOLUTE_TIMEOUT=86400). */
 export const DEFAULT_SESSION_POLICY: SessionPolicy = { idleTimeoutMs: 1_800_000, absoluteTimeoutMs: 86_400_000, renewIntervalMs: 60_000 };
 
-const DEFAULT_COOKIE_NAMES = ["__Host-sid", "sid"];
-const UNSAFE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+// In production Latch only ever sets __Host-sid; a plain `sid` there can only
+// have been planted (a sibling subdomain can set it for the parent domain).
+const PRODUCTION_COOKIE_NAMES = ["__Host-sid"];
+const DEVELOPMENT_COOKIE_NAMES = ["__Host-sid", "sid"];
 
 export interface JwksOptions {
   /** Latch's `/.well-known/jwks.json`. */
@@ -57,8 +60,27 @@ export interface ValidatorOptions {
   policy?: SessionPolicy;
   /** Accept Bearer JWTs, verified against this JWKS. */
   jwks?: JwksOptions;
-  /** Cookie names tried in order. Default `["__Host-sid", "sid"]`; pin `["__Host-sid"]` in production. */
+  /**
+   * Session cookie names, in order; the first one present in the request
+   * decides (an invalid `__Host-sid` is refused, never passed over for a
+   * plain `sid`). Default `["__Host-sid"]` when `production`, else
+   * `["__Host-sid", "sid"]`.
+   */
   cookieNames?: string[];
+  /** Production defaults (see `cookieNames`). Default: `NODE_ENV === "production"`. */
+  production?: boolean;
+  /**
+   * The origins whose pages may change state with the session cookie (this
+   * resource server's own, and its front ends). When given, an unsafe
+   * cookie-authenticated request whose Origin is present and not listed, or
+   * that is cross-site without a listed Origin, gets 403 `csrf`, as on Latch.
+   *
+   * Off by default, unlike on Latch: a resource server usually lives on
+   * another origin than Latch and the validator cannot know its public
+   * origin (nor trust the Host header for it), so it relies on the CSRF
+   * token, which a cross-site page cannot read.
+   */
+  origins?: string[];
   /**
    * "require" (default): POST, PUT, PATCH and DELETE authenticated by the
    * cookie must carry the session's CSRF token in X-CSRF-Token, as on Latch.
@@ -176,35 +198,6 @@ export function checkRole(role: unknown): string {
   return role;
 }
 
-function header(request: RequestView, name: string): string | undefined {
-  const value = request.headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
-/** One cookie's value from a Cookie header, without building an object of them all. */
-function readCookie(cookieHeader: string | undefined, name: string): string | undefined {
-  if (cookieHeader === undefined) return undefined;
-  for (const part of cookieHeader.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq !== -1 && part.slice(0, eq).trim() === name) {
-      const value = part.slice(eq + 1).trim();
-      return value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
-    }
-  }
-  return undefined;
-}
-
-/**
- * The cookie Latch would re-send after sliding the idle expiry, so the
- * browser's copy keeps pace with the session when only this server sees the
- * user's requests. Same attributes as Latch's: `__Host-` cookies are Secure.
- */
-function renewedCookie(name: string, token: string, expiresAt: number, now: number): string {
-  const maxAge = Math.max(0, Math.floor((expiresAt - now) / 1000));
-  const secure = name.startsWith("__Host-") || name.startsWith("__Secure-") ? "; Secure" : "";
-  return `${name}=${token}; Max-Age=${maxAge}; Expires=${new Date(now + maxAge * 1000).toUTCString()}; Path=/; HttpOnly; SameSite=Lax${secure}`;
-}
-
 function userOf(user: User): LatchUser {
   return { id: user.id, username: user.username, email: user.email, roles: [...user.roles], createdAt: user.createdAt };
 }
@@ -230,6 +223,9 @@ function checkOptions(options: ValidatorOptions): void {
   if (options.cookieNames !== undefined && (options.cookieNames.length === 0 || !options.cookieNames.every((n) => /^[\w-]+$/.test(n)))) {
     throw new TypeError("latch: cookieNames must be a non-empty list of cookie names");
   }
+  if (options.origins !== undefined && !options.origins.every((o) => typeof o === "string" && URL.canParse(o) && new URL(o).origin === o)) {
+    throw new TypeError("latch: origins must be a list of origins like https://app.example.com");
+  }
 }
 
 /**
@@ -249,8 +245,10 @@ function checkOptions(options: ValidatorOptions): void {
 export function createValidator(options: ValidatorOptions): Validator {
   checkOptions(options);
   const clock = options.clock ?? { now: () => Date.now() };
-  const cookieNames = options.cookieNames ?? DEFAULT_COOKIE_NAMES;
+  const production = options.production ?? process.env.NODE_ENV === "production";
+  const cookieNames = options.cookieNames ?? (production ? PRODUCTION_COOKIE_NAMES : DEVELOPMENT_COOKIE_NAMES);
   const csrfRequired = options.csrf !== "off";
+  const originPolicy: OriginPolicy | null = options.origins === undefined ? null : { trusted: new Set(options.origins), own: new Set(), loopback: "deny" };
   const store = options.sessions;
   // The same manager Latch uses, so renewal follows the same rule: at most
   // one write per renewal interval, never beyond the absolute expiry.
@@ -263,7 +261,7 @@ export function createValidator(options: ValidatorOptions): Validator {
           policy: options.policy ?? DEFAULT_SESSION_POLICY,
         });
   const jwks = options.jwks;
-  let verify: ((token: string) => Promise<TokenVerification>) | null = null;
+  let bearer: BearerVerifier | null = null;
   if (jwks !== undefined) {
     const keys: JWTVerifyGetKey = createRemoteJWKSet(new URL(jwks.url), {
       cooldownDuration: jwks.cooldownMs ?? 5_000,
@@ -271,57 +269,49 @@ export function createValidator(options: ValidatorOptions): Validator {
       timeoutDuration: jwks.timeoutMs ?? 5_000,
       ...(jwks.fetch === undefined ? {} : { [customFetch]: jwks.fetch }),
     });
-    verify = cacheVerifiedTokens((token) => verifyAccessToken(token, keys, { issuer: jwks.issuer, now: clock.now() }), {
+    const verify = cacheVerifiedTokens((token) => verifyAccessToken(token, keys, { issuer: jwks.issuer, now: clock.now() }), {
       size: options.tokenCacheSize ?? 10_000,
       clock,
     });
+    bearer = { verify, sessions: store ?? null, clock };
   }
-  const unauthenticated = failure("unauthenticated", errorCodes.unauthenticated.message, verify === null ? null : "Bearer");
-  const invalid = (message: string): ValidationResult => ({ ok: false, failure: failure("invalid_token", message, 'Bearer error="invalid_token"') });
-
-  async function bearer(authorization: string): Promise<ValidationResult> {
-    if (verify === null) return invalid("This server does not accept Bearer tokens.");
-    const token = parseBearerHeader(authorization);
-    if (token === null) return invalid("The Authorization header is not a Bearer token.");
-    const result = await verify(token);
-    if (!result.valid) return invalid(result.message);
-    const { claims } = result;
-    if (store === undefined) {
-      // JWKS-only: the signature is all there is, so the claims are believed until exp.
-      const user: LatchUser = { id: claims.sub, username: null, email: null, roles: [...claims.roles], createdAt: null };
-      const session: LatchSession = { id: claims.sid, userId: claims.sub, createdAt: null, lastSeenAt: null, idleExpiresAt: null, absoluteExpiresAt: null };
-      return { ok: true, auth: { via: "bearer", user, session, claims }, setCookie: null };
-    }
-    // Read-only: a token does not slide its session (Latch's own rule).
-    const found = await store.findSession(claims.sid, clock.now());
-    if (found === null || found.session.userId !== claims.sub) return invalid("The session this access token belongs to has ended.");
-    return { ok: true, auth: { via: "bearer", user: userOf(found.user), session: sessionOf(found.session), claims }, setCookie: null };
-  }
-
-  async function cookie(request: RequestView): Promise<ValidationResult> {
-    if (manager === null) return { ok: false, failure: unauthenticated };
-    const cookieHeader = header(request, "cookie");
-    for (const name of cookieNames) {
-      const token = readCookie(cookieHeader, name);
-      if (token === undefined) continue;
-      const valid = await manager.validate(token);
-      if (valid === null) continue;
-      if (csrfRequired && UNSAFE_METHODS.has(request.method.toUpperCase())) {
-        const presented = header(request, "x-csrf-token") ?? header(request, "csrf-token");
-        if (!verifyCsrfToken(valid.secret, presented)) return { ok: false, failure: failure("csrf", "Missing or invalid CSRF token.") };
-      }
-      const setCookie = valid.renewed ? renewedCookie(name, token, valid.session.idleExpiresAt, clock.now()) : null;
-      return { ok: true, auth: { via: "session", user: userOf(valid.user), session: sessionOf(valid.session), claims: null }, setCookie };
-    }
-    return { ok: false, failure: unauthenticated };
-  }
+  const authenticator = createRequestAuthenticator({ sessions: manager, cookieNames, bearer });
+  const unauthenticated = failure("unauthenticated", errorCodes.unauthenticated.message, bearer === null ? null : "Bearer");
+  const refused = (code: "csrf", message: string): ValidationResult => ({ ok: false, failure: failure(code, message) });
 
   return {
     async validate(request) {
-      const authorization = header(request, "authorization");
-      // An explicit token wins over an ambient cookie.
-      if (isBearerScheme(authorization)) return bearer(authorization!);
-      return cookie(request);
+      const who = await authenticator.identify(request.headers);
+      switch (who.kind) {
+        case "none":
+          return { ok: false, failure: unauthenticated };
+        case "invalid_token":
+          return { ok: false, failure: failure("invalid_token", who.message, 'Bearer error="invalid_token"') };
+        case "bearer": {
+          const { claims, found } = who;
+          if (found === null) {
+            // JWKS-only: the signature is all there is, so the claims are believed until exp.
+            const user: LatchUser = { id: claims.sub, username: null, email: null, roles: [...claims.roles], createdAt: null };
+            const session: LatchSession = { id: claims.sid, userId: claims.sub, createdAt: null, lastSeenAt: null, idleExpiresAt: null, absoluteExpiresAt: null };
+            return { ok: true, auth: { via: "bearer", user, session, claims }, setCookie: null };
+          }
+          return { ok: true, auth: { via: "bearer", user: userOf(found.user), session: sessionOf(found.session), claims }, setCookie: null };
+        }
+        case "session": {
+          const { valid, cookieName, token } = who;
+          if (isUnsafeMethod(request.method.toUpperCase())) {
+            if (csrfRequired && !csrfTokenPresented(request.headers, valid.secret)) return refused("csrf", CSRF_TOKEN_MESSAGE);
+            const refusal = originPolicy === null ? null : originRefusal(originPolicy, request.headers, undefined);
+            if (refusal !== null) return refused("csrf", refusal);
+          }
+          // Re-sent with Latch's attributes, so the browser's copy keeps pace
+          // with the session when only this server sees the user's requests.
+          const setCookie = valid.renewed
+            ? sessionCookie(cookieName, token, valid.session.idleExpiresAt, clock.now(), { secure: hasSecurePrefix(cookieName) })
+            : null;
+          return { ok: true, auth: { via: "session", user: userOf(valid.user), session: sessionOf(valid.session), claims: null }, setCookie };
+        }
+      }
     },
 
     authorize(auth, role) {

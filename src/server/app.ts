@@ -1,4 +1,5 @@
 import { createServer as createHttpServer } from "node:http";
+import { createOriginPolicy, createRequestAuthenticator, isUnsafeMethod, originRefusal, sessionCookieName } from "../auth/index.js";
 import Fastify, { LogController } from "fastify";
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
 import { createAccounts } from "../core/accounts.js";
@@ -11,12 +12,11 @@ import { createSessionManager } from "../core/sessions.js";
 import type { Stores } from "../core/store.js";
 import { createTokenService } from "../core/tokens.js";
 import type { ServerContext } from "./context.js";
-import { sessionCookieName } from "./cookies.js";
 import { errorHandler } from "./errors.js";
 import { createFastPath } from "./fast-path.js";
 import type { FastPath } from "./fast-path.js";
 import { createMetrics, metricsRoute } from "./metrics.js";
-import { applyCors, checkOrigin, isUnsafeMethod } from "./origins.js";
+import { applyCors } from "./cors.js";
 import { accountRoutes } from "./routes/account-routes.js";
 import { adminRoutes } from "./routes/admin-routes.js";
 import { healthRoutes } from "./routes/health-routes.js";
@@ -62,25 +62,32 @@ export interface LatchServer {
 export async function buildServer(options: BuildServerOptions): Promise<LatchServer> {
   const { config, stores, runtime } = options;
   const hasher = options.hasher ?? createPasswordHasher({ concurrency: config.hashConcurrency });
-  const cookieOptions = { production: config.production };
+  const cookieName = sessionCookieName({ production: config.production });
+  const sessions = createSessionManager({
+    store: stores.sessions,
+    runtime,
+    policy: {
+      idleTimeoutMs: config.session.idleTimeoutMs,
+      absoluteTimeoutMs: config.session.absoluteTimeoutMs,
+      renewIntervalMs: config.session.renewIntervalMs,
+    },
+  });
+  const tokens = createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret });
   const context: ServerContext = {
     config,
     stores,
     runtime,
-    sessions: createSessionManager({
-      store: stores.sessions,
-      runtime,
-      policy: {
-        idleTimeoutMs: config.session.idleTimeoutMs,
-        absoluteTimeoutMs: config.session.absoluteTimeoutMs,
-        renewIntervalMs: config.session.renewIntervalMs,
-      },
-    }),
+    sessions,
     accounts: createAccounts({ users: stores.users, hasher, runtime }),
-    tokens: createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret }),
-    cookieName: sessionCookieName(cookieOptions),
-    cookieOptions,
-    origins: { trusted: new Set(config.trustedOrigins) },
+    tokens,
+    auth: createRequestAuthenticator({
+      sessions,
+      cookieNames: [cookieName],
+      bearer: { verify: (token) => tokens.verify(token), sessions: stores.sessions, clock: runtime.clock },
+    }),
+    cookieName,
+    cookieOptions: { secure: config.production },
+    origins: createOriginPolicy({ trustedOrigins: config.trustedOrigins, publicUrl: config.publicUrl, production: config.production }),
     metrics: createMetrics(stores),
   };
 
@@ -91,7 +98,8 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     "x-frame-options": "DENY",
     "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
     ...(config.production ? { "strict-transport-security": "max-age=63072000; includeSubDomains" } : {}),
-  };  const fastPath = createFastPath(context, securityHeaders);
+  };
+  const fastPath = createFastPath(context, securityHeaders);
 
   const app = Fastify({
     logger: options.logger ?? {
@@ -174,11 +182,11 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   // request is measurable on the hot path.
   app.addHook("onRequest", (request, reply, done) => {
     reply.headers(securityHeaders);
-    try {
-      if (applyCors(request, reply, context.origins)) return; // a preflight, answered
-      if (isUnsafeMethod(request.method)) checkOrigin(request, context.origins);
-    } catch (error) {
-      return done(error as Error);
+    if (applyCors(request, reply, context.origins)) return; // a preflight, answered
+    if (isUnsafeMethod(request.method)) {
+      // The port the connection reached, from the socket (never the Host header).
+      const refusal = originRefusal(context.origins, request.headers, request.socket.localPort);
+      if (refusal !== null) return done(new LatchError("csrf", refusal));
     }
     done();
   });

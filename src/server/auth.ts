@@ -1,13 +1,17 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, preHandlerHookHandler } from "fastify";
+import { CSRF_TOKEN_MESSAGE, csrfTokenPresented, isUnsafeMethod, sessionCookie } from "../auth/index.js";
 import { LatchError } from "../core/errors.js";
 import type { ValidSession } from "../core/sessions.js";
 import type { Session, User } from "../core/store.js";
-import { verifyCsrfToken } from "../core/session-token.js";
 import { isBearerScheme } from "../core/tokens.js";
-import { authenticateBearer } from "./bearer.js";
 import type { ServerContext } from "./context.js";
-import { readCookie, sessionCookie } from "./cookies.js";
-import { isUnsafeMethod } from "./origins.js";
+
+/**
+ * The Fastify side of request authentication: guards, and the request's
+ * `auth`. What a cookie or token means is decided in src/auth/ (who is this
+ * request, the cookie, the CSRF rules); this file turns its answers into
+ * 401/403 and sets the renewed cookie.
+ */
 
 /** Who made the request, once a guard has run. */
 export interface RequestAuth {
@@ -43,12 +47,31 @@ function cookieAuth(ctx: ServerContext, token: string, valid: ValidSession, repl
  * Validates the session cookie. On success, re-sends the cookie when the idle
  * expiry slid, so the browser's copy never outlives (nor underlives) the
  * session. Returns null for a missing, malformed, unknown or expired cookie.
+ *
+ * @example
+ * const auth = await authenticateCookie(ctx, request, reply); // null: show the sign-in page
  */
 export async function authenticateCookie(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply): Promise<RequestAuth | null> {
-  const token = readCookie(request.headers.cookie, ctx.cookieName);
-  if (token === undefined) return null;
-  const valid = await ctx.sessions.validate(token);
-  return valid === null ? null : cookieAuth(ctx, token, valid, reply);
+  const who = await ctx.auth.identify(request.headers, { bearer: "deny" });
+  return who.kind === "session" ? cookieAuth(ctx, who.token, who.valid, reply) : null;
+}
+
+/**
+ * Authenticates an `Authorization: Bearer <jwt>` header value, or throws
+ * `invalid_token` (401 with `WWW-Authenticate: Bearer error="invalid_token"`).
+ *
+ * The JWT proves who issued it and until when; the session it names decides
+ * whether it still counts (src/auth/request-auth.ts): sign-out, revocation,
+ * expiry and a password change end the token at once, not at its `exp`. The
+ * user and roles come from the store, never from the token's claims, so a
+ * role change applies to tokens as it does to cookies. A Bearer request does
+ * not slide the session's idle expiry: only the session's own cookie does.
+ */
+async function authenticateBearer(ctx: ServerContext, authorization: string): Promise<RequestAuth> {
+  const who = await ctx.auth.bearer(authorization);
+  if (who.kind === "invalid_token") throw new LatchError("invalid_token", who.message);
+  if (who.kind !== "bearer" || who.found === null) throw new LatchError("invalid_token");
+  return { via: "bearer", user: who.found.user, session: who.found.session, cookie: null };
 }
 
 /**
@@ -88,10 +111,7 @@ export function guard(ctx: ServerContext, options: GuardOptions = {}): preHandle
       if (bearerAllowed) reply.header("WWW-Authenticate", "Bearer");
       throw new LatchError("unauthenticated");
     }
-    if (isUnsafeMethod(request.method)) {
-      const presented = request.headers["x-csrf-token"] ?? request.headers["csrf-token"];
-      if (!verifyCsrfToken(valid.secret, presented)) throw new LatchError("csrf", "Missing or invalid CSRF token.");
-    }
+    if (isUnsafeMethod(request.method) && !csrfTokenPresented(request.headers, valid.secret)) throw new LatchError("csrf", CSRF_TOKEN_MESSAGE);
     if (role !== undefined && !valid.user.roles.includes(role)) throw new LatchError("forbidden");
     request.auth = cookieAuth(ctx, token, valid, reply);
   }
@@ -99,17 +119,17 @@ export function guard(ctx: ServerContext, options: GuardOptions = {}): preHandle
   return function requireAuth(request, reply, done) {
     const authorization = request.headers.authorization;
     if (bearerAllowed && isBearerScheme(authorization)) return bearer(request, reply, authorization!, done);
-    const token = readCookie(request.headers.cookie, ctx.cookieName) ?? "";
+    const token = ctx.auth.cookieValue(request.headers.cookie) ?? "";
     // done() is called outside any try or catch, so that it runs once.
     let cached: ValidSession | null | undefined;
     try {
-      cached = ctx.sessions.validateCached(token);
+      cached = ctx.auth.cachedSession(token);
       if (cached !== undefined) admit(request, reply, token, cached);
     } catch (error) {
       return done(error as Error);
     }
     if (cached !== undefined) return done();
-    ctx.sessions.validate(token).then((valid) => {
+    ctx.auth.session(token).then((valid) => {
       try {
         admit(request, reply, token, valid);
       } catch (error) {

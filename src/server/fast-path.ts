@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { User } from "../core/store.js";
 import type { ServerContext } from "./context.js";
-import { readCookie } from "./cookies.js";
 import { userJsonText } from "./responses.js";
 
 /** The bodies of GET /protected and GET /dashboard; shared with the Fastify routes so both paths answer alike. */
@@ -76,11 +75,12 @@ export function createFastPath(ctx: ServerContext, headers: Readonly<Record<stri
     if (answerFor === undefined) return false;
     const h = request.headers;
     if (h.authorization !== undefined || h.origin !== undefined) return false;
-    const token = readCookie(h.cookie, ctx.cookieName);
+    const token = ctx.auth.cookieValue(h.cookie);
     if (token === undefined) return false;
     let valid;
     try {
-      valid = ctx.sessions.validateCached(token);
+      // Only a full session is answered here; any other kind is null (src/auth/request-auth.ts).
+      valid = ctx.auth.cachedSession(token);
     } catch {
       return false; // Fastify's path reports the failure properly
     }

@@ -73,7 +73,19 @@ function isLoopback(address: string | undefined): boolean {
 }
 
 /**
- * GET /metrics in Prometheus text format, for loopback clients only. Both the
+ * True for a Host header naming this machine's loopback interface. A
+ * DNS-rebinding page (evil.test resolved to 127.0.0.1) reaches a loopback
+ * socket too, but its requests carry its own name in Host.
+ */
+function isLoopbackHost(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const name = host.startsWith("[") ? host.slice(0, host.indexOf("]") + 1) : host.replace(/:\d*$/, "");
+  return /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i.test(name);
+}
+
+/**
+ * GET /metrics in Prometheus text format, for loopback clients only, asked
+ * for by a loopback name (see isLoopbackHost). Both the
  * socket's address and the client address must be loopback: the socket's, so
  * that a spoofed X-Forwarded-For from afar counts for nothing; the client's
  * (X-Forwarded-For from a TRUST_PROXY proxy), so that a reverse proxy on the
@@ -81,7 +93,7 @@ function isLoopback(address: string | undefined): boolean {
  */
 export function metricsRoute(app: FastifyInstance, metrics: Metrics): void {
   app.get("/metrics", async (request, reply) => {
-    if (!isLoopback(request.socket.remoteAddress) || !isLoopback(request.ip)) throw new LatchError("forbidden", "Metrics are served to loopback clients only.");
+    if (!isLoopback(request.socket.remoteAddress) || !isLoopback(request.ip) || !isLoopbackHost(request.headers.host)) throw new LatchError("forbidden", "Metrics are served to loopback clients only.");
     reply.header("Content-Type", metrics.registry.contentType);
     return metrics.registry.metrics();
   });

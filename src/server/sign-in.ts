@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { sessionCookie } from "../auth/index.js";
 import { LatchError } from "../core/errors.js";
 import { loginKey } from "../core/identity.js";
 import type { NewSession } from "../core/sessions.js";
@@ -6,7 +7,6 @@ import type { UserRecord } from "../core/store.js";
 import { truncateAddress } from "./client-address.js";
 import type { ServerContext } from "./context.js";
 import { parseSessionToken } from "../core/session-token.js";
-import { readCookie, sessionCookie } from "./cookies.js";
 import { recordEvent, userAgentOf } from "./events.js";
 import { bodyObject } from "./responses.js";
 import { checkAddress, countAccountAttempt, recordFailure, recordSuccess } from "./throttle.js";
@@ -48,7 +48,7 @@ export async function verifySignIn(ctx: ServerContext, request: FastifyRequest):
  * session, that session is ended, so one browser holds one session (ASVS 7.2.4).
  */
 export async function startSession(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply, user: UserRecord): Promise<NewSession> {
-  const previous = parseSessionToken(readCookie(request.headers.cookie, ctx.cookieName));
+  const previous = parseSessionToken(ctx.auth.cookieValue(request.headers.cookie));
   const created = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) });
   if (previous !== null) {
     // Only a cookie that proves its secret may end a session: a planted id alone must not sign anyone out.

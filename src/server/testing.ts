@@ -61,7 +61,8 @@ export async function createTestServer(
 ): Promise<TestServer> {
   const clock = createFakeClock(Date.now());
   const stores = options.stores ?? createMemoryStores();
-  const config = { ...loadConfig({ LOG_LEVEL: "silent", ...options.env }), ...options.config };
+  // app.inject addresses the server as http://localhost:80 (its default Host), so that is where this one is reached.
+  const config = { ...loadConfig({ LOG_LEVEL: "silent", PUBLIC_URL: "http://localhost:80", ...options.env }), ...options.config };
   const { app, context, drain, fastPath } = await buildServer({
     config,
     stores,

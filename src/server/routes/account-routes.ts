@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { publicUser } from "../../core/accounts.js";
 import { guard, authOf } from "../auth.js";
 import type { ServerContext } from "../context.js";
-import { clearedSessionCookie } from "../cookies.js";
+import { clearedSessionCookie } from "../../auth/index.js";
 import { recordEvent } from "../events.js";
 import { bodyObject, userJson } from "../responses.js";
 import { startSession, verifySignIn } from "../sign-in.js";

@@ -4,7 +4,7 @@ import { isSessionId } from "../../core/session-token.js";
 import type { Session } from "../../core/store.js";
 import { authOf, guard } from "../auth.js";
 import type { ServerContext } from "../context.js";
-import { clearedSessionCookie, sessionCookie } from "../cookies.js";
+import { clearedSessionCookie, sessionCookie } from "../../auth/index.js";
 import { recordEvent } from "../events.js";
 import { bodyObject, sessionJson } from "../responses.js";
 import { countAccountAttempt, recordSuccess } from "../throttle.js";

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { LatchError } from "../../core/errors.js";
 import { authOf, guard } from "../auth.js";
 import type { ServerContext } from "../context.js";
-import { clearedSessionCookie } from "../cookies.js";
+import { clearedSessionCookie } from "../../auth/index.js";
 import { bodyObject, iso, sessionJson } from "../responses.js";
 import { countAccountAttempt, recordSuccess } from "../throttle.js";
 
