@@ -9,7 +9,7 @@
  *
  * Environment: BENCH_DURATION (10), BENCH_WARMUP (3), BENCH_ROUNDS (3),
  * BENCH_CONNECTIONS (50), BENCH_LOGIN_CONNECTIONS (20), BENCH_STORM_CONNECTIONS (20),
- * BENCH_MANY_COUNTS (100000,1000000), BENCH_MANY_ACCESS (uniform,zipf), BENCH_MANY_WARMUP (35),
+ * BENCH_MANY_COUNTS (100000,1000000), BENCH_MANY_ACCESS (uniform,zipf), BENCH_MANY_WARMUP (35), BENCH_MANY_WARMUP_MAX (150),
  * BENCH_REVOCATIONS (1000), BENCH_MEMORY_SESSIONS (100000), BENCH_SETTLE (15: the longest wait, in
  * seconds, for CPU 0 to be quiet before each measurement; 0 turns it off),
  * BENCH_REDIS_URL (redis://127.0.0.1:6379), BENCH_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/postgres),
@@ -195,6 +195,7 @@ async function main(): Promise<number> {
         counts: options.manyCounts,
         access: options.manyAccess,
         warmupS: options.manyWarmupS,
+        warmupMaxS: Math.max(options.manyWarmupS, positiveNumber("BENCH_MANY_WARMUP_MAX", options.quick ? 30 : 150)),
       });
     }
     if (options.scenarios.includes("login")) report.login = await postLogin(selected.filter((v) => v.signIn), env, options);

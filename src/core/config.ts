@@ -50,6 +50,8 @@ export interface Config {
   logLevel: string;
   /** Concurrent password hashes allowed. */
   hashConcurrency: number;
+  /** Most sessions the in-process cache holds (SESSION_CACHE_SIZE); about 2.5 KB of memory each. */
+  sessionCacheSize: number;
 }
 
 /** One line naming the variable, for start-up errors. */
@@ -151,6 +153,7 @@ const schema = z.object({
   SWEEP_INTERVAL: int(1, 86_400).default(300),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   HASH_CONCURRENCY: int(1, 64).default(1),
+  SESSION_CACHE_SIZE: int(1_000, 100_000_000).default(250_000),
 });
 
 /**
@@ -213,5 +216,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     sweepIntervalMs: e.SWEEP_INTERVAL * 1000,
     logLevel: e.LOG_LEVEL,
     hashConcurrency: e.HASH_CONCURRENCY,
+    sessionCacheSize: e.SESSION_CACHE_SIZE,
   };
 }

@@ -43,9 +43,10 @@ export interface SessionManager {
    */
   validate(token: string | undefined): Promise<ValidSession | null>;
   /**
-   * {@link validate} without I/O, when the store can answer from memory and
-   * no renewal is due: the same answer `validate` would give, or undefined
-   * when `validate` must be called. Never writes.
+   * {@link validate} without I/O, when the store can answer from memory (and,
+   * when a renewal is due, can renew in memory: `renewCached`): the same
+   * answer `validate` would give, or undefined when `validate` must be
+   * called. Never waits for a write.
    */
   validateCached(token: string | undefined): ValidSession | null | undefined;
   /** A new id and secret for an existing session (password change); the old id stops working at once. */
@@ -137,8 +138,13 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       const found = store.peekSession?.(parsed.id, now);
       if (found === undefined) return undefined;
       if (!cachedSecretMatches(parsed.secret, found.session)) return null;
-      if (now - found.session.lastSeenAt >= policy.renewIntervalMs) return undefined;
-      return { session: found.session, user: found.user, secret: parsed.secret, renewed: false };
+      if (now - found.session.lastSeenAt < policy.renewIntervalMs) return { session: found.session, user: found.user, secret: parsed.secret, renewed: false };
+      // A renewal due: done in memory when the store defers the write (the
+      // session cache), else left to validate().
+      const session = store.renewCached?.(found.session.id, now, Math.min(now + policy.idleTimeoutMs, found.session.absoluteExpiresAt));
+      if (session === undefined) return undefined;
+      verified.set(session, verified.get(found.session)!);
+      return { session, user: found.user, secret: parsed.secret, renewed: true };
     },
 
     async rotate(current) {

@@ -106,6 +106,14 @@ export interface SessionStore {
    */
   peekSession?(id: string, now: number): SessionWithUser | undefined;
   /**
+   * Optional and synchronous: {@link touchSession} applied to a session held
+   * in memory, its write to the store deferred (the session cache's
+   * write-behind). Returns the renewed session, or undefined when only
+   * `touchSession` can do it (not held, or the write cannot be deferred).
+   * Lets the hot path renew without the promise machinery.
+   */
+  renewCached?(id: string, lastSeenAt: number, idleExpiresAt: number): Session | undefined;
+  /**
    * Slides the idle expiry. Only touches a session that still exists and has
    * not expired at `lastSeenAt`: a late renewal racing a revocation must never
    * bring the session back. `idleExpiresAt` is capped at the absolute expiry

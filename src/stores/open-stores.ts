@@ -2,6 +2,7 @@ import type { Config } from "../core/config.js";
 import type { Clock } from "../core/runtime.js";
 import type { Stores } from "../core/store.js";
 import { createSessionCache } from "./cached/session-cache.js";
+import type { SessionCacheOptions } from "./cached/session-cache.js";
 import { createPostgresStores, listenForRevocations } from "./postgres/index.js";
 import type { PostgresStores } from "./postgres/index.js";
 import { connectRedis, DEFAULT_REDIS_PREFIX, subscribeRevocations } from "./redis/index.js";
@@ -32,17 +33,18 @@ export interface OpenStoresOptions {
  * @example
  * const stores = await openStores(loadConfig(process.env));
  */
-export async function openStores(config: Pick<Config, "database" | "redisUrl">, options: OpenStoresOptions = {}): Promise<Stores> {
+export async function openStores(config: Pick<Config, "database" | "redisUrl"> & Partial<Pick<Config, "session" | "sessionCacheSize">>, options: OpenStoresOptions = {}): Promise<Stores> {
   const clock = options.clock ?? { now: () => Date.now() };
+  const cacheOptions = sessionCacheOptions(config);
   if (config.redisUrl === null) {
-    if (config.database.kind === "sqlite") return cachedSqlite(openSqliteStores({ path: config.database.path }), clock);
-    return cachedPostgres(await createPostgresStores({ url: config.database.url }), config.database.url, clock, options.logger);
+    if (config.database.kind === "sqlite") return cachedSqlite(openSqliteStores({ path: config.database.path }), clock, cacheOptions);
+    return cachedPostgres(await createPostgresStores({ url: config.database.url }), config.database.url, clock, cacheOptions, options.logger);
   }
   const database = config.database.kind === "sqlite" ? openSqliteStores({ path: config.database.path }) : await createPostgresStores({ url: config.database.url });
 
   const redis = connectRedis(config.redisUrl);
   const tiered = createTieredStores({ database, redis, logger: options.logger, prefix: DEFAULT_REDIS_PREFIX });
-  const cache = createSessionCache(tiered, { clock });
+  const cache = createSessionCache(tiered, { clock, ...cacheOptions });
   const subscription = subscribeRevocations({
     redis,
     prefix: DEFAULT_REDIS_PREFIX,
@@ -59,6 +61,21 @@ export async function openStores(config: Pick<Config, "database" | "redisUrl">, 
   };
 }
 
+type CacheSizing = Pick<SessionCacheOptions, "maxEntries" | "writeBehindMs">;
+
+/**
+ * The cache's size, and how long a renewal may wait to be written: at most a
+ * second, and never longer than the renewal interval, so that the store's
+ * copy of a session never falls more than one interval behind (a session
+ * renewed is at least 0.9 of its idle timeout from ending).
+ */
+function sessionCacheOptions(config: Partial<Pick<Config, "session" | "sessionCacheSize">>): CacheSizing {
+  return {
+    ...(config.sessionCacheSize === undefined ? {} : { maxEntries: config.sessionCacheSize }),
+    ...(config.session === undefined ? {} : { writeBehindMs: Math.min(1_000, config.session.renewIntervalMs) }),
+  };
+}
+
 /** How stale this process's view of other processes' SQLite writes may be, in ms. */
 export const DATA_VERSION_CHECK_MS = 10;
 
@@ -72,11 +89,12 @@ export const DATA_VERSION_CHECK_MS = 10;
  * pragma is cheap but not free: in WAL mode it opens a read transaction,
  * two fcntl locks, which cost more than the rest of a cached validation.)
  */
-function cachedSqlite(sqlite: SqliteStores, clock: Clock): Stores {
+function cachedSqlite(sqlite: SqliteStores, clock: Clock, cacheOptions: CacheSizing): Stores {
   let version = sqlite.dataVersion();
   let checkedAt = clock.now();
   const cache = createSessionCache(sqlite, {
     clock,
+    ...cacheOptions,
     beforeRead(now) {
       // A clock that stepped back checks too.
       if (now - checkedAt < DATA_VERSION_CHECK_MS && now >= checkedAt) return;
@@ -99,7 +117,7 @@ function cachedSqlite(sqlite: SqliteStores, clock: Clock): Stores {
  * the listening connection is down or its heartbeat does not come back, the
  * cache serves nothing and every validation reads the database.
  */
-function cachedPostgres(database: PostgresStores, url: string, clock: Clock, logger?: TieredLogger): Stores {
+function cachedPostgres(database: PostgresStores, url: string, clock: Clock, cacheOptions: CacheSizing, logger?: TieredLogger): Stores {
   // A write that revokes answers only once this process's listener has heard
   // its own announcement: the other processes were signalled by the same
   // commit, so "refused by all" holds by the time the client can ask another
@@ -107,7 +125,7 @@ function cachedPostgres(database: PostgresStores, url: string, clock: Clock, log
   // revocation; nothing else waits. A sync that times out (false) leaves the
   // contract's bound: that listener is down or about to be, and every cache
   // that missed the NOTIFY fails closed within a second.
-  const cache = createSessionCache(database, { clock, afterRevocation: () => listener.sync() });
+  const cache = createSessionCache(database, { clock, ...cacheOptions, afterRevocation: () => listener.sync() });
   // Transitions only, so an outage is one line each way, not one per retry.
   let state: "starting" | "up" | "down" = "starting";
   const listener = listenForRevocations({

@@ -13,7 +13,10 @@ export type Invalidation =
 
 export interface SessionCacheOptions {
   clock: Clock;
-  /** Most sessions kept; the oldest are dropped first. Default 100,000 (~40 MB at worst). */
+  /**
+   * Most sessions kept; past it, one not served since the eviction hand
+   * last passed is dropped (CLOCK). Default 250,000 (SESSION_CACHE_SIZE).
+   */
   maxEntries?: number;
   /**
    * How long an entry may be served before it is re-read, even with a healthy
@@ -76,6 +79,9 @@ interface PendingTouch {
   idleExpiresAt: number;
 }
 
+/** Most hot entries the eviction hand passes over before it drops one anyway. */
+const CLOCK_SPARES = 64;
+
 /** Most renewals held back at once; past it they are written at once. */
 const MAX_PENDING_TOUCHES = 100_000;
 
@@ -101,7 +107,7 @@ const MAX_PENDING_TOUCHES = 100_000;
  * buildServer({ stores: cache.stores, ... });
  */
 export function createSessionCache(inner: Stores, options: SessionCacheOptions): SessionCache {
-  const maxEntries = options.maxEntries ?? 100_000;
+  const maxEntries = options.maxEntries ?? 250_000;
   const maxAgeMs = options.maxAgeMs ?? Number.POSITIVE_INFINITY;
   const writeBehindMs = options.writeBehindMs ?? 1_000;
   const { clock } = options;
@@ -182,21 +188,31 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
   }
 
   /**
-   * CLOCK (second chance): Maps iterate in insertion order, so the first key
-   * is the oldest entry; one served since the hand last passed is moved to
-   * the back with its bit cleared, the first one not served is dropped. Hot
-   * sessions stay however old they are, and a hit costs one boolean write
-   * (no reordering on the hot path).
+   * CLOCK (second chance). The hand is a live iterator over the Map (which
+   * iterates in insertion order and tolerates deletes while iterating): an
+   * entry served since the hand last passed has its bit cleared and is
+   * spared, the first one not served is dropped. Hot sessions stay however
+   * old they are, and a hit costs one boolean write (no reordering on the
+   * hot path). The hand spares at most {@link CLOCK_SPARES} entries per
+   * eviction, so one eviction never walks the whole cache (a stall) when
+   * everything is hot.
    */
+  let hand: IterableIterator<[string, Entry]> = entries.entries();
   function evictOne(): void {
-    for (const [id, entry] of entries) {
-      if (!entry.used) {
+    for (let spared = 0; ; ) {
+      let next = hand.next();
+      if (next.done === true) {
+        hand = entries.entries();
+        next = hand.next();
+        if (next.done === true) return;
+      }
+      const [id, entry] = next.value;
+      if (!entry.used || spared >= CLOCK_SPARES) {
         drop(id);
         return;
       }
       entry.used = false;
-      entries.delete(id);
-      entries.set(id, entry);
+      spared += 1;
     }
   }
 
@@ -282,6 +298,25 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     return result;
   }
 
+  /**
+   * Write-behind: a live cached session slides in memory at once and in the
+   * store with the next batch. Other processes read the store's older expiry
+   * until then (at most writeBehindMs), which ends a session earlier, never
+   * later; a crash loses only the slide.
+   */
+  function renewInMemory(id: string, lastSeenAt: number, idleExpiresAt: number): Session | undefined {
+    if (writeBehindMs <= 0 || !channelUp || pending.size >= MAX_PENDING_TOUCHES) return undefined;
+    const entry = entries.get(id);
+    if (entry === undefined) return undefined;
+    const current = entry.value.session;
+    if (current.idleExpiresAt <= lastSeenAt || current.absoluteExpiresAt <= lastSeenAt) return undefined;
+    const session = { ...current, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, current.absoluteExpiresAt) };
+    entry.value = { session, user: entry.value.user };
+    pending.set(id, { lastSeenAt, idleExpiresAt: session.idleExpiresAt });
+    schedule();
+    return session;
+  }
+
   const sessions = inner.sessions;
   const wrapped: Stores = {
     ...inner,
@@ -312,28 +347,12 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
         put(found, readEpoch);
         return found;
       },
+      renewCached: renewInMemory,
       async touchSession(id, lastSeenAt, idleExpiresAt) {
-        const entry = entries.get(id);
-        // Write-behind: a live cached session slides in memory at once and in
-        // the store with the next batch. Other processes read the store's
-        // older expiry until then (at most writeBehindMs), which ends a
-        // session earlier, never later; a crash loses only the slide.
-        if (
-          writeBehindMs > 0 &&
-          channelUp &&
-          entry !== undefined &&
-          entry.value.session.idleExpiresAt > lastSeenAt &&
-          entry.value.session.absoluteExpiresAt > lastSeenAt &&
-          pending.size < MAX_PENDING_TOUCHES
-        ) {
-          const session = { ...entry.value.session, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, entry.value.session.absoluteExpiresAt) };
-          entry.value = { session, user: entry.value.user };
-          pending.set(id, { lastSeenAt, idleExpiresAt: session.idleExpiresAt });
-          schedule();
-          return true;
-        }
+        if (renewInMemory(id, lastSeenAt, idleExpiresAt) !== undefined) return true;
         const touched = await sessions.touchSession(id, lastSeenAt, idleExpiresAt);
         writes += 1;
+        const entry = entries.get(id);
         if (entry !== undefined) {
           if (touched) {
             const session = { ...entry.value.session, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, entry.value.session.absoluteExpiresAt) };
