@@ -14,7 +14,7 @@ const bytes = (n: number | null | undefined): string => (n === null || n === und
 
 function group(name: string): BarRow["group"] {
   if (name === "ceiling") return "ceiling";
-  if (name === "seed") return "seed";
+  if (name === "seed" || name === "better-auth") return "seed"; // the products people would otherwise run: orange
   return name.startsWith("latch") ? "latch" : "baseline";
 }
 

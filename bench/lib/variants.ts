@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { freePort, lastLine, start, stop, waitForHttp } from "./processes.js";
 import type { Tracked } from "./processes.js";
 import { SERVER_CPU } from "./wrk.js";
+import { BETTER_AUTH_COOKIE, BETTER_AUTH_LOGIN, seedBetterAuthSessions } from "./better-auth-sessions.mjs";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const BASELINES = join(ROOT, "bench", "baselines");
@@ -197,6 +198,19 @@ function compareVariants(): Variant[] {
   ];
 }
 
+/**
+ * What a many-sessions scenario needs to run the better-auth baseline:
+ * `seed({ dbPath, count, outFile })` writes `count` live sessions into
+ * better-auth's SQLite tables and one cookie value per line to `outFile`;
+ * start bench/baselines/better-auth.mjs with `env(dbPath)` (it signs with
+ * the same fixed secret) and send `Cookie: <cookieName>=<line>`.
+ */
+export const BETTER_AUTH_MANY = {
+  cookieName: BETTER_AUTH_COOKIE,
+  seed: seedBetterAuthSessions,
+  env: (dbPath: string): NodeJS.ProcessEnv => ({ BENCH_BETTER_AUTH_DB: dbPath }),
+};
+
 const needsPostgres = (env: BenchEnv): string | null => (env.postgresUrl === null ? "PostgreSQL is not reachable at BENCH_POSTGRES_URL" : null);
 const needsRedis = (env: BenchEnv): string | null => (env.redisUp ? null : `Redis is not reachable at ${env.redisUrl}`);
 const needsBoth = (env: BenchEnv): string | null => needsPostgres(env) ?? needsRedis(env);
@@ -242,6 +256,20 @@ export const VARIANTS: Variant[] = [
         env,
         { REDIS_URL: env.redisUrl, SESSION_SECRET: "keyboard cat" },
         { body: JSON.stringify({ username: "user1", password: "password" }), cookieName: "connect.sid" },
+        o?.port,
+      ),
+  },
+  {
+    name: "better-auth",
+    label: "better-auth on SQLite (getSession, cookie cache off)",
+    signIn: true,
+    start: (env, o) =>
+      startBaseline(
+        "better-auth",
+        "better-auth.mjs",
+        env,
+        BETTER_AUTH_MANY.env(join(env.tmpDir, "better-auth.db")),
+        { body: JSON.stringify(BETTER_AUTH_LOGIN), cookieName: BETTER_AUTH_MANY.cookieName },
         o?.port,
       ),
   },
