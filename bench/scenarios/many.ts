@@ -9,7 +9,7 @@ import { rssBytes, run, stop } from "../lib/processes.js";
 import type { ManyResult, ManySample, RunOptions } from "../lib/results.js";
 import { dropPostgres, preparePostgres } from "../lib/services.js";
 import { median, ratio } from "../lib/stats.js";
-import { ROOT, VARIANTS, startBaseline, startLatch } from "../lib/variants.js";
+import { BETTER_AUTH_MANY, ROOT, VARIANTS, startBaseline, startLatch } from "../lib/variants.js";
 import type { BenchEnv, Running } from "../lib/variants.js";
 import { wrk } from "../lib/wrk.js";
 import { settle, timed } from "./http.js";
@@ -130,16 +130,9 @@ async function prepare(count: number, env: ManyEnv, names: string[]): Promise<Da
   return data;
 }
 
-interface BetterAuthMany {
-  cookieName: string;
-  seed(options: { dbPath: string; count: number; outFile: string }): Promise<void>;
-  env(dbPath: string): NodeJS.ProcessEnv;
-}
-
-/** better-auth's descriptor when this build of the harness has it (a devDependency baseline). */
-async function betterAuth(): Promise<BetterAuthMany | null> {
-  const module = (await import("../lib/variants.js")) as { BETTER_AUTH_MANY?: BetterAuthMany };
-  return module.BETTER_AUTH_MANY ?? null;
+/** better-auth's descriptor (a devDependency baseline). */
+async function betterAuth(): Promise<typeof BETTER_AUTH_MANY | null> {
+  return BETTER_AUTH_MANY;
 }
 
 /**

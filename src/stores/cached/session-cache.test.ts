@@ -256,13 +256,16 @@ describe("the in-process session cache", () => {
     await behind.stores.sessions.findSession(session.id, clock.now());
     const at = clock.now() + 1_000;
     await behind.stores.sessions.touchSession(session.id, at, at + 600_000);
-    const touch = inner.sessions.touchSession;
-    inner.sessions.touchSession = async () => {
+    const { touchSession, touchSessions } = inner.sessions;
+    const down = async (): Promise<never> => {
       throw new Error("store down");
     };
+    inner.sessions.touchSession = down;
+    inner.sessions.touchSessions = down;
     await behind.flush();
     assert.equal(behind.stats().writes, 0);
-    inner.sessions.touchSession = touch;
+    inner.sessions.touchSession = touchSession;
+    inner.sessions.touchSessions = touchSessions;
     await behind.flush();
     assert.equal((await inner.sessions.findSession(session.id, clock.now()))?.session.lastSeenAt, at);
   });

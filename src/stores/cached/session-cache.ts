@@ -348,6 +348,8 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
         return found;
       },
       renewCached: renewInMemory,
+      // Through the cache, so its entries follow (never the inner batch alone).
+      touchSessions: (touches) => Promise.all(touches.map((t) => wrapped.sessions.touchSession(t.id, t.lastSeenAt, t.idleExpiresAt))),
       async touchSession(id, lastSeenAt, idleExpiresAt) {
         if (renewInMemory(id, lastSeenAt, idleExpiresAt) !== undefined) return true;
         const touched = await sessions.touchSession(id, lastSeenAt, idleExpiresAt);

@@ -252,6 +252,21 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
       return renewed;
     },
 
+    async touchSessions(touches) {
+      // As touchSession, for a batch: the database first (in one statement
+      // where it can), then the copies of what it renewed.
+      const renewed = database.sessions.touchSessions
+        ? await database.sessions.touchSessions(touches)
+        : await Promise.all(touches.map((t) => database.sessions.touchSession(t.id, t.lastSeenAt, t.idleExpiresAt)));
+      await Promise.all(
+        touches.map((t, i) => {
+          if (!isSessionId(t.id)) return undefined;
+          return renewed[i] ? attempt(() => cache.touch(t.id, t.lastSeenAt, t.idleExpiresAt, { epoch })) : mirror(() => cache.remove(t.id));
+        }),
+      );
+      return renewed;
+    },
+
     async deleteSession(id) {
       const userId = await database.sessions.deleteSession(id);
       if (isSessionId(id)) {
