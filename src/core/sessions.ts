@@ -1,7 +1,13 @@
 import { constantTimeEqualText } from "./encoding.js";
+import { LatchError } from "./errors.js";
 import { csrfTokenFor, issueSessionToken, parseSessionToken, verifySessionSecret } from "./session-token.js";
 import type { Runtime } from "./runtime.js";
 import type { Session, SessionStore, User } from "./store.js";
+
+function unlessUnavailable(error: unknown): false {
+  if (error instanceof LatchError && error.code === "unavailable") return false;
+  throw error;
+}
 
 export interface SessionPolicy {
   idleTimeoutMs: number;
@@ -123,7 +129,10 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
         const idleExpiresAt = Math.min(now + policy.idleTimeoutMs, session.absoluteExpiresAt);
         // Copy rather than mutate: the store (or a cache in front of it) may
         // hand the same object to concurrent requests.
-        if (await store.touchSession(session.id, now, idleExpiresAt)) {
+        // A renewal the store cannot take now (database down behind Redis)
+        // leaves the session valid until its known idle expiry: a read is
+        // never refused for a write that could not be made.
+        if (await store.touchSession(session.id, now, idleExpiresAt).catch(unlessUnavailable)) {
           session = { ...session, lastSeenAt: now, idleExpiresAt };
           renewed = true;
         }

@@ -1,4 +1,5 @@
 import { publicUser } from "../../core/accounts.js";
+import { LatchError } from "../../core/errors.js";
 import { isSessionId } from "../../core/session-token.js";
 import type { RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserStore } from "../../core/store.js";
 import { redisCall } from "../redis/redis-connection.js";
@@ -234,7 +235,18 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
       }
       // A miss, or a copy that looks expired but may only have missed a
       // renewal made while Redis was unreachable: the database decides.
-      const found = await database.sessions.findSession(id, now);
+      // While the database is down, Redis's answer stands (the contract's
+      // database-down rule): a session it does not know, or holds expired,
+      // is refused (401), never a 503 for a read. Safe because every
+      // revoking write goes through Redis and its channel, and none can be
+      // acknowledged while the database is down (docs/stores.md).
+      let found: SessionWithUser | null;
+      try {
+        found = await database.sessions.findSession(id, now);
+      } catch (error) {
+        if (error instanceof LatchError && error.code === "unavailable") return null;
+        throw error;
+      }
       if (found !== null) await attempt(() => cache.write(found.session, { mode: "refill", user: found.user, readAt: at, epoch }));
       return found;
     },
