@@ -52,6 +52,8 @@ export interface Config {
   hashConcurrency: number;
   /** Most sessions the in-process cache holds (SESSION_CACHE_SIZE); about 2.5 KB of memory each. */
   sessionCacheSize: number;
+  /** Server processes on one port (WORKERS: a number, or `auto` for the available cores, resolved by the CLI). */
+  workers: number | "auto";
 }
 
 /** One line naming the variable, for start-up errors. */
@@ -154,6 +156,11 @@ const schema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   HASH_CONCURRENCY: int(1, 64).default(1),
   SESSION_CACHE_SIZE: int(1_000, 100_000_000).default(250_000),
+  WORKERS: z
+    .string()
+    .trim()
+    .refine((v) => v === "auto" || /^[1-9][0-9]{0,2}$/.test(v), { message: 'must be a number of processes (1 to 999) or "auto"' })
+    .default("1"),
 });
 
 /**
@@ -217,5 +224,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     logLevel: e.LOG_LEVEL,
     hashConcurrency: e.HASH_CONCURRENCY,
     sessionCacheSize: e.SESSION_CACHE_SIZE,
+    workers: e.WORKERS === "auto" ? "auto" : Number(e.WORKERS),
   };
 }

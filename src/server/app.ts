@@ -34,6 +34,11 @@ export interface BuildServerOptions {
   hasher?: PasswordHasher;
   /** pino options or false; defaults to JSON logs at `config.logLevel`. */
   logger?: FastifyServerOptions["logger"];
+  /**
+   * With several worker processes (WORKERS): how many are ready, as the
+   * primary last heard; GET /readyz answers 503 unless all are.
+   */
+  workers?: () => { ready: number; total: number };
 }
 
 export interface LatchServer {
@@ -191,7 +196,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     done();
   });
 
-  healthRoutes(app, context);
+  healthRoutes(app, context, options.workers);
   metricsRoute(app, context.metrics);
   accountRoutes(app, context);
   sessionRoutes(app, context);
