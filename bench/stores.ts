@@ -17,7 +17,7 @@ import type { Stores } from "../src/core/store.js";
 import { createSessionCache } from "../src/stores/cached/session-cache.js";
 import { createMemoryStores } from "../src/stores/memory/index.js";
 import { createPostgresStores } from "../src/stores/postgres/index.js";
-import { connectRedis, createRedisStores, subscribeRevocations } from "../src/stores/redis/index.js";
+import { connectRedis, createRedisRevocationChannel, createRedisStores } from "../src/stores/redis/index.js";
 import { openSqliteStores } from "../src/stores/sqlite/index.js";
 import { createTieredStores } from "../src/stores/tiered/index.js";
 
@@ -92,14 +92,13 @@ try {
   await new Promise((r) => setTimeout(r, 500));
   rows.push(await measure("tiered (PostgreSQL + Redis)", tiered));
 
-  const cache = createSessionCache(tiered, { clock: runtime.clock });
   const redis = connectRedis("redis://127.0.0.1:6379");
-  const subscription = subscribeRevocations({ redis, prefix: "bench:", onEvent: (e) => cache.apply(e), onStatus: (s) => cache.setChannelUp(s === "up") });
-  for (let i = 0; i < 50 && !subscription.up; i += 1) await new Promise((r) => setTimeout(r, 100));
+  const channel = createRedisRevocationChannel({ redis, prefix: "bench:" });
+  const cache = createSessionCache(tiered, channel, { clock: runtime.clock });
+  for (let i = 0; i < 50 && !channel.up; i += 1) await new Promise((r) => setTimeout(r, 100));
   rows.push(await measure("tiered + in-process cache", cache.stores));
-  await subscription.close();
+  await cache.stores.close();
   redis.disconnect();
-  await tiered.close();
 
   // PostgreSQL with a large sessions table: the validation is an index probe.
   const bigUrl = await freshPostgres();

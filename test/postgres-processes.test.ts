@@ -5,7 +5,7 @@ import { serviceSkip } from "../src/testing/services.js";
 import type { LatchProcess } from "./support/latch-process.js";
 import { createTestDatabase } from "./support/postgres-database.js";
 import type { TestDatabase } from "./support/postgres-database.js";
-import { call, latchEnv, refusal, sessionWorksOnBoth, signIn, signOutDelays, signUp, sleep, startTracked, status, stopLatch, summary, withinOneSecond } from "./support/several-latches.js";
+import { call, latchEnv, refusal, sessionWorksOnBoth, signIn, signOutDelays, signUp, startTracked, status, stopLatch, summary, withinOneSecond } from "./support/several-latches.js";
 import type { Refusal } from "./support/several-latches.js";
 
 /**

@@ -8,4 +8,11 @@ export type { CookieOptions } from "./session-cookie.js";
 export { createOriginPolicy, CSRF_TOKEN_MESSAGE, csrfTokenPresented, isOwnOrigin, isUnsafeMethod, originRefusal } from "./csrf.js";
 export type { HeaderView, OriginPolicy } from "./csrf.js";
 export { createRequestAuthenticator, sessionKind } from "./request-auth.js";
-export type { BearerVerifier, Identity, IdentifyOptions, RequestAuthenticator, RequestAuthenticatorOptions, SessionKind } from "./request-auth.js";
+export type {
+  BearerVerifier,
+  Identity,
+  IdentifyOptions,
+  RequestAuthenticator,
+  RequestAuthenticatorOptions,
+  SessionKind,
+} from "./request-auth.js";

@@ -13,6 +13,7 @@ import type { StoreHealth } from "../core/store.js";
 import { buildServer } from "../server/app.js";
 import { startMaintenance } from "../server/maintenance.js";
 import { openStores } from "../stores/open-stores.js";
+import { webRoutes } from "../web/index.js";
 
 export function systemRuntime(): Runtime {
   return { clock: { now: () => Date.now() }, random: (bytes) => void randomFillSync(bytes) };
@@ -40,7 +41,7 @@ export async function serve(config: Config): Promise<void> {
   const stores = await openStores(config, { logger: storeLogger, clock: runtime.clock });
   const hasher = createPasswordHasher({ concurrency: config.hashConcurrency });
   const workers = cluster.isWorker ? workerReadiness(stores) : undefined;
-  const { app, context, drain } = await buildServer({ config, stores, runtime, hasher, ...(workers === undefined ? {} : { workers: workers.count }) });
+  const { app, context, drain } = await buildServer({ config, stores, runtime, hasher, routes: [webRoutes], ...(workers === undefined ? {} : { workers: workers.count }) });
 
   // In a cluster the primary made the bootstrap admin before forking (one
   // writer, so two workers never race to create it).

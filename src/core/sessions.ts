@@ -2,7 +2,8 @@ import { constantTimeEqualText } from "./encoding.js";
 import { LatchError } from "./errors.js";
 import { csrfTokenFor, issueSessionToken, parseSessionToken, verifySessionSecret } from "./session-token.js";
 import type { Runtime } from "./runtime.js";
-import type { Session, SessionStore, User } from "./store.js";
+import { isCachedSessionStore } from "./store.js";
+import type { Session, SessionStore, SessionWithUser, User } from "./store.js";
 
 function unlessUnavailable(error: unknown): false {
   if (error instanceof LatchError && error.code === "unavailable") return false;
@@ -81,7 +82,9 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
   const verified = new WeakMap<Session, string>();
   // Only a store that keeps sessions in memory (it can peek) hands out the
   // same object twice; for any other, remembering would be work for nothing.
-  const secretMatches = store.peekSession === undefined ? (secret: string, session: Session) => verifySessionSecret(secret, session.secretHash) : cachedSecretMatches;
+  const peek: ((id: string, now: number) => SessionWithUser | undefined) | null = isCachedSessionStore(store) ? store.peekSession.bind(store) : null;
+  const renew: ((id: string, lastSeenAt: number, idleExpiresAt: number) => Session | undefined) | null = isCachedSessionStore(store) ? store.renewCached.bind(store) : null;
+  const secretMatches = peek === null ? (secret: string, session: Session) => verifySessionSecret(secret, session.secretHash) : cachedSecretMatches;
   function cachedSecretMatches(secret: string, session: Session): boolean {
     const known = verified.get(session);
     if (known !== undefined) return constantTimeEqualText(secret, known);
@@ -144,13 +147,13 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       const parsed = parseSessionToken(token);
       if (parsed === null) return null;
       const now = clock.now();
-      const found = store.peekSession?.(parsed.id, now);
+      const found = peek?.(parsed.id, now);
       if (found === undefined) return undefined;
       if (!cachedSecretMatches(parsed.secret, found.session)) return null;
       if (now - found.session.lastSeenAt < policy.renewIntervalMs) return { session: found.session, user: found.user, secret: parsed.secret, renewed: false };
       // A renewal due: done in memory when the store defers the write (the
       // session cache), else left to validate().
-      const session = store.renewCached?.(found.session.id, now, Math.min(now + policy.idleTimeoutMs, found.session.absoluteExpiresAt));
+      const session = renew?.(found.session.id, now, Math.min(now + policy.idleTimeoutMs, found.session.absoluteExpiresAt));
       if (session === undefined) return undefined;
       verified.set(session, verified.get(found.session)!);
       return { session, user: found.user, secret: parsed.secret, renewed: true };

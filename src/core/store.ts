@@ -99,21 +99,6 @@ export interface SessionStore {
    */
   findSession(id: string, now: number): Promise<SessionWithUser | null>;
   /**
-   * Optional and synchronous: what {@link findSession} would answer, when it
-   * can be told from memory with no I/O (an in-process cache hit), under the
-   * same rules; undefined when only `findSession` can tell (including every
-   * miss). Lets the hot path skip the promise machinery.
-   */
-  peekSession?(id: string, now: number): SessionWithUser | undefined;
-  /**
-   * Optional and synchronous: {@link touchSession} applied to a session held
-   * in memory, its write to the store deferred (the session cache's
-   * write-behind). Returns the renewed session, or undefined when only
-   * `touchSession` can do it (not held, or the write cannot be deferred).
-   * Lets the hot path renew without the promise machinery.
-   */
-  renewCached?(id: string, lastSeenAt: number, idleExpiresAt: number): Session | undefined;
-  /**
    * Slides the idle expiry. Only touches a session that still exists and has
    * not expired at `lastSeenAt`: a late renewal racing a revocation must never
    * bring the session back. `idleExpiresAt` is capped at the absolute expiry
@@ -235,12 +220,6 @@ export interface Stores {
   keys: SigningKeyStore;
   /** Each backend's health by name, e.g. `{ database: "ok", redis: "down" }`. Never rejects. */
   health(): Promise<Record<string, StoreHealth>>;
-  /**
-   * Optional: the in-process session cache's counters, when there is one in
-   * front of the stores (for /metrics). `serving` is false while the cache
-   * fails closed (its invalidation channel is down).
-   */
-  cacheStats?(): SessionCacheStats;
   /** Stops timers and closes connections. */
   close(): Promise<void>;
 }
@@ -254,4 +233,40 @@ export interface SessionCacheStats {
   misses: number;
   /** Session renewals written to the store (each row of a batch counts). */
   writes: number;
+}
+
+/**
+ * What an in-process cache in front of a session store adds
+ * (src/stores/cached/session-cache.ts). Not part of the store contract: no
+ * store implements it, and code that can use it asks with
+ * {@link isCachedSessionStore}.
+ */
+export interface CachedSessionStore extends SessionStore {
+  /**
+   * Synchronous: what {@link SessionStore.findSession} would answer, when it
+   * can be told from memory with no I/O (a cache hit), under the same rules;
+   * undefined when only `findSession` can tell (including every miss). Lets
+   * the hot path skip the promise machinery.
+   */
+  peekSession(id: string, now: number): SessionWithUser | undefined;
+  /**
+   * Synchronous: {@link SessionStore.touchSession} applied to a session held
+   * in memory, its write to the store deferred (write-behind). Returns the
+   * renewed session, or undefined when only `touchSession` can do it (not
+   * held, or the write cannot be deferred). Lets the hot path renew without
+   * the promise machinery.
+   */
+  renewCached(id: string, lastSeenAt: number, idleExpiresAt: number): Session | undefined;
+  /** The cache's counters (for /metrics). `serving` is false while it fails closed (its channel is down). */
+  cacheStats(): SessionCacheStats;
+}
+
+/**
+ * True when `store` has an in-process cache in front (see {@link CachedSessionStore}).
+ *
+ * @example
+ * const peek = isCachedSessionStore(stores.sessions) ? stores.sessions.peekSession : null;
+ */
+export function isCachedSessionStore(store: SessionStore): store is CachedSessionStore {
+  return typeof (store as Partial<CachedSessionStore>).peekSession === "function" && typeof (store as Partial<CachedSessionStore>).cacheStats === "function";
 }

@@ -6,8 +6,8 @@ import type { FetchImplementation } from "jose";
 import { inject } from "light-my-request";
 import type { Response as InjectResponse } from "light-my-request";
 import { LatchError } from "../core/errors.js";
-import { createTestServer } from "../server/testing.js";
-import type { SignedIn, TestServer } from "../server/testing.js";
+import { createTestServer } from "../testing/test-server.js";
+import type { SignedIn, TestServer } from "../testing/test-server.js";
 import { createValidator, requireAuth, requireRole } from "./express.js";
 import type { Validator } from "./express.js";
 

@@ -3,8 +3,8 @@ import { after, before, describe, it } from "node:test";
 import Fastify from "fastify";
 import type { FastifyInstance } from "fastify";
 import type { FetchImplementation } from "jose";
-import { createTestServer } from "../server/testing.js";
-import type { SignedIn, TestServer } from "../server/testing.js";
+import { createTestServer } from "../testing/test-server.js";
+import type { SignedIn, TestServer } from "../testing/test-server.js";
 import { createValidator, latchFastify } from "./fastify.js";
 
 function injectFetch(t: TestServer): FetchImplementation {

@@ -3,8 +3,8 @@ import { after, before, describe, it } from "node:test";
 import { decodeJwt } from "jose";
 import type { FetchImplementation } from "jose";
 import { LatchError } from "../core/errors.js";
-import { createTestServer } from "../server/testing.js";
-import type { SignedIn, TestServer } from "../server/testing.js";
+import { createTestServer } from "../testing/test-server.js";
+import type { SignedIn, TestServer } from "../testing/test-server.js";
 import { checkRole, createValidator, failureFromError } from "./validate.js";
 import type { RequestView, ValidationResult, ValidatorOptions } from "./validate.js";
 

@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createPasswordHasher } from "../core/passwords.js";
 import { createSessionCache } from "../stores/cached/session-cache.js";
+import { createManualChannel } from "../stores/revocation-channel.js";
 import { createMemoryStores } from "../stores/memory/memory-store.js";
-import { createTestServer, setCookieValue, TEST_PASSWORD } from "./testing.js";
-import type { TestServer } from "./testing.js";
+import { createTestServer, setCookieValue, TEST_PASSWORD } from "../testing/test-server.js";
+import type { TestServer } from "../testing/test-server.js";
 
 describe("request handling", () => {
   let t: TestServer;
@@ -188,8 +189,8 @@ describe("GET /metrics", () => {
 
 describe("GET /metrics with an in-process session cache", () => {
   it("says whether the cache serves, what it holds, and where validations were answered", async () => {
-    const cache = createSessionCache(createMemoryStores(), { clock: { now: () => Date.now() } });
-    cache.setChannelUp(true);
+    const channel = createManualChannel({ up: true });
+    const cache = createSessionCache(createMemoryStores(), channel, { clock: { now: () => Date.now() } });
     const t = await createTestServer({ stores: cache.stores });
     try {
       const user = await t.register("metrics.cache.user");
@@ -200,7 +201,7 @@ describe("GET /metrics with an in-process session cache", () => {
       assert.match(body, /latch_session_cache_entries 1/);
       assert.match(body, /latch_session_cache_lookups_total\{result="hit"\} 2/);
       assert.match(body, /latch_session_cache_lookups_total\{result="miss"\} 1/);
-      cache.setChannelUp(false);
+      channel.setUp(false);
       body = await scrape();
       assert.match(body, /latch_session_cache_serving 0/);
       assert.match(body, /latch_session_cache_entries 0/);

@@ -24,7 +24,6 @@ import { ownSessionRoutes } from "./routes/own-session-routes.js";
 import { privacyRoutes } from "./routes/privacy-routes.js";
 import { sessionRoutes } from "./routes/session-routes.js";
 import { tokenRoutes } from "./routes/token-routes.js";
-import { webRoutes } from "../web/index.js";
 
 export interface BuildServerOptions {
   config: Config;
@@ -39,6 +38,12 @@ export interface BuildServerOptions {
    * primary last heard; GET /readyz answers 503 unless all are.
    */
   workers?: () => { ready: number; total: number };
+  /**
+   * More routes, mounted after the API with the same context: the
+   * composition root hands in the pages (src/web/index.ts's `webRoutes`),
+   * so server/ never imports web/.
+   */
+  routes?: ReadonlyArray<(app: FastifyInstance, ctx: ServerContext) => void>;
 }
 
 export interface LatchServer {
@@ -204,7 +209,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   privacyRoutes(app, context);
   adminRoutes(app, context);
   tokenRoutes(app, context);
-  webRoutes(app, context);
+  for (const mount of options.routes ?? []) mount(app, context);
 
   await app.ready();
   function drain(timeoutMs: number): Promise<boolean> {

@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { createSessionCache } from "../stores/cached/session-cache.js";
+import { createManualChannel } from "../stores/revocation-channel.js";
 import { createMemoryStores } from "../stores/memory/memory-store.js";
-import { createTestServer } from "./testing.js";
-import type { SignedIn, TestServer } from "./testing.js";
+import { createTestServer } from "../testing/test-server.js";
+import type { SignedIn, TestServer } from "../testing/test-server.js";
 
 /** Headers that depend on the connection or the moment, not on the answer. */
 const VOLATILE = new Set(["date", "connection", "keep-alive", "transfer-encoding"]);
@@ -20,8 +21,7 @@ describe("the fast path for validated GETs", () => {
   let user: SignedIn;
 
   before(async () => {
-    const cache = createSessionCache(createMemoryStores(), { clock: { now: () => Date.now() } });
-    cache.setChannelUp(true);
+    const cache = createSessionCache(createMemoryStores(), createManualChannel({ up: true }), { clock: { now: () => Date.now() } });
     t = await createTestServer({ stores: cache.stores, env: { TRUSTED_ORIGINS: "https://app.example.com" } });
     await t.app.listen({ port: 0, host: "127.0.0.1" });
     base = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
@@ -91,8 +91,7 @@ describe("the fast path when a renewal is due", () => {
   before(async () => {
     inner = createMemoryStores();
     // The server's own fake clock, so the test can make a renewal fall due.
-    cache = createSessionCache(inner, { clock: { now: () => t.clock.now() }, writeBehindMs: 60_000 });
-    cache.setChannelUp(true);
+    cache = createSessionCache(inner, createManualChannel({ up: true }), { clock: { now: () => t.clock.now() }, writeBehindMs: 60_000 });
     t = await createTestServer({ stores: cache.stores });
     await t.app.listen({ port: 0, host: "127.0.0.1" });
     base = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;

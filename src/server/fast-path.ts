@@ -2,11 +2,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { sessionCookie } from "../auth/index.js";
 import type { User } from "../core/store.js";
 import type { ServerContext } from "./context.js";
-import { userJsonText } from "./responses.js";
+import { dashboardBody, protectedBody } from "./routes/session-routes.js";
 
-/** The bodies of GET /protected and GET /dashboard; shared with the Fastify routes so both paths answer alike. */
-export const protectedBody = (user: User): string => `{"message":"Access granted","user":${userJsonText(user)}}`;
-export const dashboardBody = (user: User): string => `{"message":${JSON.stringify(`Welcome, ${user.username}`)},"user":${userJsonText(user)}}`;
+// The bodies are the routes' own (src/server/routes/session-routes.ts), so both paths answer alike.
 
 const BODIES: ReadonlyArray<readonly [string, (user: User) => string]> = [
   ["/protected", protectedBody],

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { createTestServer, TEST_PASSWORD } from "./testing.js";
-import type { SignedIn, TestServer } from "./testing.js";
+import { createTestServer, TEST_PASSWORD } from "../testing/test-server.js";
+import type { SignedIn, TestServer } from "../testing/test-server.js";
 
 /**
  * Several hundred hostile bodies against every endpoint that takes one: never

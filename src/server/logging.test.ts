@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
-import { createTestServer, setCookieValue, TEST_PASSWORD } from "./testing.js";
+import { createTestServer, setCookieValue, TEST_PASSWORD } from "../testing/test-server.js";
 
 describe("logs", () => {
   it("never contain a password, cookie, session secret, CSRF token, JWT or hash, even at trace level and on errors", async () => {

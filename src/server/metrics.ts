@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { isCachedSessionStore } from "../core/store.js";
 import type { Stores } from "../core/store.js";
 import { LatchError } from "../core/errors.js";
 
@@ -16,10 +17,11 @@ export interface Metrics {
  * validation reads the store), its entries, hits and misses, read when
  * scraped.
  */
-export function createMetrics(stores?: Pick<Stores, "cacheStats">): Metrics {
+export function createMetrics(stores?: Pick<Stores, "sessions">): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "latch_" });
-  const cacheStats = stores?.cacheStats;
+  const sessions = stores?.sessions;
+  const cacheStats = sessions !== undefined && isCachedSessionStore(sessions) ? () => sessions.cacheStats() : undefined;
   if (cacheStats !== undefined) {
     new Gauge({
       name: "latch_session_cache_serving",

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { createTestServer, TEST_PASSWORD } from "./testing.js";
-import type { TestServer } from "./testing.js";
+import { createTestServer, TEST_PASSWORD } from "../testing/test-server.js";
+import type { TestServer } from "../testing/test-server.js";
 
 /**
  * The server's own origin comes from PUBLIC_URL (and, outside production,
@@ -12,7 +12,13 @@ import type { TestServer } from "./testing.js";
  */
 
 /** A raw HTTP request, so Host and Origin are sent exactly as given. */
-function send(port: number, method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; body: string }> {
+function send(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: "127.0.0.1", port, method, path, headers }, (res) => {
       let text = "";
@@ -27,7 +33,10 @@ function send(port: number, method: string, path: string, headers: Record<string
 
 describe("the server's own origin", () => {
   let t: TestServer;
-  before(async () => (t = await createTestServer({ env: { PUBLIC_URL: "https://auth.example.com", TRUSTED_ORIGINS: "https://app.example.com" } })));
+  before(
+    async () =>
+      (t = await createTestServer({ env: { PUBLIC_URL: "https://auth.example.com", TRUSTED_ORIGINS: "https://app.example.com" } })),
+  );
   after(() => t.close());
 
   const login = (username: string, headers: Record<string, string>) =>
@@ -96,15 +105,29 @@ describe("loopback origins outside production", () => {
   });
 
   it("do not count in production, where only PUBLIC_URL's origin is own", async () => {
-    const prod = await createTestServer({ env: { NODE_ENV: "production", TRUSTED_ORIGINS: "https://app.example.com", PUBLIC_URL: "https://auth.example.com" } });
+    const prod = await createTestServer({
+      env: { NODE_ENV: "production", TRUSTED_ORIGINS: "https://app.example.com", PUBLIC_URL: "https://auth.example.com" },
+    });
     try {
       await prod.app.listen({ port: 0, host: "127.0.0.1" });
       const prodPort = (prod.app.server.address() as AddressInfo).port;
       const { username } = await prod.register();
       const body = JSON.stringify({ username, password: TEST_PASSWORD });
-      const loopback = await send(prodPort, "POST", "/login", { "content-type": "application/json", host: `127.0.0.1:${prodPort}`, origin: `http://127.0.0.1:${prodPort}` }, body);
+      const loopback = await send(
+        prodPort,
+        "POST",
+        "/login",
+        { "content-type": "application/json", host: `127.0.0.1:${prodPort}`, origin: `http://127.0.0.1:${prodPort}` },
+        body,
+      );
       assert.equal(loopback.status, 403, loopback.body);
-      const own = await send(prodPort, "POST", "/login", { "content-type": "application/json", host: `127.0.0.1:${prodPort}`, origin: "https://auth.example.com" }, body);
+      const own = await send(
+        prodPort,
+        "POST",
+        "/login",
+        { "content-type": "application/json", host: `127.0.0.1:${prodPort}`, origin: "https://auth.example.com" },
+        body,
+      );
       assert.equal(own.status, 200, own.body);
     } finally {
       await prod.close();

@@ -3,10 +3,10 @@ import type { Clock } from "../core/runtime.js";
 import type { Stores } from "../core/store.js";
 import { createSessionCache } from "./cached/session-cache.js";
 import type { SessionCacheOptions } from "./cached/session-cache.js";
-import { createPostgresStores, listenForRevocations } from "./postgres/index.js";
+import { createPostgresRevocationChannel, createPostgresStores } from "./postgres/index.js";
 import type { PostgresStores } from "./postgres/index.js";
-import { connectRedis, DEFAULT_REDIS_PREFIX, subscribeRevocations } from "./redis/index.js";
-import { openSqliteStores } from "./sqlite/index.js";
+import { connectRedis, createRedisRevocationChannel, DEFAULT_REDIS_PREFIX } from "./redis/index.js";
+import { createDataVersionChannel, openSqliteStores } from "./sqlite/index.js";
 import type { SqliteStores } from "./sqlite/index.js";
 import { createTieredStores } from "./tiered/index.js";
 import type { TieredLogger } from "./tiered/index.js";
@@ -35,33 +35,19 @@ export interface OpenStoresOptions {
  */
 export async function openStores(config: Pick<Config, "database" | "redisUrl"> & Partial<Pick<Config, "session" | "sessionCacheSize">>, options: OpenStoresOptions = {}): Promise<Stores> {
   const clock = options.clock ?? { now: () => Date.now() };
-  const cacheOptions = sessionCacheOptions(config);
+  const cacheOptions = { clock, ...sessionCacheOptions(config) };
   if (config.redisUrl === null) {
     if (config.database.kind === "sqlite") return cachedSqlite(openSqliteStores({ path: config.database.path }), clock, cacheOptions);
-    return cachedPostgres(await createPostgresStores({ url: config.database.url }), config.database.url, clock, cacheOptions, options.logger);
+    return cachedPostgres(await createPostgresStores({ url: config.database.url }), config.database.url, cacheOptions, options.logger);
   }
   const database = config.database.kind === "sqlite" ? openSqliteStores({ path: config.database.path }) : await createPostgresStores({ url: config.database.url });
 
   const redis = connectRedis(config.redisUrl);
-  const tiered = createTieredStores({ database, redis, logger: options.logger, prefix: DEFAULT_REDIS_PREFIX });
-  const cache = createSessionCache(tiered, { clock, ...cacheOptions });
-  const subscription = subscribeRevocations({
-    redis,
-    prefix: DEFAULT_REDIS_PREFIX,
-    onEvent: (event) => cache.apply(event),
-    onStatus: (status) => cache.setChannelUp(status === "up"),
-  });
-  return {
-    ...cache.stores,
-    async close() {
-      await cache.flush();
-      await subscription.close();
-      await tiered.close();
-    },
-  };
+  const tiered = createTieredStores({ database, redis, logger: options.logger, prefix: DEFAULT_REDIS_PREFIX, clock });
+  return createSessionCache(tiered, createRedisRevocationChannel({ redis, prefix: DEFAULT_REDIS_PREFIX }), cacheOptions).stores;
 }
 
-type CacheSizing = Pick<SessionCacheOptions, "maxEntries" | "writeBehindMs">;
+export { DATA_VERSION_CHECK_MS } from "./sqlite/index.js";
 
 /**
  * The cache's size, and how long a renewal may wait to be written: at most a
@@ -69,45 +55,22 @@ type CacheSizing = Pick<SessionCacheOptions, "maxEntries" | "writeBehindMs">;
  * copy of a session never falls more than one interval behind (a session
  * renewed is at least 0.9 of its idle timeout from ending).
  */
-function sessionCacheOptions(config: Partial<Pick<Config, "session" | "sessionCacheSize">>): CacheSizing {
+function sessionCacheOptions(config: Partial<Pick<Config, "session" | "sessionCacheSize">>): Pick<SessionCacheOptions, "maxEntries" | "writeBehindMs"> {
   return {
     ...(config.sessionCacheSize === undefined ? {} : { maxEntries: config.sessionCacheSize }),
     ...(config.session === undefined ? {} : { writeBehindMs: Math.min(1_000, config.session.renewIntervalMs) }),
   };
 }
 
-/** How stale this process's view of other processes' SQLite writes may be, in ms. */
-export const DATA_VERSION_CHECK_MS = 10;
-
 /**
  * SQLite alone: the in-process cache is invalidated by this process's own
  * writes (through the cache) and, for writes by other processes on the same
- * file, by `PRAGMA data_version`, checked before a read at most every
- * {@link DATA_VERSION_CHECK_MS}: any foreign commit empties the cache. So a
- * session ended by the admin CLI or a resource server is refused within
- * 10 ms, and the hot path is a Map lookup instead of a joined query. (The
- * pragma is cheap but not free: in WAL mode it opens a read transaction,
- * two fcntl locks, which cost more than the rest of a cached validation.)
+ * file, by `PRAGMA data_version` (src/stores/sqlite/data-version-channel.ts):
+ * a session ended by the admin CLI or a resource server is refused within
+ * 10 ms, and the hot path is a Map lookup instead of a joined query.
  */
-function cachedSqlite(sqlite: SqliteStores, clock: Clock, cacheOptions: CacheSizing): Stores {
-  let version = sqlite.dataVersion();
-  let checkedAt = clock.now();
-  const cache = createSessionCache(sqlite, {
-    clock,
-    ...cacheOptions,
-    beforeRead(now) {
-      // A clock that stepped back checks too.
-      if (now - checkedAt < DATA_VERSION_CHECK_MS && now >= checkedAt) return;
-      checkedAt = now;
-      const current = sqlite.dataVersion();
-      if (current !== version) {
-        version = current;
-        cache.apply({ kind: "flush", before: now });
-      }
-    },
-  });
-  cache.setChannelUp(true);
-  return cache.stores;
+function cachedSqlite(sqlite: SqliteStores, clock: Clock, cacheOptions: SessionCacheOptions): Stores {
+  return createSessionCache(sqlite, createDataVersionChannel(sqlite, clock), cacheOptions).stores;
 }
 
 /**
@@ -117,7 +80,7 @@ function cachedSqlite(sqlite: SqliteStores, clock: Clock, cacheOptions: CacheSiz
  * the listening connection is down or its heartbeat does not come back, the
  * cache serves nothing and every validation reads the database.
  */
-function cachedPostgres(database: PostgresStores, url: string, clock: Clock, cacheOptions: CacheSizing, logger?: TieredLogger): Stores {
+function cachedPostgres(database: PostgresStores, url: string, cacheOptions: SessionCacheOptions, logger?: TieredLogger): Stores {
   // A write that revokes answers only once this process's listener has heard
   // its own announcement: the other processes were signalled by the same
   // commit, so "refused by all" holds by the time the client can ask another
@@ -125,30 +88,25 @@ function cachedPostgres(database: PostgresStores, url: string, clock: Clock, cac
   // revocation; nothing else waits. A sync that times out (false) leaves the
   // contract's bound: that listener is down or about to be, and every cache
   // that missed the NOTIFY fails closed within a second.
-  const cache = createSessionCache(database, { clock, ...cacheOptions, afterRevocation: () => listener.sync() });
+  const channel = createPostgresRevocationChannel({ url });
+  const cache = createSessionCache(database, channel, cacheOptions);
   // Transitions only, so an outage is one line each way, not one per retry.
   let state: "starting" | "up" | "down" = "starting";
-  const listener = listenForRevocations({
-    url,
-    onEvent: (event) => cache.apply(event),
-    onStatus: (status) => {
-      cache.setChannelUp(status === "up");
-      if (status === "down" && state === "up") logger?.warn({}, "PostgreSQL revocation listener down: every validation reads the database until it is back");
-      if (status === "up" && state === "down") logger?.info({}, "PostgreSQL revocation listener back: serving sessions from memory again");
-      state = status;
-    },
+  channel.onStatus((status) => {
+    if (status === "down" && state === "up") logger?.warn({}, "PostgreSQL revocation listener down: every validation reads the database until it is back");
+    if (status === "up" && state === "down") logger?.info({}, "PostgreSQL revocation listener back: serving sessions from memory again");
+    state = status;
   });
   const notUp = setTimeout(() => {
     if (state === "starting") logger?.warn({}, "PostgreSQL revocation listener has not come up: every validation reads the database (is DATABASE_URL a transaction-mode pooler? LISTEN needs a session)");
   }, 10_000);
   notUp.unref();
+  const close = cache.stores.close;
   return {
     ...cache.stores,
     async close() {
       clearTimeout(notUp);
-      await cache.flush();
-      await listener.close();
-      await database.close();
+      await close();
     },
   };
 }

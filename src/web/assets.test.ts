@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Script } from "node:vm";
-import { createTestServer } from "../server/testing.js";
-import type { TestServer } from "../server/testing.js";
+import { createTestServer } from "../testing/test-server.js";
+import type { TestServer } from "../testing/test-server.js";
 import { LATCH_CSS, LATCH_JS, assetUrls } from "./assets.js";
 
 describe("the page assets", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { createTestServer, setCookieValue, TEST_PASSWORD } from "../testing.js";
-import type { TestServer } from "../testing.js";
+import { createTestServer, setCookieValue, TEST_PASSWORD } from "../../testing/test-server.js";
+import type { TestServer } from "../../testing/test-server.js";
 
 describe("the user's own sessions", () => {
   let t: TestServer;

@@ -1,8 +1,13 @@
 import type { FastifyInstance } from "fastify";
 import { authOf, guard } from "../auth.js";
 import type { ServerContext } from "../context.js";
-import { dashboardBody, protectedBody } from "../fast-path.js";
-import { sessionJson, userJson } from "../responses.js";
+import type { User } from "../../core/store.js";
+import { sessionJson, userJson, userJsonText } from "../responses.js";
+
+/** The body of GET /protected; the fast path (src/server/fast-path.ts) answers with it too. */
+export const protectedBody = (user: User): string => `{"message":"Access granted","user":${userJsonText(user)}}`;
+/** The body of GET /dashboard; the fast path answers with it too. */
+export const dashboardBody = (user: User): string => `{"message":${JSON.stringify(`Welcome, ${user.username}`)},"user":${userJsonText(user)}}`;
 
 /** The signed-in user's own views: GET /protected, /dashboard, /me, /csrf-token. */
 export function sessionRoutes(app: FastifyInstance, ctx: ServerContext): void {

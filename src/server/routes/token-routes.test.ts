@@ -3,8 +3,8 @@ import { after, before, describe, it } from "node:test";
 import { SignJWT, decodeJwt, decodeProtectedHeader, importJWK } from "jose";
 import type { JWK, JWTPayload } from "jose";
 import type { LightMyRequestResponse } from "fastify";
-import { createTestServer, TEST_PASSWORD } from "../testing.js";
-import type { SignedIn, TestServer } from "../testing.js";
+import { createTestServer, TEST_PASSWORD } from "../../testing/test-server.js";
+import type { SignedIn, TestServer } from "../../testing/test-server.js";
 
 const INVALID_TOKEN = 'Bearer error="invalid_token"';
 

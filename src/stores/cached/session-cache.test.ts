@@ -10,10 +10,11 @@ import { createMemoryStores } from "../memory/memory-store.js";
 import { runStoreConformance } from "../store-conformance.js";
 import { createSessionCache } from "./session-cache.js";
 import type { SessionCache } from "./session-cache.js";
+import { createManualChannel } from "../revocation-channel.js";
+import type { ManualChannel } from "../revocation-channel.js";
 
 runStoreConformance("memory behind the session cache", async () => {
-  const cache = createSessionCache(createMemoryStores(), { clock: { now: () => Date.now() } });
-  cache.setChannelUp(true);
+  const cache = createSessionCache(createMemoryStores(), createManualChannel({ up: true }), { clock: { now: () => Date.now() } });
   return { stores: cache.stores };
 });
 
@@ -21,6 +22,7 @@ describe("the in-process session cache", () => {
   let clock: FakeClock;
   let inner: Stores;
   let cache: SessionCache;
+  let channel: ManualChannel;
   let n = 0;
 
   async function newSession(overrides: Partial<Session> = {}): Promise<Session> {
@@ -37,8 +39,8 @@ describe("the in-process session cache", () => {
   beforeEach(() => {
     clock = createFakeClock(Date.UTC(2026, 0, 1));
     inner = createMemoryStores();
-    cache = createSessionCache(inner, { clock, maxAgeMs: 30_000 });
-    cache.setChannelUp(true);
+    channel = createManualChannel({ up: true });
+    cache = createSessionCache(inner, channel, { clock, maxAgeMs: 30_000 });
   });
 
   it("serves a repeated validation from memory", async () => {
@@ -54,9 +56,9 @@ describe("the in-process session cache", () => {
     assert.equal(sessions.peekSession!(session.id, clock.now()), undefined, "not cached yet");
     const found = await sessions.findSession(session.id, clock.now());
     assert.equal(sessions.peekSession!(session.id, clock.now()), found, "the cached entry itself");
-    cache.setChannelUp(false);
+    channel.setUp(false);
     assert.equal(sessions.peekSession!(session.id, clock.now()), undefined, "channel down: nothing from memory");
-    cache.setChannelUp(true);
+    channel.setUp(true);
     await sessions.findSession(session.id, clock.now());
     cache.apply({ kind: "session", sessionId: session.id });
     assert.equal(sessions.peekSession!(session.id, clock.now()), undefined, "invalidated");
@@ -165,10 +167,10 @@ describe("the in-process session cache", () => {
   it("serves nothing from memory while the channel is down, and starts empty when it returns", async () => {
     const session = await newSession();
     await cache.stores.sessions.findSession(session.id, clock.now());
-    cache.setChannelUp(false);
+    channel.setUp(false);
     await inner.sessions.deleteSession(session.id);
     assert.equal(await cache.stores.sessions.findSession(session.id, clock.now()), null, "fails closed to the store");
-    cache.setChannelUp(true);
+    channel.setUp(true);
     assert.equal(cache.stats().entries, 0);
   });
 
@@ -185,15 +187,13 @@ describe("the in-process session cache", () => {
   });
 
   it("never holds more than its maximum entries", async () => {
-    const small = createSessionCache(inner, { clock, maxEntries: 3 });
-    small.setChannelUp(true);
+    const small = createSessionCache(inner, createManualChannel({ up: true }), { clock, maxEntries: 3 });
     for (let i = 0; i < 5; i += 1) await small.stores.sessions.findSession((await newSession()).id, clock.now());
     assert.equal(small.stats().entries, 3);
   });
 
   it("keeps serving an entry with a healthy channel however long it has been cached (no forced re-read by default)", async () => {
-    const unbounded = createSessionCache(inner, { clock });
-    unbounded.setChannelUp(true);
+    const unbounded = createSessionCache(inner, createManualChannel({ up: true }), { clock });
     const session = await newSession({ idleExpiresAt: clock.now() + 3_000_000 });
     await unbounded.stores.sessions.findSession(session.id, clock.now());
     clock.advance(2_000_000);
@@ -202,8 +202,7 @@ describe("the in-process session cache", () => {
   });
 
   it("slides a cached session in memory at once and writes the renewals to the store in one batch later", async () => {
-    const behind = createSessionCache(inner, { clock, writeBehindMs: 60_000 });
-    behind.setChannelUp(true);
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
     const a = await newSession();
     const b = await newSession();
     for (const s of [a, b]) await behind.stores.sessions.findSession(s.id, clock.now());
@@ -220,8 +219,7 @@ describe("the in-process session cache", () => {
   });
 
   it("writes pending renewals on close, so a restart loses no slide that was answered", async () => {
-    const behind = createSessionCache(inner, { clock, writeBehindMs: 60_000 });
-    behind.setChannelUp(true);
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
     const session = await newSession();
     await behind.stores.sessions.findSession(session.id, clock.now());
     const at = clock.now() + 5_000;
@@ -237,8 +235,7 @@ describe("the in-process session cache", () => {
   });
 
   it("drops an entry whose batched renewal the store refused (ended meanwhile), and never revives it", async () => {
-    const behind = createSessionCache(inner, { clock, writeBehindMs: 60_000 });
-    behind.setChannelUp(true);
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
     const session = await newSession();
     await behind.stores.sessions.findSession(session.id, clock.now());
     await behind.stores.sessions.touchSession(session.id, clock.now() + 1, clock.now() + 600_000);
@@ -250,8 +247,7 @@ describe("the in-process session cache", () => {
   });
 
   it("keeps a renewal whose write failed (store down) for the next batch", async () => {
-    const behind = createSessionCache(inner, { clock, writeBehindMs: 60_000 });
-    behind.setChannelUp(true);
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
     const session = await newSession();
     await behind.stores.sessions.findSession(session.id, clock.now());
     const at = clock.now() + 1_000;
@@ -271,8 +267,7 @@ describe("the in-process session cache", () => {
   });
 
   it("evicts sessions nobody used since the last pass before hot ones, however old the hot ones are", async () => {
-    const small = createSessionCache(inner, { clock, maxEntries: 3 });
-    small.setChannelUp(true);
+    const small = createSessionCache(inner, createManualChannel({ up: true }), { clock, maxEntries: 3 });
     const hot = await newSession();
     await small.stores.sessions.findSession(hot.id, clock.now());
     for (let i = 0; i < 6; i += 1) {

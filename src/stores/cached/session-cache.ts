@@ -1,15 +1,8 @@
 import type { Clock } from "../../core/runtime.js";
-import type { Session, SessionCacheStats, SessionWithUser, Stores } from "../../core/store.js";
+import type { CachedSessionStore, Session, SessionCacheStats, SessionWithUser, Stores } from "../../core/store.js";
+import type { Invalidation, RevocationChannel } from "../revocation-channel.js";
 
-/**
- * What invalidates cached sessions. Mirrors the Redis revocation events
- * (src/stores/redis/revocations.ts) without depending on Redis.
- */
-export type Invalidation =
-  | { kind: "session"; sessionId: string }
-  | { kind: "user-sessions"; userId: string; before: number; exceptId: string | null }
-  | { kind: "user"; userId: string }
-  | { kind: "flush"; before: number };
+export type { Invalidation } from "../revocation-channel.js";
 
 export interface SessionCacheOptions {
   clock: Clock;
@@ -31,38 +24,25 @@ export interface SessionCacheOptions {
   /**
    * Renewals (idle-expiry slides) of cached sessions are applied to the entry
    * at once and written to the store in one batch at most this often, in ms.
-   * Default 1,000. 0 writes each one through, as before.
+   * Default 1,000. 0 writes each one through.
    */
   writeBehindMs?: number;
-  /**
-   * Runs before every lookup, hit or miss, with the lookup's `now`; may call
-   * {@link SessionCache.apply} (SQLite's data_version check does).
-   */
-  beforeRead?: (now: number) => void;
-  /**
-   * Awaited after each revoking write made through the cache (sign-out,
-   * rotation, revoke-all, role change, user deletion), before the write
-   * resolves: lets a channel make sure the announcement went out
-   * (PostgreSQL's listener sync does).
-   */
-  afterRevocation?: () => Promise<unknown>;
 }
 
+/** The stores with the cache in front: `sessions` can also answer from memory. */
+export type CachedStores = Stores & { sessions: CachedSessionStore };
+
 export interface SessionCache {
-  /** The stores with sessions served from memory while the channel is up. */
-  stores: Stores;
-  /** Applies an invalidation received from the channel (or made locally). */
-  apply(invalidation: Invalidation): void;
   /**
-   * Tells the cache whether invalidations are being delivered. While down it
-   * serves nothing from memory (every validation goes to the store: fails
-   * closed); going up again starts from an empty cache, since anything may
-   * have changed while messages could not arrive.
+   * The stores with sessions served from memory while the channel is up.
+   * Closing them closes the channel, then the inner stores.
    */
-  setChannelUp(up: boolean): void;
+  stores: CachedStores;
+  /** Applies an invalidation made in this process (the channel's own are applied as they arrive). */
+  apply(invalidation: Invalidation): void;
   /** Entries and hit/miss counters, for metrics and tests. */
   stats(): SessionCacheStats;
-  /** Writes every pending renewal to the store now (shutdown calls it through `stores.close`). */
+  /** Writes every pending renewal to the store now (closing the stores does too). */
   flush(): Promise<void>;
 }
 
@@ -101,12 +81,16 @@ const MAX_PENDING_TOUCHES = 100_000;
  *   for that user, so an entry created before it is refused even if it was
  *   filled concurrently.
  *
+ * - While the channel is down it serves nothing from memory (every
+ *   validation goes to the store: fails closed); going up again starts from
+ *   an empty cache, since anything may have changed while announcements
+ *   could not arrive.
+ *
  * @example
- * const cache = createSessionCache(stores, { clock });
- * subscribeRevocations({ redis, prefix, onEvent: cache.apply, onStatus: (s) => cache.setChannelUp(s === "up") });
+ * const cache = createSessionCache(stores, createRedisRevocationChannel({ redis, prefix }), { clock });
  * buildServer({ stores: cache.stores, ... });
  */
-export function createSessionCache(inner: Stores, options: SessionCacheOptions): SessionCache {
+export function createSessionCache(inner: Stores, channel: RevocationChannel, options: SessionCacheOptions): SessionCache {
   const maxEntries = options.maxEntries ?? 250_000;
   const maxAgeMs = options.maxAgeMs ?? Number.POSITIVE_INFINITY;
   const writeBehindMs = options.writeBehindMs ?? 1_000;
@@ -183,7 +167,10 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     if (entries.size >= maxEntries) evictOne();
     entries.set(value.session.id, { value, cachedAt: clock.now(), used: false });
     let ids = byUser.get(value.session.userId);
-    if (ids === undefined) byUser.set(value.session.userId, (ids = new Set()));
+    if (ids === undefined) {
+      ids = new Set();
+      byUser.set(value.session.userId, ids);
+    }
     ids.add(value.session.id);
   }
 
@@ -216,7 +203,7 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     }
   }
 
-  const beforeRead = options.beforeRead;
+  const poll = channel.poll?.bind(channel);
 
   /** A servable entry for the id, or undefined (dropping an entry that is not). */
   function hit(id: string, now: number): SessionWithUser | undefined {
@@ -282,7 +269,8 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     flushTimer.unref();
   }
 
-  const afterRevocation = options.afterRevocation;
+
+  const sync = channel.sync?.bind(channel);
   // Local writes invalidate before and after the store call: before, so this
   // process stops serving the entry at once; after, so a read that ran
   // concurrently with the write cannot have re-filled it.
@@ -294,7 +282,7 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     } finally {
       apply(invalidation);
     }
-    await afterRevocation?.();
+    await sync?.();
     return result;
   }
 
@@ -318,11 +306,11 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
   }
 
   const sessions = inner.sessions;
-  const wrapped: Stores = {
+  const wrapped: CachedStores = {
     ...inner,
-    cacheStats: stats,
     async close() {
       await flush();
+      await channel.close();
       await inner.close();
     },
     users: {
@@ -332,12 +320,13 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     },
     sessions: {
       ...sessions,
+      cacheStats: stats,
       peekSession(id, now) {
-        beforeRead?.(now);
+        poll?.(now);
         return hit(id, now);
       },
       async findSession(id, now) {
-        beforeRead?.(now);
+        poll?.(now);
         const cached = hit(id, now);
         if (cached !== undefined) return cached;
         misses += 1;
@@ -372,16 +361,15 @@ export function createSessionCache(inner: Stores, options: SessionCacheOptions):
     },
   };
 
-  return {
-    stores: wrapped,
-    apply,
-    setChannelUp(up) {
-      if (up === channelUp) return;
-      channelUp = up;
-      epoch += 1;
-      clear();
-    },
-    stats,
-    flush,
-  };
+  function setChannelUp(up: boolean): void {
+    if (up === channelUp) return;
+    channelUp = up;
+    epoch += 1;
+    clear();
+  }
+  channel.onEvent(apply);
+  channel.onStatus((status) => setChannelUp(status === "up"));
+  setChannelUp(channel.up);
+
+  return { stores: wrapped, apply, stats, flush };
 }

@@ -5,6 +5,7 @@ import type { AddressInfo, Server, Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { POSTGRES_URL, serviceSkip } from "../../testing/services.js";
 import { createSessionCache } from "../cached/session-cache.js";
+import { createManualChannel } from "../revocation-channel.js";
 import { runStoreConformance } from "../store-conformance.js";
 import { testSession, testUser } from "../test-fixtures.js";
 import { createPostgresStores } from "./postgres-store.js";
@@ -71,8 +72,9 @@ runStoreConformance(
   async () => {
     const schema = testSchemaName();
     const database = await createPostgresStores({ url: POSTGRES_URL, schema });
-    const cache = createSessionCache(database, { clock: { now: () => Date.now() } });
-    const listener = listenForRevocations({ url: POSTGRES_URL, schema, onEvent: cache.apply, onStatus: (s) => cache.setChannelUp(s === "up") });
+    const channel = createManualChannel();
+    const cache = createSessionCache(database, channel, { clock: { now: () => Date.now() } });
+    const listener = listenForRevocations({ url: POSTGRES_URL, schema, onEvent: channel.emit, onStatus: (s) => channel.setUp(s === "up") });
     await waitFor("the listener", () => listener.up);
     return {
       stores: {
@@ -236,15 +238,16 @@ describe("the PostgreSQL-backed session cache under faults", { skip }, () => {
     schema = testSchemaName();
     stores = await createPostgresStores({ url: POSTGRES_URL, schema });
     relay = await startRelay();
-    cache = createSessionCache(stores, { clock: { now: () => Date.now() } });
+    const channel = createManualChannel();
+    cache = createSessionCache(stores, channel, { clock: { now: () => Date.now() } });
     // Only the listening connection goes through the relay: the database stays reachable for reads.
     listener = listenForRevocations({
       url: relay.url,
       schema,
-      onEvent: cache.apply,
+      onEvent: channel.emit,
       onStatus: (status) => {
         statuses.push(status);
-        cache.setChannelUp(status === "up");
+        channel.setUp(status === "up");
       },
     });
     await waitFor("the listener", () => listener.up);

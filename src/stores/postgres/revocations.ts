@@ -2,17 +2,14 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { startHeartbeatTimer } from "../heartbeat-timer.js";
 import { assertSchemaName } from "./schema-name.js";
+import { createManualChannel } from "../revocation-channel.js";
+import type { ChannelListenerOptions, Invalidation, RevocationChannel } from "../revocation-channel.js";
 
 /**
  * What the database announces when a session ends or a user changes: the
- * same shapes as the Redis revocation events, so the in-process session
- * cache applies either without knowing where they came from.
+ * {@link Invalidation}s a trigger can know of (a TRUNCATE is a flush).
  */
-export type PostgresRevocationEvent =
-  | { kind: "session"; sessionId: string }
-  | { kind: "user"; userId: string }
-  /** A table was truncated: everything cached is suspect. */
-  | { kind: "flush"; before: number };
+export type PostgresRevocationEvent = Extract<Invalidation, { kind: "session" | "user" | "flush" }>;
 
 /**
  * The SQL expression naming the NOTIFY channel of the schema `schemaSql`:
@@ -42,22 +39,11 @@ function parseEvent(payload: string | undefined): PostgresRevocationEvent | null
   }
 }
 
-export interface ListenOptions {
+export interface ListenOptions extends ChannelListenerOptions<PostgresRevocationEvent> {
   /** Where to connect the listening session (its own connection, never the pool's). */
   url: string;
   /** The schema the stores use; default: the connection's current schema. */
   schema?: string | undefined;
-  onEvent: (event: PostgresRevocationEvent) => void;
-  /**
-   * "up" once listening (again), "down" when the connection is lost or a
-   * heartbeat fails to come back. Notifications sent while down are lost
-   * to this process: on "up" after a "down" a cache must start empty.
-   */
-  onStatus?: (status: "up" | "down") => void;
-  /** How often, in ms, a heartbeat is sent to this listener. Default 250. */
-  heartbeatMs?: number;
-  /** Reports "down" when no heartbeat has come back for this long, in ms. Default 750. */
-  heartbeatTimeoutMs?: number;
 }
 
 export interface RevocationListener {
@@ -260,7 +246,8 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
       if (!(await untilUp(timeoutMs))) return false;
       const current = client;
       if (current === null || channel === null || closed) return false;
-      const seq = (syncSeq += 1);
+      syncSeq += 1;
+      const seq = syncSeq;
       const left = Math.max(1, timeoutMs - (performance.now() - started));
       return new Promise<boolean>((resolve) => {
         const done = (heard: boolean): void => {
@@ -286,4 +273,18 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
       await current?.end().catch(() => {});
     },
   };
+}
+
+/**
+ * PostgreSQL LISTEN/NOTIFY as a {@link RevocationChannel}, with `sync`: a
+ * revoking write answers once this process's own listener has heard its
+ * NOTIFY (see {@link RevocationListener.sync}).
+ *
+ * @example
+ * const cache = createSessionCache(stores, createPostgresRevocationChannel({ url }), { clock });
+ */
+export function createPostgresRevocationChannel(options: Omit<ListenOptions, "onEvent" | "onStatus">): RevocationChannel {
+  const fanOut = createManualChannel({ close: () => listener.close(), sync: () => listener.sync() });
+  const listener = listenForRevocations({ ...options, onEvent: fanOut.emit, onStatus: (status) => fanOut.setUp(status === "up") });
+  return fanOut;
 }

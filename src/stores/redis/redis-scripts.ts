@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from "ioredis";
+import { SESSION_FIXED_LENGTH, SESSION_FLAGS, SESSION_LAYOUT } from "./session-codec.js";
 
 /**
  * The Lua scripts behind the Redis store. Each runs atomically on the node
@@ -23,7 +24,19 @@ import type { Cluster, Redis } from "ioredis";
  * Times compared with session expiries inside scripts are Redis's own clock
  * (TIME): the same clock its native TTLs run on.
  */
-const PRELUDE = `
+const L = SESSION_LAYOUT;
+/**
+ * The session value's offsets as Lua constants, generated from the codec's
+ * layout table (Lua strings are 1-based, hence the + 1). The scripts below
+ * name these, never a number.
+ */
+export const LUA_SESSION_LAYOUT = `
+local AT_IDLE, AT_ABS, AT_LAST = ${L.idleExpiresAt.offset + 1}, ${L.absoluteExpiresAt.offset + 1}, ${L.lastSeenAt.offset + 1}
+local FIXED, VAR = ${SESSION_FIXED_LENGTH}, ${SESSION_FIXED_LENGTH + 1}
+local F_OWNER, F_AGENT_REF = ${SESSION_FLAGS.ownerInline}, ${SESSION_FLAGS.agentRef}
+`;
+
+const PRELUDE = `${LUA_SESSION_LAYOUT}
 local GRACE = 60000
 local function now_ms()
   local t = redis.call('TIME')
@@ -42,19 +55,19 @@ end
 local function is_session(f) return #f == 22 and not string.find(f, ':', 1, true) end
 local function is_agent(f) return #f == 7 and string.sub(f, 1, 1) == 'a' end
 local function expires(v)
-  local i, a = u48(v, 2), u48(v, 8)
+  local i, a = u48(v, AT_IDLE), u48(v, AT_ABS)
   if i < a then return i end
   return a
 end
 local function inline_owner(v)
-  if bit.band(string.byte(v, 1), 1) == 0 then return nil end
-  return string.sub(v, 58, 58 + string.byte(v, 58))
+  if bit.band(string.byte(v, 1), F_OWNER) == 0 then return nil end
+  return string.sub(v, VAR, VAR + string.byte(v, VAR))
 end
 local function agent_field(v)
   local flags = string.byte(v, 1)
-  if bit.band(flags, 2) == 0 then return nil end
-  local pos = 58
-  if bit.band(flags, 1) == 1 then pos = pos + 1 + string.byte(v, 58) end
+  if bit.band(flags, F_AGENT_REF) == 0 then return nil end
+  local pos = VAR
+  if bit.band(flags, F_OWNER) == F_OWNER then pos = pos + 1 + string.byte(v, VAR) end
   return 'a' .. string.sub(v, pos, pos + 5)
 end
 local function snap_owner(s) return string.sub(s, 2, 2 + string.byte(s, 2)) end
@@ -173,7 +186,7 @@ if mode == 'refill' then
   -- Keep a cached copy at least as recent (a renewal may have reached it
   -- after the database read); replace one that fell behind.
   local cached = redis.call('HGET', k, f)
-  if cached and u48(cached, 14) >= u48(ARGV[3], 14) then return {'ok'} end
+  if cached and u48(cached, AT_LAST) >= u48(ARGV[3], AT_LAST) then return {'ok'} end
 end
 if old ~= '' and redis.call('HEXISTS', k, old) == 0 then return {'gone'} end
 local sfield, current, primary = snap_field(k, owner)
@@ -204,7 +217,7 @@ if af ~= '' then
   end
 end
 if not own then
-  v = string.char(bit.bor(string.byte(v, 1), 1)) .. string.sub(v, 2, 57) .. owner .. string.sub(v, 58)
+  v = string.char(bit.bor(string.byte(v, 1), F_OWNER)) .. string.sub(v, 2, FIXED) .. owner .. string.sub(v, VAR)
 end
 redis.call('HSET', k, f, v)
 if ARGV[13] == '1' then
@@ -226,13 +239,13 @@ if stale_epoch(k, tonumber(ARGV[4])) then
   wipe(k, now_ms())
   return 0
 end
-local last, idle, abs = tonumber(ARGV[2]), u48(v, 2), u48(v, 8)
+local last, idle, abs = tonumber(ARGV[2]), u48(v, AT_IDLE), u48(v, AT_ABS)
 -- Only a live session is extended: a renewal that lost the race to a
 -- revocation (or to expiry) finds nothing to extend and writes nothing.
 if idle <= last or abs <= last then return 0 end
 local n = tonumber(ARGV[3])
 if n > abs then n = abs end
-redis.call('HSET', k, ARGV[1], string.sub(v, 1, 1) .. p48(n) .. string.sub(v, 8, 13) .. p48(last) .. string.sub(v, 20))
+redis.call('HSET', k, ARGV[1], string.sub(v, 1, AT_IDLE - 1) .. p48(n) .. string.sub(v, AT_IDLE + 6, AT_LAST - 1) .. p48(last) .. string.sub(v, AT_LAST + 6))
 extend(k, n)
 return 1
 `;

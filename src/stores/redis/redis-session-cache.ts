@@ -100,7 +100,7 @@ export function createRedisSessionCache(options: { redis: RedisClient; prefix: s
     const userId = unpacked.ownerId ?? owner?.user.id ?? null;
     // A session whose owner is unknown cannot be attributed: a miss.
     if (userId === null) return null;
-    return { session: { ...unpacked.session, userId }, user: owner !== null && owner.fresh && owner.user.id === userId ? owner.user : null };
+    return { session: { ...unpacked.session, userId }, user: owner?.fresh && owner.user.id === userId ? owner.user : null };
   }
 
   async function sweepNode(node: RedisClient, name: string, now: number, limit: number): Promise<number> {

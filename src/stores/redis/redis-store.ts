@@ -259,11 +259,8 @@ export async function createRedisStores(options: RedisStoresOptions): Promise<St
   const sessions = createRedisSessionStore({ redis, prefix, users: database.users });
 
   const users: UserStore = {
-    createUser: (user) => database.users.createUser(user),
-    findUserById: (id) => database.users.findUserById(id),
-    findUserByLogin: (key) => database.users.findUserByLogin(key),
-    updateUserPassword: (id, hash, at) => database.users.updateUserPassword(id, hash, at),
-    listUsers: (listOptions) => database.users.listUsers(listOptions),
+    // Users live in the database; only the changes the Redis copies must follow are wrapped.
+    ...database.users,
 
     async updateUserRoles(id, roles, updatedAt) {
       // Mark the copy stale first: if Redis fails here nothing has changed,

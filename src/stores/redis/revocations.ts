@@ -4,21 +4,15 @@ import { Cluster } from "ioredis";
 import { startHeartbeatTimer } from "../heartbeat-timer.js";
 import { redisCall } from "./redis-connection.js";
 import type { RedisClient } from "./redis-scripts.js";
+import { createManualChannel } from "../revocation-channel.js";
+import type { ChannelListenerOptions, Invalidation, RevocationChannel } from "../revocation-channel.js";
 
 /**
  * What the stores announce on `${prefix}revocations` so that processes
  * keeping copies of sessions or users (an in-process cache, a tiered
- * store's epoch) drop them. Times are the publisher's clock, ms.
+ * store's epoch) drop them: the one {@link Invalidation} type.
  */
-export type RevocationEvent =
-  /** One session ended (sign-out, revocation, expiry sweep is not announced). */
-  | { kind: "session"; sessionId: string }
-  /** Every session of the user that existed before `before` ended, except `exceptId`. */
-  | { kind: "user-sessions"; userId: string; before: number; exceptId: string | null }
-  /** The user's profile changed (roles) or the user was deleted: re-read it. */
-  | { kind: "user"; userId: string }
-  /** Everything cached before `before` is suspect (Redis was unreachable meanwhile). */
-  | { kind: "flush"; before: number };
+export type RevocationEvent = Invalidation;
 
 /**
  * @example
@@ -69,26 +63,10 @@ export interface RevocationSubscription {
   close(): Promise<void>;
 }
 
-export interface SubscribeOptions {
+export interface SubscribeOptions extends ChannelListenerOptions {
   /** The client to copy connection settings from; the subscription uses its own connection. */
   redis: RedisClient;
   prefix: string;
-  onEvent: (event: RevocationEvent) => void;
-  /**
-   * Called with "up" once subscribed (again) and "down" when the connection
-   * is lost. Events published while down are lost: on "up" after a "down", a
-   * cache must drop what it holds or re-validate it.
-   */
-  onStatus?: (status: "up" | "down") => void;
-  /**
-   * How often, in ms, the subscription publishes a heartbeat to itself.
-   * Default 250. A closed connection is noticed at once, but a Redis that
-   * hangs (SIGSTOP, a partition that drops packets) keeps the connection
-   * open: only a message that fails to come back shows it.
-   */
-  heartbeatMs?: number;
-  /** Reports "down" when no heartbeat has come back for this long, in ms. Default 750. */
-  heartbeatTimeoutMs?: number;
 }
 
 /**
@@ -179,4 +157,17 @@ export function subscribeRevocations(options: SubscribeOptions): RevocationSubsc
       subscriber.disconnect();
     },
   };
+}
+
+/**
+ * Redis pub/sub as a {@link RevocationChannel}: one subscription, heartbeat
+ * and reconnection as {@link subscribeRevocations}.
+ *
+ * @example
+ * const cache = createSessionCache(stores, createRedisRevocationChannel({ redis, prefix: "latch:" }), { clock });
+ */
+export function createRedisRevocationChannel(options: Omit<SubscribeOptions, "onEvent" | "onStatus">): RevocationChannel {
+  const fanOut = createManualChannel({ close: () => subscription.close() });
+  const subscription = subscribeRevocations({ ...options, onEvent: fanOut.emit, onStatus: (status) => fanOut.setUp(status === "up") });
+  return fanOut;
 }

@@ -27,11 +27,33 @@ import type { Session, User } from "../../core/store.js";
  * A user snapshot: `"1"` (fresh) or `"0"` (must be re-read), one byte of id
  * length, the id, then JSON `[username, email, roles, createdAt]`.
  */
-const FLAG_OWNER_INLINE = 1;
-const FLAG_AGENT_REF = 2;
-const FLAG_AGENT_INLINE = 4;
-const FLAG_ADDRESS = 8;
-const FIXED_LENGTH = 57;
+/**
+ * The fixed-size prefix of a session value, field by field: the one source
+ * of its offsets. The codec below reads and writes through it, and the Lua
+ * scripts get their offsets generated from it (`LUA_SESSION_LAYOUT` in
+ * redis-scripts.ts), so the two cannot drift; session-codec.test.ts checks
+ * that packed values put each field where the table says.
+ */
+export const SESSION_LAYOUT = {
+  flags: { offset: 0, size: 1 },
+  idleExpiresAt: { offset: 1, size: 6 },
+  absoluteExpiresAt: { offset: 7, size: 6 },
+  lastSeenAt: { offset: 13, size: 6 },
+  createdAt: { offset: 19, size: 6 },
+  secretHash: { offset: 25, size: 32 },
+} as const;
+
+/** The flag bits of byte 0. */
+export const SESSION_FLAGS = { ownerInline: 1, agentRef: 2, agentInline: 4, address: 8 } as const;
+
+/** Where the variable part (owner id, user agent, address) starts. */
+export const SESSION_FIXED_LENGTH = SESSION_LAYOUT.secretHash.offset + SESSION_LAYOUT.secretHash.size;
+
+const FLAG_OWNER_INLINE = SESSION_FLAGS.ownerInline;
+const FLAG_AGENT_REF = SESSION_FLAGS.agentRef;
+const FLAG_AGENT_INLINE = SESSION_FLAGS.agentInline;
+const FLAG_ADDRESS = SESSION_FLAGS.address;
+const FIXED_LENGTH = SESSION_FIXED_LENGTH;
 const MAX_TIME = 2 ** 48 - 1;
 
 export interface PackedSession {
@@ -74,14 +96,13 @@ export function sessionField(id: string): string {
  * const { field, byReference } = packSession(session);
  */
 export function packSession(session: Session): PackedSession {
-  const fixed = Buffer.concat([
-    Buffer.alloc(1),
-    time(session.idleExpiresAt, "idleExpiresAt"),
-    time(session.absoluteExpiresAt, "absoluteExpiresAt"),
-    time(session.lastSeenAt, "lastSeenAt"),
-    time(session.createdAt, "createdAt"),
-  ]);
-  if (session.secretHash.byteLength !== 32) throw new LatchError("invalid_input", "secretHash must be 32 bytes.");
+  const L = SESSION_LAYOUT;
+  const fixed = Buffer.alloc(L.secretHash.offset);
+  time(session.idleExpiresAt, "idleExpiresAt").copy(fixed, L.idleExpiresAt.offset);
+  time(session.absoluteExpiresAt, "absoluteExpiresAt").copy(fixed, L.absoluteExpiresAt.offset);
+  time(session.lastSeenAt, "lastSeenAt").copy(fixed, L.lastSeenAt.offset);
+  time(session.createdAt, "createdAt").copy(fixed, L.createdAt.offset);
+  if (session.secretHash.byteLength !== SESSION_LAYOUT.secretHash.size) throw new LatchError("invalid_input", "secretHash must be 32 bytes.");
   const hash = Buffer.from(session.secretHash.buffer, session.secretHash.byteOffset, session.secretHash.byteLength);
   const address = session.ipAddress === null ? Buffer.alloc(0) : Buffer.from(session.ipAddress, "utf8");
   const baseFlags = session.ipAddress === null ? 0 : FLAG_ADDRESS;
@@ -141,11 +162,11 @@ export function unpackSession(id: string, value: Buffer, agent: Buffer | null): 
     session: {
       id,
       // A copy: the reply buffer must not be shared with callers.
-      secretHash: Buffer.from(value.subarray(25, 57)),
-      createdAt: value.readUIntBE(19, 6),
-      lastSeenAt: value.readUIntBE(13, 6),
-      idleExpiresAt: value.readUIntBE(1, 6),
-      absoluteExpiresAt: value.readUIntBE(7, 6),
+      secretHash: Buffer.from(value.subarray(SESSION_LAYOUT.secretHash.offset, FIXED_LENGTH)),
+      createdAt: value.readUIntBE(SESSION_LAYOUT.createdAt.offset, 6),
+      lastSeenAt: value.readUIntBE(SESSION_LAYOUT.lastSeenAt.offset, 6),
+      idleExpiresAt: value.readUIntBE(SESSION_LAYOUT.idleExpiresAt.offset, 6),
+      absoluteExpiresAt: value.readUIntBE(SESSION_LAYOUT.absoluteExpiresAt.offset, 6),
       userAgent,
       ipAddress,
     },

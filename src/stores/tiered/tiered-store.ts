@@ -1,6 +1,7 @@
 import { publicUser } from "../../core/accounts.js";
 import { LatchError } from "../../core/errors.js";
 import { isSessionId } from "../../core/session-token.js";
+import type { Clock } from "../../core/runtime.js";
 import type { RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserStore } from "../../core/store.js";
 import { redisCall } from "../redis/redis-connection.js";
 import type { RedisClient } from "../redis/redis-connection.js";
@@ -25,6 +26,8 @@ export interface TieredStoresOptions {
   logger?: TieredLogger | undefined;
   /** How often a Redis that is down is probed. Default 250 ms. */
   probeIntervalMs?: number | undefined;
+  /** The times revoke-all announces (`before`); defaults to the system clock. */
+  clock?: Clock | undefined;
 }
 
 const consoleLogger: TieredLogger = {
@@ -77,6 +80,7 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
   const prefix = options.prefix ?? DEFAULT_REDIS_PREFIX;
   const logger = options.logger ?? consoleLogger;
   const probeIntervalMs = options.probeIntervalMs ?? 250;
+  const clock = options.clock ?? { now: () => Date.now() };
   const cache = createRedisSessionCache({ redis, prefix });
   const redisLimits = createRedisRateLimitStore({ redis, prefix });
 
@@ -311,7 +315,7 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
 
     async deleteUserSessions(userId, deleteOptions) {
       const exceptId = deleteOptions?.exceptId;
-      const before = Date.now();
+      const before = clock.now();
       const removed = await database.sessions.deleteUserSessions(userId, deleteOptions);
       await mirror(async () => {
         await cache.removeUserSessions(userId, { exceptId });
@@ -329,11 +333,9 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
   };
 
   const users: UserStore = {
-    createUser: (user) => database.users.createUser(user),
-    findUserById: (id) => database.users.findUserById(id),
-    findUserByLogin: (key) => database.users.findUserByLogin(key),
-    updateUserPassword: (id, hash, at) => database.users.updateUserPassword(id, hash, at),
-    listUsers: (listOptions) => database.users.listUsers(listOptions),
+    // Users live in the database alone; only the changes that copies in
+    // Redis must follow are wrapped.
+    ...database.users,
 
     async updateUserRoles(id, roles, updatedAt) {
       const updated = await database.users.updateUserRoles(id, roles, updatedAt);
@@ -350,7 +352,7 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
       const deleted = await database.users.deleteUser(id);
       await mirror(async () => {
         await cache.removeUserSessions(id, { dropUser: true });
-        await publish({ kind: "user-sessions", userId: id, before: Date.now(), exceptId: null });
+        await publish({ kind: "user-sessions", userId: id, before: clock.now(), exceptId: null });
         await publish({ kind: "user", userId: id });
       });
       return deleted;

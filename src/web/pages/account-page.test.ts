@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { createTestServer, setCookieValue, TEST_PASSWORD } from "../../server/testing.js";
-import type { TestServer } from "../../server/testing.js";
+import { createTestServer, setCookieValue, TEST_PASSWORD } from "../../testing/test-server.js";
+import type { TestServer } from "../../testing/test-server.js";
 import { assertPage, assertRedirect } from "../testing.js";
 
 const FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { randomFillSync } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { uuidv7 } from "../../core/ids.js";
-import { createTestServer } from "../../server/testing.js";
-import type { TestServer } from "../../server/testing.js";
+import { createTestServer } from "../../testing/test-server.js";
+import type { TestServer } from "../../testing/test-server.js";
 import { assertPage, assertRedirect } from "../testing.js";
 
 /** Adds users straight to the store: paging needs many, and hashing a password for each would be slow for nothing. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { createTestServer } from "../../server/testing.js";
-import type { TestServer } from "../../server/testing.js";
+import { createTestServer } from "../../testing/test-server.js";
+import type { TestServer } from "../../testing/test-server.js";
 import { assertPage, assertRedirect } from "../testing.js";
 
 describe("GET /", () => {

@@ -7,15 +7,18 @@ import type { PasswordHasher } from "../core/passwords.js";
 import { createFakeClock } from "../core/runtime.js";
 import type { FakeClock } from "../core/runtime.js";
 import type { Stores } from "../core/store.js";
+import { buildServer } from "../server/app.js";
+import type { BuildServerOptions, LatchServer } from "../server/app.js";
+import type { ServerContext } from "../server/context.js";
 import { createMemoryStores } from "../stores/memory/memory-store.js";
-import { buildServer } from "./app.js";
-import type { BuildServerOptions, LatchServer } from "./app.js";
-import type { ServerContext } from "./context.js";
+import { webRoutes } from "../web/index.js";
 
 /**
- * An in-process Latch for tests: memory stores unless given others, a fake
- * clock, the real argon2id hasher, and helpers that speak HTTP through
- * `app.inject` (no port is opened).
+ * An in-process Latch for tests, composed as src/cli/serve.ts composes the
+ * real one (the API and the pages): memory stores unless given others, a
+ * fake clock, the real argon2id hasher, and helpers that speak HTTP through
+ * `app.inject` (no port is opened). Like the CLI, a composition root: it
+ * hands the server its stores, so server/ names no store.
  */
 export interface TestServer {
   app: FastifyInstance;
@@ -69,6 +72,7 @@ export async function createTestServer(
     runtime: { clock, random: (bytes) => void randomFillSync(bytes) },
     hasher: options.hasher ?? createPasswordHasher({ concurrency: 2 }),
     logger: options.logger ?? false,
+    routes: [webRoutes],
   });
 
   function signedIn(response: LightMyRequestResponse, name: string): SignedIn {
