@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { randomFillSync } from "node:crypto";
 import { beforeEach, describe, it } from "node:test";
+import { LatchError } from "../../core/errors.js";
 import { createFakeClock } from "../../core/runtime.js";
 import type { FakeClock } from "../../core/runtime.js";
 import { issueSessionToken } from "../../core/session-token.js";
@@ -275,5 +276,43 @@ describe("the in-process session cache", () => {
       assert.ok(small.stores.sessions.peekSession!(hot.id, clock.now()), `the hot session stays (round ${i})`);
     }
     assert.equal(small.stats().entries, 3);
+  });
+
+  it("writes renewals made through a store outage longer than the idle timeout when the store returns (checked at the last moment the store knew)", async () => {
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
+    const session = await newSession({ idleExpiresAt: clock.now() + 10_000 });
+    await behind.stores.sessions.findSession(session.id, clock.now());
+    const { touchSession, touchSessions } = inner.sessions;
+    const down = async (): Promise<never> => {
+      throw new LatchError("unavailable");
+    };
+    inner.sessions.touchSession = down;
+    inner.sessions.touchSessions = down;
+    // Renewed every 5 s for 30 s: the store's own expiry (10 s) passes meanwhile.
+    for (let i = 0; i < 6; i += 1) {
+      clock.advance(5_000);
+      assert.ok(behind.stores.sessions.renewCached(session.id, clock.now(), clock.now() + 10_000), `renewal ${i}`);
+      await behind.flush();
+    }
+    inner.sessions.touchSession = touchSession;
+    inner.sessions.touchSessions = touchSessions;
+    await behind.flush();
+    assert.equal((await inner.sessions.findSession(session.id, clock.now()))?.session.idleExpiresAt, clock.now() + 10_000, "the store took the newest expiry");
+    assert.ok(behind.stores.sessions.peekSession(session.id, clock.now()), "the session is still served");
+  });
+
+  it("puts a session back when its sign-out failed because the store was down (nothing changed)", async () => {
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
+    const session = await newSession();
+    await behind.stores.sessions.findSession(session.id, clock.now());
+    const deleteSession = inner.sessions.deleteSession;
+    inner.sessions.deleteSession = async () => {
+      throw new LatchError("unavailable");
+    };
+    await assert.rejects(behind.stores.sessions.deleteSession(session.id), (e: unknown) => e instanceof LatchError && e.code === "unavailable");
+    assert.ok(behind.stores.sessions.peekSession(session.id, clock.now()), "still served from memory");
+    inner.sessions.deleteSession = deleteSession;
+    assert.equal(await behind.stores.sessions.deleteSession(session.id), session.userId);
+    assert.equal(behind.stores.sessions.peekSession(session.id, clock.now()), undefined);
   });
 });

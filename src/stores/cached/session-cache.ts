@@ -1,3 +1,4 @@
+import { LatchError } from "../../core/errors.js";
 import type { Clock } from "../../core/runtime.js";
 import type { CachedSessionStore, Session, SessionCacheStats, SessionWithUser, Stores } from "../../core/store.js";
 import type { Invalidation, RevocationChannel } from "../revocation-channel.js";
@@ -61,6 +62,10 @@ interface PendingTouch {
 
 /** Most hot entries the eviction hand passes over before it drops one anyway. */
 const CLOCK_SPARES = 64;
+
+function isUnavailable(error: unknown): boolean {
+  return error instanceof LatchError && error.code === "unavailable";
+}
 
 /** Most renewals held back at once; past it they are written at once. */
 const MAX_PENDING_TOUCHES = 100_000;
@@ -254,7 +259,16 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
           if (results[i] !== true) drop(id);
         });
       } catch {
-        for (const [id, t] of batch) if (!pending.has(id)) pending.set(id, t);
+        // Kept for the next flush; a newer renewal of the same session keeps
+        // this one's lastSeenAt, the first of the unwritten chain: the store's
+        // guard ("not expired by lastSeenAt") must be checked against the
+        // moment the store last knew of, not against the newest slide, or a
+        // session kept alive through an outage longer than its idle timeout
+        // is ended the moment the store returns.
+        for (const [id, t] of batch) {
+          const newer = pending.get(id);
+          pending.set(id, newer === undefined ? t : { lastSeenAt: t.lastSeenAt, idleExpiresAt: newer.idleExpiresAt });
+        }
       } finally {
         flushing = null;
         if (pending.size > 0) schedule();
@@ -275,13 +289,30 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
   // process stops serving the entry at once; after, so a read that ran
   // concurrently with the write cannot have re-filled it.
   async function revoking<T>(invalidation: Invalidation, write: () => Promise<T>): Promise<T> {
+    // A write the store refuses as unavailable (database down) changed
+    // nothing: the session's entry and unwritten renewals are put back, or
+    // the refused sign-out would end the session here after all (its other
+    // copies may have expired unrenewed during the outage).
+    const id = invalidation.kind === "session" ? invalidation.sessionId : undefined;
+    const entry = id === undefined ? undefined : entries.get(id);
+    const owed = id === undefined ? undefined : pending.get(id);
     apply(invalidation);
+    const appliedEpoch = epoch;
     let result: T;
     try {
       result = await write();
-    } finally {
+    } catch (error) {
       apply(invalidation);
+      if (id !== undefined && epoch === appliedEpoch + 1 && isUnavailable(error)) {
+        if (entry !== undefined && !entries.has(id)) put(entry.value, epoch);
+        if (owed !== undefined && !pending.has(id)) {
+          pending.set(id, owed);
+          schedule();
+        }
+      }
+      throw error;
     }
+    apply(invalidation);
     await sync?.();
     return result;
   }
@@ -300,7 +331,8 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
     if (current.idleExpiresAt <= lastSeenAt || current.absoluteExpiresAt <= lastSeenAt) return undefined;
     const session = { ...current, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, current.absoluteExpiresAt) };
     entry.value = { session, user: entry.value.user };
-    pending.set(id, { lastSeenAt, idleExpiresAt: session.idleExpiresAt });
+    // An unwritten renewal before this one keeps its lastSeenAt (see flush).
+    pending.set(id, { lastSeenAt: pending.get(id)?.lastSeenAt ?? lastSeenAt, idleExpiresAt: session.idleExpiresAt });
     schedule();
     return session;
   }
