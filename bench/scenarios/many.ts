@@ -9,6 +9,7 @@ import { rssBytes, run, stop } from "../lib/processes.js";
 import type { ManyResult, ManySample, RunOptions } from "../lib/results.js";
 import { dropPostgres, preparePostgres } from "../lib/services.js";
 import { median, ratio } from "../lib/stats.js";
+import { BETTER_AUTH_LOGIN } from "../lib/better-auth-sessions.mjs";
 import { BETTER_AUTH_MANY, ROOT, VARIANTS, startBaseline, startLatch } from "../lib/variants.js";
 import type { BenchEnv, Running } from "../lib/variants.js";
 import { wrk } from "../lib/wrk.js";
@@ -232,14 +233,11 @@ async function startMany(name: string, env: ManyEnv, data: Data): Promise<Starte
       const descriptor = await betterAuth();
       const file = data.files.get("better-auth");
       if (descriptor === null || file === undefined) return "better-auth is not installed in this build of the harness";
-      const running = await startBaseline("better-auth", "better-auth.mjs", env, descriptor.env(data.files.get("better-auth-db")!), { body: "{}", cookieName: descriptor.cookieName }).catch(
-        async () => {
-          // Its POST /login needs a real account; the many-sessions run needs no sign-in of its own.
-          const variant = VARIANTS.find((v) => v.name === "better-auth");
-          if (variant === undefined) throw new Error("no better-auth variant");
-          return variant.start(env);
-        },
-      );
+      // Its own sign-in account is made at start in the seeded file; the harness signs in like everywhere else.
+      const running = await startBaseline("better-auth", "better-auth.mjs", env, descriptor.env(data.files.get("better-auth-db")!), {
+        body: JSON.stringify(BETTER_AUTH_LOGIN),
+        cookieName: descriptor.cookieName,
+      });
       return { running, cookieFile: file, cookieName: descriptor.cookieName, metrics: false };
     }
     default:
