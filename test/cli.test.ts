@@ -77,4 +77,18 @@ describe("the admin CLI", () => {
     const unknown = await cli(["nonsense"]);
     assert.equal(unknown.code, 2);
   });
+
+  it("keys rotate makes a key of TOKEN_ALG, and keys list shows each key's algorithm", async () => {
+    const keysEnv = { DATABASE_URL: `sqlite:${join(dir, "keys.db")}` };
+    const rsa = await cli(["keys", "rotate"], { ...keysEnv, TOKEN_ALG: "RS256" });
+    assert.equal(rsa.code, 0, rsa.stderr);
+    assert.match(rsa.stdout, /^rotated: \S+ \(RS256\) signs new tokens/);
+    const ec = await cli(["keys", "rotate"], keysEnv);
+    assert.equal(ec.code, 0, ec.stderr);
+    assert.match(ec.stdout, /\(ES256\)/, "TOKEN_ALG's default");
+    const list = await cli(["keys", "list"], keysEnv);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, /ES256 +active/);
+    assert.match(list.stdout, /RS256 +published/);
+  });
 });

@@ -71,11 +71,16 @@ describe("two Latch processes on PostgreSQL alone", { skip }, () => {
     await sessionWorksOnBoth(pair());
   });
 
-  it("refuses on B a session signed out on A on B's next request (and the reverse)", async () => {
-    const measured = await signOutDelays(pair(), 5);
+  it("refuses on B a session signed out on A within one second, in practice on B's next request (and the reverse)", async (t) => {
+    const measured = withinOneSecond(await signOutDelays(pair(), 5));
     delays.push(...measured);
-    // A answers a sign-out only once its own listener has heard it: B, signalled by the same commit, has too.
-    assert.deepEqual(measured.map((r) => r.accepted), measured.map(() => 0));
+    // A answers a sign-out only once its own listener has heard it: B, signalled by
+    // the same commit, has been sent it too, and on a machine that is not overloaded
+    // B reads it before the client's next request (0 accepted). That order is not
+    // guaranteed (B's event loop may read the request first when both cores are
+    // saturated: seen at a load average of 15), so the contract's second is what
+    // is asserted, and the requests accepted after the acknowledgement are reported.
+    t.diagnostic(`requests B accepted after A acknowledged each sign-out: ${measured.map((r) => r.accepted).join(", ")}`);
   });
 
   it("refuses on B the other sessions within one second after revoke-others on A", async () => {

@@ -159,12 +159,12 @@ describe("the example resource server beside a real Latch", () => {
       const key = (await stores.keys.listSigningKeys()).find((k) => k.kid === decodeProtectedHeader(token).kid)!;
       const now = Math.floor(Date.now() / 1000);
       expired = await new SignJWT({ sid: claims.sid, roles: claims.roles })
-        .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: "JWT" })
+        .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "JWT" })
         .setIssuer(claims.iss!)
         .setSubject(claims.sub!)
         .setIssuedAt(now - 960)
         .setExpirationTime(now - 60)
-        .sign(await importJWK(JSON.parse(key.privateJwk) as JWK, "EdDSA"));
+        .sign(await importJWK(JSON.parse(key.privateJwk) as JWK, key.alg));
     } finally {
       await stores.close();
     }

@@ -41,7 +41,7 @@ describe("WORKERS=2: two server processes on one port", () => {
       // /readyz counts both once each has reported (every second).
       let ready: { status: number; body: any } = { status: 0, body: null };
       const client = new Client(server.url);
-      for (let i = 0; i < 50; i += 1) {
+      for (let i = 0; i < 200; i += 1) {
         ready = await client.request("GET", "/readyz");
         if (ready.status === 200) break;
         await new Promise((r) => setTimeout(r, 100));

@@ -50,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
 
 /**
  * `latch keys rotate` and `latch keys list`: the token signing keys in the
- * database. Running servers pick up a rotation within their key refresh
+ * database. A rotation makes a key of TOKEN_ALG. Running servers pick up a rotation within their key refresh
  * interval; retired keys stay published until every token they signed has
  * expired. Exit code 0 done, 1 failed, 2 usage.
  */
@@ -62,17 +62,17 @@ async function keysCommand(config: Config, args: string[]): Promise<number> {
   }
   const stores = await openStores(config);
   try {
-    const tokens = createTokenService({ keys: stores.keys, runtime: systemRuntime(), issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret });
+    const tokens = createTokenService({ keys: stores.keys, runtime: systemRuntime(), issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret, algorithm: config.tokenAlgorithm });
     if (action === "rotate") {
       const key = await tokens.rotate();
-      process.stdout.write(`rotated: ${key.kid} signs new tokens; the previous key stays in the JWKS for ${Math.ceil(tokens.retentionMs / 1000)} s\n`);
+      process.stdout.write(`rotated: ${key.kid} (${key.alg}) signs new tokens; the previous key stays in the JWKS for ${Math.ceil(tokens.retentionMs / 1000)} s\n`);
       return 0;
     }
     const keys = await tokens.list();
-    if (keys.length === 0) process.stdout.write("no signing keys yet: the first is created when the first token is issued\n");
+    if (keys.length === 0) process.stdout.write("no signing keys yet: the first is created when the server starts\n");
     for (const key of keys) {
       const retired = key.retiredAt === null ? "-" : new Date(key.retiredAt).toISOString();
-      process.stdout.write(`${key.kid}  ${key.status.padEnd(9)}  created ${new Date(key.createdAt).toISOString()}  retired ${retired}\n`);
+      process.stdout.write(`${key.kid}  ${key.alg.padEnd(5)}  ${key.status.padEnd(9)}  created ${new Date(key.createdAt).toISOString()}  retired ${retired}\n`);
     }
     return 0;
   } catch (error) {

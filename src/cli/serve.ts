@@ -63,6 +63,16 @@ export async function serve(config: Config): Promise<void> {
     app.log.warn("TOKEN_KEY_SECRET is not set: JWT signing keys are stored unsealed in the database");
   }
 
+  // A changed TOKEN_ALG takes effect now: a key of it signs from this start
+  // (the old key stays in the JWKS until its tokens expire). Not fatal: with
+  // the database down the server still validates, and issue() retries.
+  try {
+    const key = await context.tokens.prepare();
+    app.log.info({ kid: key.kid, alg: key.alg }, "token signing key ready");
+  } catch (error) {
+    app.log.warn({ err: error }, "could not prepare the token signing key at start; it will be made when a token is first needed");
+  }
+
   const stopMaintenance = startMaintenance({
     stores,
     tokens: context.tokens,

@@ -1,4 +1,6 @@
 import { z } from "zod";
+import { DEFAULT_TOKEN_ALGORITHM, TOKEN_ALGORITHMS } from "./tokens.js";
+import type { TokenAlgorithm } from "./tokens.js";
 
 /**
  * Configuration is read once, validated, and given secure defaults in this
@@ -40,6 +42,8 @@ export interface Config {
     registrationWindowMs: number;
   };
   tokenTtlSeconds: number;
+  /** TOKEN_ALG: the algorithm of new signing keys (a change takes effect at the next start). */
+  tokenAlgorithm: TokenAlgorithm;
   /** Seals signing keys at rest when set (32+ characters); null keeps them as plain JWK. */
   tokenKeySecret: string | null;
   /** The `iss` claim of issued tokens. */
@@ -149,6 +153,7 @@ const schema = z.object({
   THROTTLE_REGISTRATIONS: int(1, 1_000_000).default(100),
   THROTTLE_REGISTRATION_WINDOW: int(1, 31_536_000).default(3600),
   TOKEN_TTL: int(30, 900).default(900),
+  TOKEN_ALG: z.enum(TOKEN_ALGORITHMS, { error: `must be one of ${TOKEN_ALGORITHMS.join(", ")} (case matters)` }).default(DEFAULT_TOKEN_ALGORITHM),
   TOKEN_ISSUER: z.string().trim().min(1).optional(),
   TOKEN_KEY_SECRET: z.string().min(32, "must be at least 32 characters (a random string; keep it out of the database)").optional(),
   EVENT_RETENTION_DAYS: int(1, 3650).default(90),
@@ -217,6 +222,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       registrationWindowMs: e.THROTTLE_REGISTRATION_WINDOW * 1000,
     },
     tokenTtlSeconds: e.TOKEN_TTL,
+    tokenAlgorithm: e.TOKEN_ALG,
     tokenKeySecret: e.TOKEN_KEY_SECRET ?? null,
     issuer: e.TOKEN_ISSUER ?? "latch",
     eventRetentionDays: e.EVENT_RETENTION_DAYS,

@@ -13,6 +13,8 @@
  * `null`, `false` or `0`.
  */
 
+import type { TokenAlgorithm } from "./tokens.js";
+
 /** The public view of a user: what responses carry. Never the hash. */
 export interface User {
   id: string;
@@ -190,7 +192,8 @@ export interface RateLimitStore {
 export interface SigningKey {
   /** Key id, the JWT header's `kid`. */
   kid: string;
-  alg: "EdDSA";
+  /** TOKEN_ALG when it was made; must agree with `publicJwk` (see `jwkAlgorithm`). */
+  alg: TokenAlgorithm;
   /** Public JWK as JSON. */
   publicJwk: string;
   /** Private JWK as JSON. */

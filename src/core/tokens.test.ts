@@ -7,27 +7,27 @@ import { createMemoryStores } from "../stores/memory/memory-store.js";
 import { createFakeClock } from "./runtime.js";
 import type { FakeClock, Runtime } from "./runtime.js";
 import type { SigningKeyStore } from "./store.js";
-import { MAX_TOKEN_TTL_SECONDS, cacheVerifiedTokens, createTokenService, parseBearerHeader } from "./tokens.js";
-import type { TokenService, TokenVerification } from "./tokens.js";
+import { MAX_TOKEN_TTL_SECONDS, TOKEN_ALGORITHMS, cacheVerifiedTokens, createTokenService, generateSigningKey, jwkAlgorithm, parseBearerHeader } from "./tokens.js";
+import type { TokenAlgorithm, TokenService, TokenVerification } from "./tokens.js";
 
 const SID = "abcdefgh" + "A".repeat(22);
 const subject = { userId: "0190a1b2-0000-7000-8000-000000000001", sessionId: SID, roles: ["user"] };
 
-function setup(options: { keys?: SigningKeyStore; clock?: FakeClock; ttlSeconds?: number } = {}): { tokens: TokenService; keys: SigningKeyStore; clock: FakeClock; runtime: Runtime } {
+function setup(options: { keys?: SigningKeyStore; clock?: FakeClock; ttlSeconds?: number; algorithm?: TokenAlgorithm } = {}): { tokens: TokenService; keys: SigningKeyStore; clock: FakeClock; runtime: Runtime } {
   const clock = options.clock ?? createFakeClock(Date.UTC(2026, 0, 1));
   const keys = options.keys ?? createMemoryStores().keys;
   const runtime: Runtime = { clock, random: (bytes) => void randomFillSync(bytes) };
-  return { tokens: createTokenService({ keys, runtime, issuer: "latch-test", ttlSeconds: options.ttlSeconds ?? 900 }), keys, clock, runtime };
+  return { tokens: createTokenService({ keys, runtime, issuer: "latch-test", ttlSeconds: options.ttlSeconds ?? 900, algorithm: options.algorithm }), keys, clock, runtime };
 }
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString("base64url");
 
 describe("access tokens", () => {
-  it("are EdDSA JWTs with kid and typ, carrying iss, sub, sid, roles, iat and exp", async () => {
+  it("are ES256 JWTs by default, with kid and typ, carrying iss, sub, sid, roles, iat and exp", async () => {
     const { tokens, clock } = setup({ ttlSeconds: 600 });
     const issued = await tokens.issue({ ...subject, roles: ["user", "admin"] });
     const header = decodeProtectedHeader(issued.token);
-    assert.deepEqual(header, { alg: "EdDSA", kid: issued.kid, typ: "JWT" });
+    assert.deepEqual(header, { alg: "ES256", kid: issued.kid, typ: "JWT" });
     const claims = decodeJwt(issued.token);
     assert.deepEqual(Object.keys(claims).sort(), ["exp", "iat", "iss", "roles", "sid", "sub"]);
     assert.equal(claims.iss, "latch-test");
@@ -116,10 +116,10 @@ describe("access tokens", () => {
     const { tokens, keys } = setup();
     await tokens.issue(subject);
     const [active] = await keys.listSigningKeys();
-    const key = await importJWK(JSON.parse(active!.privateJwk) as JWK, "EdDSA");
+    const key = await importJWK(JSON.parse(active!.privateJwk) as JWK, "ES256");
     const now = Math.floor(Date.UTC(2026, 0, 1) / 1000);
     const noSid = await new SignJWT({ roles: ["user"] })
-      .setProtectedHeader({ alg: "EdDSA", kid: active!.kid, typ: "JWT" })
+      .setProtectedHeader({ alg: "ES256", kid: active!.kid, typ: "JWT" })
       .setIssuer("latch-test").setSubject("u").setIssuedAt(now).setExpirationTime(now + 60)
       .sign(key);
     const result = await tokens.verify(noSid);
@@ -208,8 +208,8 @@ describe("signing keys", () => {
     const jwk = (await tokens.jwks()).keys;
     assert.equal(jwk.length, 2);
     for (const key of jwk) {
-      assert.deepEqual(Object.keys(key).sort(), ["alg", "crv", "kid", "kty", "use", "x"], "public halves only");
-      assert.equal(key.alg, "EdDSA");
+      assert.deepEqual(Object.keys(key).sort(), ["alg", "crv", "kid", "kty", "use", "x", "y"], "public halves only");
+      assert.equal(key.alg, "ES256");
     }
     clock.advance(MAX_TOKEN_TTL_SECONDS * 1000);
     assert.equal((await tokens.jwks()).keys.length, 2, "still needed: a process may have signed with it after retirement");
@@ -263,5 +263,112 @@ describe("parseBearerHeader", () => {
     for (const bad of [undefined, "", "Bearer", "Bearer ", "Basic abc", "Bearer a b", "Bearer a,b", `Bearer ${"a".repeat(5000)}`]) {
       assert.equal(parseBearerHeader(bad), null, String(bad));
     }
+  });
+});
+
+describe("token algorithms (TOKEN_ALG)", () => {
+  for (const algorithm of TOKEN_ALGORITHMS) {
+    it(`${algorithm}: signs with a key of that algorithm, published with kid, alg and use "sig", and verifies`, async () => {
+      const { tokens } = setup({ algorithm });
+      const issued = await tokens.issue(subject);
+      assert.equal(decodeProtectedHeader(issued.token).alg, algorithm);
+      const [jwk] = (await tokens.jwks()).keys;
+      assert.equal(jwk!.kid, issued.kid);
+      assert.equal(jwk!.alg, algorithm);
+      assert.equal(jwk!.use, "sig");
+      assert.equal(jwkAlgorithm(jwk!), algorithm);
+      for (const secret of ["d", "p", "q", "dp", "dq", "qi"]) assert.equal(secret in jwk!, false, `no private ${secret}`);
+      assert.equal((await tokens.verify(issued.token)).valid, true);
+    });
+  }
+
+  it("makes RSA keys of 2048 bits and refuses shorter ones or keys whose material contradicts their alg", async () => {
+    const key = await generateSigningKey({ runtime: setup().runtime, alg: "RS256" });
+    const jwk = JSON.parse(key.publicJwk) as JWK;
+    assert.equal(Buffer.from(jwk.n!, "base64url").length * 8, 2048);
+    assert.equal(jwkAlgorithm(jwk), "RS256");
+    assert.equal(jwkAlgorithm({ ...jwk, n: Buffer.from(jwk.n!, "base64url").subarray(0, 128).toString("base64url") }), null, "1024-bit");
+    assert.equal(jwkAlgorithm({ ...jwk, alg: "ES256" }), null);
+    assert.equal(jwkAlgorithm({ kty: "EC", crv: "P-384", x: "x", y: "y" }), null);
+    assert.equal(jwkAlgorithm({ kty: "oct", k: "c2VjcmV0" }), null);
+  });
+
+  it("pins each key to its own algorithm: a header naming another one is refused, whatever the signature", async () => {
+    const { tokens, keys } = setup({ algorithm: "RS256" });
+    const issued = await tokens.issue(subject);
+    const [active] = await keys.listSigningKeys();
+    const privateJwk = JSON.parse(active!.privateJwk) as JWK;
+    const payload = decodeJwt(issued.token);
+    // The same RSA key under PS256 (a valid signature with a different algorithm) and an HMAC keyed with the public key.
+    const ps256 = await new SignJWT(payload).setProtectedHeader({ alg: "PS256", kid: active!.kid, typ: "JWT" }).sign(await importJWK({ ...privateJwk, alg: "PS256" }, "PS256"));
+    const hs256 = await new SignJWT(payload).setProtectedHeader({ alg: "HS256", kid: active!.kid, typ: "JWT" }).sign(new TextEncoder().encode(active!.publicJwk));
+    for (const token of [ps256, hs256]) {
+      const result = await tokens.verify(token);
+      assert.equal(!result.valid && result.reason, "algorithm", decodeProtectedHeader(token).alg);
+    }
+    // A header that names another accepted algorithm for this RSA key: refused before the signature is looked at.
+    const [, p, s] = issued.token.split(".");
+    const relabelled = `${b64({ alg: "ES256", kid: active!.kid, typ: "JWT" })}.${p}.${s}`;
+    assert.equal((await tokens.verify(relabelled)).valid, false);
+  });
+
+  it("switches to a key of the configured algorithm at the next start, keeping the old key published until its tokens expire", async () => {
+    const first = setup({ algorithm: "EdDSA" });
+    const old = await first.tokens.issue(subject);
+    // The restart: a new service over the same store with TOKEN_ALG unset.
+    const restarted = createTokenService({ keys: first.keys, runtime: first.runtime, issuer: "latch-test", ttlSeconds: 900 });
+    assert.equal((await restarted.verify(old.token)).valid, true);
+    assert.equal((await restarted.prepare()).alg, "ES256", "prepare() at start switches");
+    const fresh = await restarted.issue(subject);
+    assert.equal(decodeProtectedHeader(fresh.token).alg, "ES256");
+    assert.notEqual(fresh.kid, old.kid);
+    const published = (await restarted.jwks()).keys.map((k) => `${k.kid}:${k.alg}`).sort();
+    assert.deepEqual(published, [`${old.kid}:EdDSA`, `${fresh.kid}:ES256`].sort());
+    assert.equal((await restarted.verify(old.token)).valid, true);
+    assert.deepEqual((await restarted.list()).map((k) => `${k.alg}:${k.status}`).sort(), ["ES256:active", "EdDSA:published"].sort());
+    // A process still running with the old setting follows the active key rather than switching back.
+    first.clock.advance(11_000);
+    assert.equal(decodeProtectedHeader((await first.tokens.issue(subject)).token).alg, "ES256");
+    assert.equal((await first.keys.listSigningKeys()).length, 2);
+    // A second start with the same setting adds nothing.
+    const again = createTokenService({ keys: first.keys, runtime: first.runtime, issuer: "latch-test", ttlSeconds: 900 });
+    assert.equal((await again.issue(subject)).kid, fresh.kid);
+    first.clock.advance(first.tokens.retentionMs);
+    assert.deepEqual((await restarted.jwks()).keys.map((k) => k.kid), [fresh.kid]);
+  });
+
+  it("rotates to a key of the configured algorithm", async () => {
+    const { tokens, keys, runtime } = setup({ algorithm: "ES256" });
+    await tokens.issue(subject);
+    const rsa = createTokenService({ keys, runtime, issuer: "latch-test", ttlSeconds: 900, algorithm: "RS256" });
+    const rotated = await rsa.rotate();
+    assert.equal(rotated.alg, "RS256");
+    assert.equal(decodeProtectedHeader((await tokens.issue(subject)).token).alg, "ES256", "cached until the refresh");
+    assert.deepEqual((await rsa.list()).map((k) => `${k.alg}:${k.status}`).sort(), ["ES256:published", "RS256:active"]);
+  });
+
+  it("keeps every algorithm's private key sealed with TOKEN_KEY_SECRET", async () => {
+    for (const algorithm of TOKEN_ALGORITHMS) {
+      const { keys, runtime } = setup();
+      const tokens = createTokenService({ keys, runtime, issuer: "latch-test", ttlSeconds: 900, algorithm, keySecret: "k".repeat(32) });
+      const issued = await tokens.issue(subject);
+      const [stored] = await keys.listSigningKeys();
+      assert.match(stored!.privateJwk, /^sealed:v1:/, algorithm);
+      assert.equal((await tokens.verify(issued.token)).valid, true, algorithm);
+    }
+  });
+
+  it("verifies nothing with a stored key whose record and JWK disagree", async () => {
+    const { tokens, keys } = setup({ algorithm: "ES256" });
+    const issued = await tokens.issue(subject);
+    const [active] = await keys.listSigningKeys();
+    const tampered = createTokenService({
+      keys: { ...keys, listSigningKeys: async () => [{ ...active!, alg: "EdDSA" }] },
+      runtime: setup().runtime,
+      issuer: "latch-test",
+      ttlSeconds: 900,
+      algorithm: "EdDSA",
+    });
+    assert.equal((await tampered.verify(issued.token)).valid, false);
   });
 });

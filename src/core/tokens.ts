@@ -1,4 +1,5 @@
 import { SignJWT, decodeProtectedHeader, errors, exportJWK, generateKeyPair, importJWK, jwtVerify } from "jose";
+import type { JWTHeaderParameters } from "jose";
 import { openPrivateKey, sealPrivateKey } from "./key-sealing.js";
 import type { CryptoKey, JSONWebKeySet, JWK, JWTVerifyGetKey } from "jose";
 import { toBase64Url } from "./encoding.js";
@@ -8,9 +9,10 @@ import { isSessionId } from "./session-token.js";
 import type { SigningKey, SigningKeyStore } from "./store.js";
 
 /**
- * Access tokens: short-lived JWTs signed with Ed25519 keys that live in the
- * database, so every Latch process signs and verifies with the same keys and
- * `latch keys rotate` reaches all of them.
+ * Access tokens: short-lived JWTs signed with asymmetric keys of TOKEN_ALG
+ * (ES256 by default, RS256 or EdDSA) that live in the database, so every
+ * Latch process signs and verifies with the same keys and `latch keys rotate`
+ * reaches all of them.
  *
  * A token names its session (`sid`), and Latch refuses a token whose session
  * has ended, so tokens are as revocable as cookies wherever the session store
@@ -18,8 +20,18 @@ import type { SigningKey, SigningKeyStore } from "./store.js";
  * check belongs to the caller (the server's Bearer guard, the middleware).
  */
 
-/** The only algorithm accepted, whatever a token's header says: no `none`, no HS256 key confusion. */
-export const TOKEN_ALGORITHMS: readonly ["EdDSA"] = ["EdDSA"];
+/**
+ * The algorithms a signing key may have (TOKEN_ALG). ES256 is the default
+ * because every JWT library resource servers reach for verifies it
+ * (jsonwebtoken and what is built on it cannot verify EdDSA). No `none`, no
+ * HMAC: a token is only ever checked with the algorithm of the key its `kid`
+ * names, so neither its header nor a key-confusion trick chooses one.
+ */
+export const TOKEN_ALGORITHMS: readonly ["ES256", "RS256", "EdDSA"] = ["ES256", "RS256", "EdDSA"];
+export type TokenAlgorithm = (typeof TOKEN_ALGORITHMS)[number];
+export const DEFAULT_TOKEN_ALGORITHM: TokenAlgorithm = "ES256";
+/** NIST SP 800-131A and jose's own floor; generated RSA keys have exactly this. */
+export const MIN_RSA_MODULUS_BITS = 2048;
 
 /** The contract's ceiling on a token's lifetime. */
 export const MAX_TOKEN_TTL_SECONDS = 900;
@@ -69,7 +81,7 @@ export interface IssuedAccessToken {
 /** A signing key as operators see it; never the private half. */
 export interface SigningKeyInfo {
   kid: string;
-  alg: "EdDSA";
+  alg: TokenAlgorithm;
   createdAt: number;
   retiredAt: number | null;
   /** `active` signs; `published` is retired but still in the JWKS; `expired` verifies nothing any more. */
@@ -93,6 +105,14 @@ export interface TokenServiceOptions {
   keySecret?: string | null;
   /** Verified tokens remembered so their signature is checked once (see {@link cacheVerifiedTokens}). Default 10,000; 0 turns it off. */
   verifiedCacheSize?: number;
+  /**
+   * TOKEN_ALG: the algorithm of new keys. When the active key has another,
+   * this process's start ({@link TokenService.prepare}, or else its first
+   * need of a key) adds a key of this one; the old key stays published until
+   * its tokens have expired.
+   * Default ES256.
+   */
+  algorithm?: TokenAlgorithm;
 }
 
 export interface TokenService {
@@ -100,13 +120,19 @@ export interface TokenService {
   readonly ttlSeconds: number;
   /** How long a retired key stays in the JWKS: the longest token lifetime plus the key refresh interval. */
   readonly retentionMs: number;
+  /**
+   * At start: makes sure there is an active key of TOKEN_ALG, creating the
+   * first one or switching from a key of another algorithm (the old key
+   * stays published). Done lazily by issue() and jwks() otherwise.
+   */
+  prepare(): Promise<SigningKeyInfo>;
   /** Signs a token for the session with the active key, creating the first key if the store has none. */
   issue(subject: TokenSubject): Promise<IssuedAccessToken>;
   /** Checks signature, algorithm, `kid`, `iss`, `exp` and claim shapes. Rejects only when the store fails. */
   verify(token: string): Promise<TokenVerification>;
   /** The public keys that verify live tokens: the active key and recently retired ones. */
   jwks(): Promise<JSONWebKeySet>;
-  /** Adds a new active key (retiring the current one) and deletes keys no token can need any more. */
+  /** Adds a new active key of the configured algorithm (retiring the current one) and deletes keys no token can need any more. */
   rotate(): Promise<SigningKeyInfo>;
   list(): Promise<SigningKeyInfo[]>;
   /** Deletes retired keys past retention; returns how many. */
@@ -114,29 +140,70 @@ export interface TokenService {
 }
 
 /**
- * A fresh Ed25519 signing key with a random `kid`.
+ * A fresh signing key of `alg` (default ES256) with a random `kid`. The
+ * public JWK carries `kid`, `alg` and `use: "sig"`, as the JWKS publishes it.
  *
  * @example
- * const key = await generateSigningKey({ runtime });
+ * const key = await generateSigningKey({ runtime, alg: "RS256" });
  * await stores.keys.addSigningKey(key);
  */
-export async function generateSigningKey(options: { runtime: Runtime; keySecret?: string | null }): Promise<SigningKey> {
-  const { privateKey, publicKey } = await generateKeyPair("EdDSA", { extractable: true });
+export async function generateSigningKey(options: { runtime: Runtime; keySecret?: string | null; alg?: TokenAlgorithm }): Promise<SigningKey> {
+  const alg = options.alg ?? DEFAULT_TOKEN_ALGORITHM;
+  // "EdDSA" gives Ed25519 and "ES256" P-256 in jose; RSA is given its modulus explicitly.
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true, ...(alg === "RS256" ? { modulusLength: MIN_RSA_MODULUS_BITS } : {}) });
   const kidBytes = new Uint8Array(16);
   options.runtime.random(kidBytes);
   const kid = toBase64Url(kidBytes);
   const publicJwk = await exportJWK(publicKey);
-  const privateJwk = await exportJWK(privateKey);
+  const privateJwk = JSON.stringify({ ...(await exportJWK(privateKey)), kid, alg });
   return {
     kid,
-    alg: "EdDSA",
-    publicJwk: JSON.stringify({ ...publicJwk, kid, alg: "EdDSA", use: "sig" }),
-    privateJwk: options.keySecret
-      ? sealPrivateKey(JSON.stringify({ ...privateJwk, kid, alg: "EdDSA" }), kid, options.keySecret, options.runtime.random)
-      : JSON.stringify({ ...privateJwk, kid, alg: "EdDSA" }),
+    alg,
+    publicJwk: JSON.stringify({ ...publicJwk, kid, alg, use: "sig" }),
+    privateJwk: options.keySecret ? sealPrivateKey(privateJwk, kid, options.keySecret, options.runtime.random) : privateJwk,
     createdAt: options.runtime.clock.now(),
     retiredAt: null,
   };
+}
+
+/**
+ * The algorithm a public JWK can verify, read from the key material itself
+ * (`kty`, `crv`, RSA modulus size) and required to agree with its `alg`
+ * when it has one; null for anything else (an unknown curve, a short RSA
+ * key, an `alg` that contradicts the key). This is what pins a token to its
+ * key's algorithm: the header may only repeat it.
+ *
+ * @example
+ * jwkAlgorithm({ kty: "EC", crv: "P-256", x: "…", y: "…", alg: "ES256" }); // "ES256"
+ * jwkAlgorithm({ kty: "EC", crv: "P-256", x: "…", y: "…", alg: "RS256" }); // null
+ */
+export function jwkAlgorithm(jwk: JWK): TokenAlgorithm | null {
+  let derived: TokenAlgorithm | null = null;
+  if (jwk.kty === "EC" && jwk.crv === "P-256") derived = "ES256";
+  else if (jwk.kty === "OKP" && jwk.crv === "Ed25519") derived = "EdDSA";
+  else if (jwk.kty === "RSA" && typeof jwk.n === "string" && rsaModulusBits(jwk.n) >= MIN_RSA_MODULUS_BITS) derived = "RS256";
+  if (derived === null || (jwk.alg !== undefined && jwk.alg !== derived)) return null;
+  return derived;
+}
+
+function rsaModulusBits(n: string): number {
+  const bytes = Buffer.from(n, "base64url");
+  let start = 0;
+  while (start < bytes.length && bytes[start] === 0) start += 1;
+  if (start === bytes.length) return 0;
+  return (bytes.length - start - 1) * 8 + (32 - Math.clz32(bytes[start]!));
+}
+
+/** A stored key's algorithm, from its record and its public JWK, which must agree; null when they do not. */
+function storedKeyAlgorithm(key: SigningKey): TokenAlgorithm | null {
+  let jwk: JWK;
+  try {
+    jwk = JSON.parse(key.publicJwk) as JWK;
+  } catch {
+    return null;
+  }
+  const alg = jwkAlgorithm(jwk);
+  return alg !== null && alg === key.alg ? alg : null;
 }
 
 /**
@@ -183,7 +250,9 @@ function isClaims(payload: Record<string, unknown>): boolean {
 
 /**
  * Verifies a Latch access token against a key resolver (the server's key
- * cache, or a resource server's remote JWKS). Only EdDSA is accepted; `iss`
+ * cache, or a resource server's remote JWKS). Only {@link TOKEN_ALGORITHMS}
+ * get as far as the resolver, and the resolver must pin the algorithm to the
+ * key it returns (see {@link pinKeyAlgorithm}); `iss`
  * must match; `exp` is checked against `now` (an injected clock), with no
  * leeway. Key-fetch failures are not the token's fault: they reject with
  * `LatchError("unavailable")` instead of refusing the token.
@@ -208,7 +277,7 @@ export async function verifyAccessToken(
   }
   // Checked before any key is looked up, so `alg: none` or an HMAC header
   // never reaches a key resolver (and never makes a remote JWKS refetch).
-  if (header.alg !== "EdDSA") return reject("algorithm", "The access token's algorithm is not accepted.");
+  if (!(TOKEN_ALGORITHMS as readonly unknown[]).includes(header.alg)) return reject("algorithm", "The access token's algorithm is not accepted.");
   if (typeof header.kid !== "string" || header.kid.length === 0) return reject("unknown_key", "The access token names no signing key.");
   try {
     const { payload } = await jwtVerify(token, resolveKey, {
@@ -238,10 +307,22 @@ export async function verifyAccessToken(
 }
 
 /**
+ * Throws jose's `JOSEAlgNotAllowed` unless the token header's `alg` is the
+ * key's. For key resolvers: whatever the header says, a key verifies only
+ * with its own algorithm.
+ *
+ * @example
+ * const resolve: JWTVerifyGetKey = async (header) => { pinKeyAlgorithm(header, "ES256"); return key; };
+ */
+export function pinKeyAlgorithm(header: Pick<JWTHeaderParameters, "alg">, keyAlg: string | undefined): void {
+  if (keyAlg === undefined || header.alg !== keyAlg) throw new errors.JOSEAlgNotAllowed("The token's alg is not its key's.");
+}
+
+/**
  * Remembers tokens that verified, so a client presenting the same token on
- * every request pays for the Ed25519 signature check once rather than each
- * time (~130 µs on a small server). Only successes are kept, keyed by the
- * whole token string, and `exp` is checked again on every hit, so a cached
+ * every request pays for the signature check once rather than each time
+ * (60–140 µs by algorithm on a small server; npm run bench:tokens). Only
+ * successes are kept, keyed by the whole token string, and `exp` is checked again on every hit, so a cached
  * token is accepted exactly as long as a fresh verification would accept it
  * (its key stays published until after its exp). Bounded: the oldest entry
  * goes first.
@@ -290,6 +371,8 @@ interface KeyCache {
  */
 export function createTokenService(options: TokenServiceOptions): TokenService {
   const { keys: store, runtime, issuer, ttlSeconds } = options;
+  const algorithm = options.algorithm ?? DEFAULT_TOKEN_ALGORITHM;
+  if (!TOKEN_ALGORITHMS.includes(algorithm)) throw new RangeError(`algorithm must be one of ${TOKEN_ALGORITHMS.join(", ")}`);
   if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > MAX_TOKEN_TTL_SECONDS) {
     throw new RangeError(`ttlSeconds must be a whole number from 1 to ${MAX_TOKEN_TTL_SECONDS}`);
   }
@@ -344,30 +427,52 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
   const activeOf = (keys: SigningKey[]): SigningKey | undefined => keys.find((k) => k.retiredAt === null);
   const publishedAt = (key: SigningKey, now: number): boolean => key.retiredAt === null || now - key.retiredAt < retentionMs;
 
+  async function addKey(): Promise<SigningKey> {
+    await store.addSigningKey(await generateSigningKey({ runtime, keySecret: options.keySecret ?? null, alg: algorithm }));
+    // Re-read rather than trust our own key: another process may have
+    // added one at the same moment, and whichever the store holds as
+    // active is the one every process must converge on. The loser's key
+    // is retired, not lost, so anything it signed still verifies.
+    const winner = activeOf((await reload()).keys);
+    if (winner === undefined) throw new LatchError("unavailable", "No active signing key after adding one.");
+    return winner;
+  }
+
   let creating: Promise<SigningKey> | null = null;
+  // Whether this process has compared the active key's algorithm with
+  // TOKEN_ALG yet: once, at its first need of a key, so a changed TOKEN_ALG
+  // takes effect from the next start (and processes still running with the
+  // old setting do not rotate back and forth: they follow the active key).
+  let algorithmChecked = false;
   async function activeKey(): Promise<SigningKey> {
     const found = activeOf((await current()).keys);
-    if (found !== undefined) return found;
+    if (found !== undefined && (algorithmChecked || found.alg === algorithm)) {
+      algorithmChecked = true;
+      return found;
+    }
     creating ??= (async () => {
-      await store.addSigningKey(await generateSigningKey({ runtime, keySecret: options.keySecret ?? null }));
-      // Re-read rather than trust our own key: another process may have
-      // added one at the same moment, and whichever the store holds as
-      // active is the one every process must converge on. The loser's key
-      // is retired, not lost, so anything it signed still verifies.
-      const winner = activeOf((await reload()).keys);
-      if (winner === undefined) throw new LatchError("unavailable", "No active signing key after adding one.");
-      return winner;
+      // A fresh read: another process may have switched algorithms already.
+      const active = activeOf((await reload()).keys);
+      const key = active !== undefined && active.alg === algorithm ? active : await addKey();
+      algorithmChecked = true;
+      return key;
     })().finally(() => (creating = null));
     return creating;
   }
 
-  function importOnce(map: Map<string, Promise<CryptoKey>>, kid: string, jwk: string): Promise<CryptoKey> {
-    let key = map.get(kid);
-    if (key === undefined) {
-      key = importJWK(JSON.parse(jwk) as JWK, "EdDSA") as Promise<CryptoKey>;
-      map.set(kid, key);
+  function importOnce(map: Map<string, Promise<CryptoKey>>, key: SigningKey, jwk: () => string): Promise<CryptoKey> {
+    let imported = map.get(key.kid);
+    if (imported === undefined) {
+      const alg = storedKeyAlgorithm(key);
+      imported =
+        alg === null
+          ? Promise.reject(new LatchError("unavailable", `Signing key ${key.kid} is not a valid ${key.alg} key.`))
+          : (Promise.resolve().then(() => importJWK(JSON.parse(jwk()) as JWK, alg)) as Promise<CryptoKey>);
+      // A failed import is not remembered: the next request tries again.
+      imported.catch(() => map.delete(key.kid));
+      map.set(key.kid, imported);
     }
-    return key;
+    return imported;
   }
 
   async function findVerificationKey(kid: string): Promise<SigningKey | undefined> {
@@ -381,8 +486,11 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
 
   const resolveKey: JWTVerifyGetKey = async (header) => {
     const key = typeof header.kid === "string" ? await findVerificationKey(header.kid) : undefined;
-    if (key === undefined) throw new errors.JWKSNoMatchingKey();
-    return importOnce(publicKeys, key.kid, key.publicJwk);
+    // A stored key that is not what it says it is verifies nothing.
+    if (key === undefined || storedKeyAlgorithm(key) === null) throw new errors.JWKSNoMatchingKey();
+    // The key's algorithm, never the header's: a header naming another is refused.
+    pinKeyAlgorithm(header, key.alg);
+    return importOnce(publicKeys, key, () => key.publicJwk);
   };
 
   const verifyCached = cacheVerifiedTokens((token) => verifyAccessToken(token, resolveKey, { issuer, now: clock.now() }), {
@@ -405,6 +513,10 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
     ttlSeconds,
     retentionMs,
 
+    async prepare() {
+      return info(await activeKey(), clock.now());
+    },
+
     async issue(subject) {
       const key = await activeKey();
       const now = clock.now();
@@ -412,13 +524,14 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
       const notAfter = subject.notAfter === undefined ? Infinity : Math.floor(subject.notAfter / 1000);
       const exp = Math.max(iat + 1, Math.min(iat + ttlSeconds, notAfter));
       const claims: AccessTokenClaims = { iss: issuer, sub: subject.userId, sid: subject.sessionId, roles: [...subject.roles], iat, exp };
+      const signingKey = await importOnce(privateKeys, key, () => openPrivateKey(key.privateJwk, key.kid, options.keySecret ?? null));
       const token = await new SignJWT({ sid: claims.sid, roles: claims.roles })
-        .setProtectedHeader({ alg: "EdDSA", kid: key.kid, typ: "JWT" })
+        .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "JWT" })
         .setIssuer(issuer)
         .setSubject(claims.sub)
         .setIssuedAt(iat)
         .setExpirationTime(exp)
-        .sign(await importOnce(privateKeys, key.kid, openPrivateKey(key.privateJwk, key.kid, options.keySecret ?? null)));
+        .sign(signingKey);
       return { token, expiresIn: exp - iat, kid: key.kid, claims };
     },
 
@@ -429,12 +542,12 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
       // that fetched the set at start-up already knows it.
       await activeKey();
       const now = clock.now();
-      const keys = (await current()).keys.filter((k) => publishedAt(k, now));
+      const keys = (await current()).keys.filter((k) => publishedAt(k, now) && storedKeyAlgorithm(k) !== null);
       return { keys: keys.map((k) => JSON.parse(k.publicJwk) as JWK) };
     },
 
     async rotate() {
-      const key = await generateSigningKey({ runtime, keySecret: options.keySecret ?? null });
+      const key = await generateSigningKey({ runtime, keySecret: options.keySecret ?? null, alg: algorithm });
       await store.addSigningKey(key);
       await prune();
       await reload();

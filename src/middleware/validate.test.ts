@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { decodeJwt } from "jose";
+import { decodeJwt, decodeProtectedHeader } from "jose";
 import type { FetchImplementation } from "jose";
 import { LatchError } from "../core/errors.js";
 import { createTestServer } from "../testing/test-server.js";
@@ -208,6 +208,41 @@ describe("the resource server's validate()", () => {
     assert.equal((await latch.validate(get({ authorization: `Bearer ${liveToken}` }))).ok, true);
     await t.app.inject({ method: "POST", url: "/logout", ...t.auth(live) });
     expectFailure(await latch.validate(get({ authorization: `Bearer ${liveToken}` })), "invalid_token", 'Bearer error="invalid_token"', "ended session");
+  });
+
+  for (const alg of ["ES256", "RS256", "EdDSA"]) {
+    it(`verifies a token of TOKEN_ALG=${alg} from the JWKS`, async () => {
+      const server = await createTestServer({ env: { TOKEN_ALG: alg } });
+      try {
+        const user = await server.register();
+        const token = (await server.app.inject({ method: "POST", url: "/token", ...server.auth(user) })).json().token as string;
+        assert.equal(decodeProtectedHeader(token).alg, alg);
+        const latch = createValidator({ jwks: { url: JWKS_URL, issuer: server.context.config.issuer, fetch: injectFetch(server) }, clock: server.clock, tokenCacheSize: 0 });
+        const result = await latch.validate(get({ authorization: `Bearer ${token}` }));
+        assert.ok(result.ok, alg);
+        assert.equal(result.auth.user.id, user.userId);
+      } finally {
+        await server.close();
+      }
+    });
+  }
+
+  it("pins each published key to its own alg: a JWKS entry without alg, or a header naming another, verifies nothing", async () => {
+    const user = await t.register();
+    const token = await tokenFor(user);
+    const [, payload, signature] = token.split(".") as [string, string, string];
+    const { kid } = decodeProtectedHeader(token);
+    const latch = createValidator({ jwks: options.jwks!, clock: t.clock, tokenCacheSize: 0 });
+    assert.equal((await latch.validate(get({ authorization: `Bearer ${token}` }))).ok, true, "as published");
+    const relabelled = `${b64({ alg: "RS256", typ: "JWT", kid })}.${payload}.${signature}`;
+    expectFailure(await latch.validate(get({ authorization: `Bearer ${relabelled}` })), "invalid_token", 'Bearer error="invalid_token"', "relabelled");
+    const stripped: FetchImplementation = async (url) => {
+      const response = await t.app.inject({ url: new URL(url).pathname });
+      const body = response.json() as { keys: Array<Record<string, unknown>> };
+      return new Response(JSON.stringify({ keys: body.keys.map(({ alg: _alg, ...rest }) => rest) }), { status: 200, headers: { "content-type": "application/json" } });
+    };
+    const noAlg = createValidator({ jwks: { ...options.jwks!, fetch: stripped }, clock: t.clock, tokenCacheSize: 0 });
+    expectFailure(await noAlg.validate(get({ authorization: `Bearer ${token}` })), "invalid_token", 'Bearer error="invalid_token"', "JWKS without alg");
   });
 
   it("on a JWKS-only server, believes a token until its exp, even after sign-out (the documented trade-off)", async () => {

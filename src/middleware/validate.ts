@@ -9,7 +9,7 @@ import type { Clock } from "../core/runtime.js";
 import { createSessionManager } from "../core/sessions.js";
 import type { SessionPolicy } from "../core/sessions.js";
 import type { Session, SessionStore, User } from "../core/store.js";
-import { cacheVerifiedTokens, verifyAccessToken } from "../core/tokens.js";
+import { cacheVerifiedTokens, jwkAlgorithm, pinKeyAlgorithm, verifyAccessToken } from "../core/tokens.js";
 import type { AccessTokenClaims } from "../core/tokens.js";
 
 /**
@@ -263,12 +263,22 @@ export function createValidator(options: ValidatorOptions): Validator {
   const jwks = options.jwks;
   let bearer: BearerVerifier | null = null;
   if (jwks !== undefined) {
-    const keys: JWTVerifyGetKey = createRemoteJWKSet(new URL(jwks.url), {
+    const remote = createRemoteJWKSet(new URL(jwks.url), {
       cooldownDuration: jwks.cooldownMs ?? 5_000,
       cacheMaxAge: jwks.cacheMaxAgeMs ?? 300_000,
       timeoutDuration: jwks.timeoutMs ?? 5_000,
       ...(jwks.fetch === undefined ? {} : { [customFetch]: jwks.fetch }),
     });
+    // The algorithm is the key's, never the token's: jose already skips JWKS
+    // entries whose `alg` differs from the header's, but would infer one for
+    // a key without `alg`. Latch publishes `alg` on every key, so a key
+    // without one (or whose material contradicts it) is refused here.
+    const keys: JWTVerifyGetKey = async (protectedHeader, token) => {
+      const key = await remote(protectedHeader, token);
+      const jwk = remote.jwks()?.keys.find((k) => k.kid === protectedHeader.kid && k.alg === protectedHeader.alg);
+      pinKeyAlgorithm(protectedHeader, jwk === undefined ? undefined : (jwkAlgorithm(jwk) ?? undefined));
+      return key;
+    };
     const verify = cacheVerifiedTokens((token) => verifyAccessToken(token, keys, { issuer: jwks.issuer, now: clock.now() }), {
       size: options.tokenCacheSize ?? 10_000,
       clock,

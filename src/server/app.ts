@@ -17,6 +17,7 @@ import { createFastPath } from "./fast-path.js";
 import type { FastPath } from "./fast-path.js";
 import { createMetrics, metricsRoute } from "./metrics.js";
 import { applyCors } from "./cors.js";
+import { apiDocumentRoute, hideFromApiDocument, registerApiDocument } from "./openapi.js";
 import { accountRoutes } from "./routes/account-routes.js";
 import { adminRoutes } from "./routes/admin-routes.js";
 import { healthRoutes } from "./routes/health-routes.js";
@@ -82,7 +83,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
       renewIntervalMs: config.session.renewIntervalMs,
     },
   });
-  const tokens = createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret });
+  const tokens = createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret, algorithm: config.tokenAlgorithm });
   const context: ServerContext = {
     config,
     stores,
@@ -201,6 +202,8 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     done();
   });
 
+  // Before any route: the API document learns routes as they are declared.
+  await registerApiDocument(app, { cookieName: context.cookieName });
   healthRoutes(app, context, options.workers);
   metricsRoute(app, context.metrics);
   accountRoutes(app, context);
@@ -209,7 +212,13 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   privacyRoutes(app, context);
   adminRoutes(app, context);
   tokenRoutes(app, context);
-  for (const mount of options.routes ?? []) mount(app, context);
+  apiDocumentRoute(app);
+  // More routes from the composition root (the pages): for browsers, not
+  // API clients, so left out of /openapi.json.
+  await app.register(async (more) => {
+    more.addHook("onRoute", hideFromApiDocument);
+    for (const mount of options.routes ?? []) mount(more, context);
+  });
 
   await app.ready();
   function drain(timeoutMs: number): Promise<boolean> {

@@ -3,6 +3,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import { isCachedSessionStore } from "../core/store.js";
 import type { Stores } from "../core/store.js";
 import { LatchError } from "../core/errors.js";
+import { ref, security } from "./api-schemas.js";
 
 export interface Metrics {
   registry: Registry;
@@ -68,6 +69,18 @@ export function createMetrics(stores?: Pick<Stores, "sessions">): Metrics {
   };
 }
 
+const metricsSchema = {
+  operationId: "getMetrics",
+  summary: "Prometheus metrics (loopback clients only)",
+  tags: ["operations"],
+  security: security.anyone,
+  produces: ["text/plain"],
+  response: {
+    200: { description: "Prometheus text exposition format.", content: { "text/plain": { schema: { type: "string" } } } },
+    403: { description: "forbidden: not a loopback client.", content: { "application/json": { schema: ref("Error") } } },
+  },
+};
+
 function isLoopback(address: string | undefined): boolean {
   if (address === undefined) return false;
   const v4 = address.startsWith("::ffff:") ? address.slice(7) : address;
@@ -94,7 +107,7 @@ function isLoopbackHost(host: string | undefined): boolean {
  * same host does not turn every remote client into a loopback one.
  */
 export function metricsRoute(app: FastifyInstance, metrics: Metrics): void {
-  app.get("/metrics", async (request, reply) => {
+  app.get("/metrics", { schema: metricsSchema }, async (request, reply) => {
     if (!isLoopback(request.socket.remoteAddress) || !isLoopback(request.ip) || !isLoopbackHost(request.headers.host)) throw new LatchError("forbidden", "Metrics are served to loopback clients only.");
     reply.header("Content-Type", metrics.registry.contentType);
     return metrics.registry.metrics();

@@ -7,10 +7,61 @@ import { recordEvent } from "../events.js";
 import { bodyObject, userJson } from "../responses.js";
 import { startSession, verifySignIn } from "../sign-in.js";
 import { countRegistration } from "../throttle.js";
+import { answer, errors, ref, security, unsafeMethodErrors, withHeaders } from "../api-schemas.js";
+
+const credentials = {
+  type: "object",
+  properties: {
+    username: { type: "string", description: "The username, or an email (give username or email)." },
+    email: { type: "string", description: "Instead of username." },
+    password: { type: "string" },
+  },
+  required: ["password"],
+} as const;
+
+const registerSchema = {
+  operationId: "register",
+  summary: "Create an account and sign in",
+  tags: ["accounts"],
+  security: security.anyone,
+  body: {
+    type: "object",
+    properties: {
+      username: { type: "string", minLength: 3, maxLength: 64, pattern: "^[\\p{L}\\p{N}._-]+$", description: "Letters, digits, '.', '_', '-'; unique case-insensitively after NFKC." },
+      password: { type: "string", minLength: 8, maxLength: 256, description: "Not a common password, not the username." },
+      email: { type: "string", format: "email" },
+    },
+    required: ["username", "password"],
+  },
+  response: {
+    201: withHeaders(answer("Signed in: the user, the CSRF token and a session cookie.", ref("SignedIn")), "Set-Cookie"),
+    ...errors(...unsafeMethodErrors, 409, 429, 503),
+  },
+};
+
+const loginSchema = {
+  operationId: "login",
+  summary: "Sign in with a username or email and a password",
+  tags: ["accounts"],
+  security: security.anyone,
+  body: credentials,
+  response: {
+    200: withHeaders(answer("Signed in: a new session cookie (never the one presented).", ref("SignedIn")), "Set-Cookie"),
+    ...errors(...unsafeMethodErrors, 401, 429, 503),
+  },
+};
+
+const logoutSchema = {
+  operationId: "logout",
+  summary: "Sign out: end this session and clear the cookie",
+  tags: ["accounts"],
+  security: security.sessionWithCsrf,
+  response: { 200: withHeaders(answer("Signed out.", ref("Message")), "Set-Cookie"), ...errors(...unsafeMethodErrors, 401, 503) },
+};
 
 /** POST /register, POST /login, POST /logout. */
 export function accountRoutes(app: FastifyInstance, ctx: ServerContext): void {
-  app.post("/register", async (request, reply) => {
+  app.post("/register", { schema: registerSchema }, async (request, reply) => {
     const body = bodyObject(request);
     await countRegistration(ctx, request);
     const user = await ctx.accounts.register({ username: body.username, password: body.password, email: body.email });
@@ -20,14 +71,14 @@ export function accountRoutes(app: FastifyInstance, ctx: ServerContext): void {
     return reply.code(201).send({ user: userJson(publicUser(user)), csrfToken });
   });
 
-  app.post("/login", async (request, reply) => {
+  app.post("/login", { schema: loginSchema }, async (request, reply) => {
     const user = await verifySignIn(ctx, request);
     const { session, csrfToken } = await startSession(ctx, request, reply, user);
     recordEvent(ctx, request, "sign_in", user.id, { session: session.id });
     return { user: userJson(publicUser(user)), csrfToken };
   });
 
-  app.post("/logout", { preHandler: guard(ctx) }, async (request, reply) => {
+  app.post("/logout", { preHandler: guard(ctx), schema: logoutSchema }, async (request, reply) => {
     const { session, user } = authOf(request);
     await ctx.stores.sessions.deleteSession(session.id);
     recordEvent(ctx, request, "sign_out", user.id, { session: session.id });

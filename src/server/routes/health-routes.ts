@@ -1,11 +1,46 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifySchema } from "fastify";
 import type { ServerContext } from "../context.js";
+import { answer, errors, security } from "../api-schemas.js";
+
+const healthSchema = {
+  operationId: "getHealth",
+  summary: "Liveness: the process runs",
+  tags: ["operations"],
+  security: security.anyone,
+  response: { 200: answer("Running.", { type: "object", properties: { status: { type: "string", const: "ok" } }, required: ["status"], additionalProperties: false }) },
+};
+
+const readySchema: FastifySchema = {
+  operationId: "getReadiness",
+  summary: "Readiness: the server can serve",
+  tags: ["operations"],
+  security: security.anyone,
+  response: {
+    200: answer("Serving; degraded when a secondary store (Redis, or the database while Redis serves) does not answer.", {
+      type: "object",
+      properties: {
+        status: { type: "string", enum: ["ok", "degraded"] },
+        stores: { type: "object", additionalProperties: { type: "string", enum: ["ok", "degraded", "down"] }, description: "Each backend by name." },
+        workers: {
+          type: "object",
+          description: "With WORKERS above 1: the worker processes ready, of all.",
+          properties: { ready: { type: "integer" }, total: { type: "integer" } },
+          required: ["ready", "total"],
+          additionalProperties: false,
+        },
+      },
+      required: ["status", "stores"],
+      additionalProperties: false,
+    }),
+    ...errors(503),
+  },
+};
 
 /** GET /healthz (the process runs) and GET /readyz (the database answers, or Redis does). */
 export function healthRoutes(app: FastifyInstance, ctx: ServerContext, workers?: () => { ready: number; total: number }): void {
-  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/healthz", { schema: healthSchema }, async () => ({ status: "ok" }));
 
-  app.get("/readyz", async (_request, reply) => {
+  app.get("/readyz", { schema: readySchema }, async (_request, reply) => {
     const stores = await ctx.stores.health();
     // The database (or the memory store standing in for it) is what serving
     // needs; with Redis, validation goes on from Redis while the database is

@@ -8,23 +8,82 @@ import { clearedSessionCookie, sessionCookie } from "../../auth/index.js";
 import { recordEvent } from "../events.js";
 import { bodyObject, sessionJson } from "../responses.js";
 import { countAccountAttempt, recordSuccess } from "../throttle.js";
+import { answer, errors, idParam, noBody, ref, security, unsafeMethodErrors, withHeaders } from "../api-schemas.js";
 
 /** A session as the user's session list shows it. */
 function listedSession(session: Session, currentId: string): ReturnType<typeof sessionJson> & { userAgent: string | null; ipAddress: string | null; current: boolean } {
   return { ...sessionJson(session), userAgent: session.userAgent, ipAddress: session.ipAddress, current: session.id === currentId };
 }
 
+const listSchema = {
+  operationId: "listSessions",
+  summary: "The user's live sessions",
+  tags: ["sessions"],
+  security: security.session,
+  response: {
+    200: answer("Every live session of the user, this one marked current.", {
+      type: "object",
+      properties: { sessions: { type: "array", items: ref("ListedSession") } },
+      required: ["sessions"],
+      additionalProperties: false,
+    }),
+    ...errors(401, 503),
+  },
+};
+
+const deleteSchema = {
+  operationId: "revokeSession",
+  summary: "End one of the user's sessions (this one signs out)",
+  tags: ["sessions"],
+  security: security.sessionWithCsrf,
+  params: idParam("The session's public handle (`id` in GET /sessions)."),
+  response: { 204: withHeaders(noBody("Ended; the cookie is cleared when it was this session."), "Set-Cookie"), ...errors(...unsafeMethodErrors, 401, 404, 503) },
+};
+
+const revokeOthersSchema = {
+  operationId: "revokeOtherSessions",
+  summary: "End every other session of the user",
+  tags: ["sessions"],
+  security: security.sessionWithCsrf,
+  response: { 200: answer("How many sessions ended.", ref("Revoked")), ...errors(...unsafeMethodErrors, 401, 503) },
+};
+
+const passwordSchema = {
+  operationId: "changePassword",
+  summary: "Change the password",
+  description: "This session gets a new cookie and CSRF token; every other session of the user ends.",
+  tags: ["sessions"],
+  security: security.sessionWithCsrf,
+  body: {
+    type: "object",
+    properties: { currentPassword: { type: "string" }, newPassword: { type: "string", minLength: 8, maxLength: 256 } },
+    required: ["currentPassword", "newPassword"],
+  },
+  response: {
+    200: withHeaders(
+      answer("Changed.", {
+        type: "object",
+        properties: { message: { type: "string" }, csrfToken: { type: "string" }, revoked: { type: "integer", minimum: 0 } },
+        required: ["message", "csrfToken", "revoked"],
+        additionalProperties: false,
+      }),
+      "Set-Cookie",
+    ),
+    ...errors(...unsafeMethodErrors, 401, 429, 503),
+  },
+};
+
 /** The user's own sessions and password: GET /sessions, DELETE /sessions/:id, POST /sessions/revoke-others, POST /password. */
 export function ownSessionRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const session = guard(ctx);
 
-  app.get("/sessions", { preHandler: session }, async (request) => {
+  app.get("/sessions", { preHandler: session, schema: listSchema }, async (request) => {
     const auth = authOf(request);
     const sessions = await ctx.stores.sessions.listUserSessions(auth.user.id, ctx.runtime.clock.now());
     return { sessions: sessions.map((s) => listedSession(s, auth.session.id)) };
   });
 
-  app.delete<{ Params: { id: string } }>("/sessions/:id", { preHandler: session }, async (request, reply) => {
+  app.delete<{ Params: { id: string } }>("/sessions/:id", { preHandler: session, schema: deleteSchema }, async (request, reply) => {
     const auth = authOf(request);
     const { id } = request.params;
     // Another user's session and an unknown one look the same: 404, so ids cannot be probed.
@@ -36,14 +95,14 @@ export function ownSessionRoutes(app: FastifyInstance, ctx: ServerContext): void
     return reply.code(204).send();
   });
 
-  app.post("/sessions/revoke-others", { preHandler: session }, async (request) => {
+  app.post("/sessions/revoke-others", { preHandler: session, schema: revokeOthersSchema }, async (request) => {
     const auth = authOf(request);
     const revoked = await ctx.stores.sessions.deleteUserSessions(auth.user.id, { exceptId: auth.session.id });
     recordEvent(ctx, request, "sessions_revoked", auth.user.id, { count: String(revoked), kept: auth.session.id });
     return { revoked };
   });
 
-  app.post("/password", { preHandler: session }, async (request, reply) => {
+  app.post("/password", { preHandler: session, schema: passwordSchema }, async (request, reply) => {
     const auth = authOf(request);
     const body = bodyObject(request);
     if (typeof body.currentPassword !== "string" || typeof body.newPassword !== "string") {

@@ -5,12 +5,88 @@ import type { ServerContext } from "../context.js";
 import { clearedSessionCookie } from "../../auth/index.js";
 import { bodyObject, iso, sessionJson } from "../responses.js";
 import { countAccountAttempt, recordSuccess } from "../throttle.js";
+import { answer, errors, noBody, security, unsafeMethodErrors, withHeaders } from "../api-schemas.js";
+
+const nullableString = { type: ["string", "null"] };
+const isoTime = { type: "string", format: "date-time" };
+
+const exportSchema = {
+  operationId: "exportMyData",
+  summary: "Everything stored about the user (GDPR access and portability)",
+  tags: ["privacy"],
+  security: security.session,
+  response: {
+    200: answer("A JSON download (Content-Disposition: attachment).", {
+      type: "object",
+      properties: {
+        exportedAt: isoTime,
+        profile: {
+          type: "object",
+          properties: {
+            id: { type: "string" },
+            username: { type: "string" },
+            email: nullableString,
+            roles: { type: "array", items: { type: "string" } },
+            createdAt: isoTime,
+            updatedAt: isoTime,
+          },
+          required: ["id", "username", "email", "roles", "createdAt", "updatedAt"],
+          additionalProperties: false,
+        },
+        sessions: {
+          type: "array",
+          items: {
+            type: "object",
+            properties: {
+              id: { type: "string" },
+              createdAt: isoTime,
+              lastSeenAt: isoTime,
+              idleExpiresAt: isoTime,
+              absoluteExpiresAt: isoTime,
+              userAgent: nullableString,
+              ipAddress: nullableString,
+            },
+            required: ["id", "createdAt", "lastSeenAt", "idleExpiresAt", "absoluteExpiresAt", "userAgent", "ipAddress"],
+            additionalProperties: false,
+          },
+        },
+        securityEvents: {
+          type: "array",
+          items: {
+            type: "object",
+            properties: {
+              type: { type: "string" },
+              at: isoTime,
+              ipAddress: nullableString,
+              userAgent: nullableString,
+              detail: { type: ["object", "null"], additionalProperties: { type: "string" } },
+            },
+            required: ["type", "at", "ipAddress", "userAgent", "detail"],
+            additionalProperties: false,
+          },
+        },
+      },
+      required: ["exportedAt", "profile", "sessions", "securityEvents"],
+      additionalProperties: false,
+    }),
+    ...errors(401, 503),
+  },
+};
+
+const eraseSchema = {
+  operationId: "deleteMe",
+  summary: "Erase the account, its sessions and its personal data",
+  tags: ["privacy"],
+  security: security.sessionWithCsrf,
+  body: { type: "object", properties: { password: { type: "string" } }, required: ["password"] },
+  response: { 204: withHeaders(noBody("Erased; the cookie is cleared."), "Set-Cookie"), ...errors(...unsafeMethodErrors, 401, 429, 503) },
+};
 
 /** GDPR: GET /me/export (everything stored about the user) and DELETE /me (erasure). */
 export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const session = guard(ctx);
 
-  app.get("/me/export", { preHandler: session }, async (request, reply) => {
+  app.get("/me/export", { preHandler: session, schema: exportSchema }, async (request, reply) => {
     const { user: current } = authOf(request);
     const now = ctx.runtime.clock.now();
     const [user, sessions, events] = await Promise.all([
@@ -30,7 +106,7 @@ export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     };
   });
 
-  app.delete("/me", { preHandler: session }, async (request, reply) => {
+  app.delete("/me", { preHandler: session, schema: eraseSchema }, async (request, reply) => {
     const { user: current } = authOf(request);
     const body = bodyObject(request);
     if (typeof body.password !== "string") throw new LatchError("invalid_input", "Send your password to confirm.");

@@ -38,7 +38,7 @@ describe("POST /token", () => {
     assert.equal(body.token_type, "Bearer");
     assert.equal(body.expires_in, 900);
     const header = decodeProtectedHeader(body.token);
-    assert.equal(header.alg, "EdDSA");
+    assert.equal(header.alg, "ES256", "TOKEN_ALG's default");
     assert.equal(typeof header.kid, "string");
     const claims = decodeJwt(body.token);
     const me = (await t.app.inject({ url: "/me", cookies: { sid: user.cookie } })).json();
@@ -208,9 +208,9 @@ describe("POST /token", () => {
       const token = await tokenFor(attacker);
       const victimSid = (await t.app.inject({ url: "/me", cookies: { sid: victim.cookie } })).json().session.id;
       const [active] = (await t.stores.keys.listSigningKeys()).filter((k) => k.retiredAt === null);
-      const key = await importJWK(JSON.parse(active!.privateJwk) as JWK, "EdDSA");
+      const key = await importJWK(JSON.parse(active!.privateJwk) as JWK, "ES256");
       const claims: JWTPayload = { ...decodeJwt(token), sid: victimSid };
-      const forged = await new SignJWT(claims).setProtectedHeader({ alg: "EdDSA", kid: active!.kid, typ: "JWT" }).sign(key);
+      const forged = await new SignJWT(claims).setProtectedHeader({ alg: "ES256", kid: active!.kid, typ: "JWT" }).sign(key);
       assertInvalidToken(await t.app.inject({ url: "/me", headers: { authorization: `Bearer ${forged}` } }), "sub/sid mismatch");
     });
 
@@ -281,8 +281,10 @@ describe("signing keys over HTTP", () => {
     assert.equal(response.headers["cache-control"], "public, max-age=300");
     const { keys } = response.json() as { keys: JWK[] };
     assert.deepEqual(keys.map((k) => k.kid), [decodeProtectedHeader(token).kid]);
-    assert.equal(keys[0]!.kty, "OKP");
-    assert.equal(keys[0]!.crv, "Ed25519");
+    assert.equal(keys[0]!.kty, "EC");
+    assert.equal(keys[0]!.crv, "P-256");
+    assert.equal(keys[0]!.alg, "ES256");
+    assert.equal(keys[0]!.use, "sig");
     assert.equal("d" in keys[0]!, false, "never the private key");
   });
 

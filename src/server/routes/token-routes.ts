@@ -7,6 +7,7 @@ import type { ServerContext } from "../context.js";
 import { recordEvent, userAgentOf } from "../events.js";
 import { bodyObject } from "../responses.js";
 import { verifySignIn } from "../sign-in.js";
+import { answer, errors, ref, security, unsafeMethodErrors } from "../api-schemas.js";
 
 /** The shape of a successful POST /token (RFC 6749 §5.1 names, plus `token` for the tutorials' clients). */
 export interface TokenResponse {
@@ -35,6 +36,47 @@ async function countTokenRequest(ctx: ServerContext, request: FastifyRequest): P
   }
 }
 
+const tokenSchema = {
+  operationId: "issueToken",
+  summary: "Issue an access token (JWT) for this session, or for credentials",
+  description:
+    "With the session cookie (and its CSRF token): a token for that session. With `{username | email, password}` instead: " +
+    "a new session (no cookie) and a token for it. Signed with TOKEN_ALG (ES256 by default); lifetime at most 15 minutes.",
+  tags: ["tokens"],
+  security: [...security.sessionWithCsrf, {}],
+  "x-body-optional": true,
+  body: {
+    type: "object",
+    properties: { username: { type: "string" }, email: { type: "string" }, password: { type: "string" } },
+  },
+  response: {
+    200: answer("The token, under both names (`token` and `access_token`).", {
+      type: "object",
+      properties: {
+        token: { type: "string" },
+        access_token: { type: "string" },
+        token_type: { type: "string", const: "Bearer" },
+        expires_in: { type: "integer", minimum: 1, maximum: 900, description: "Seconds." },
+      },
+      required: ["token", "access_token", "token_type", "expires_in"],
+      additionalProperties: false,
+    }),
+    ...errors(...unsafeMethodErrors, 401, 429, 503),
+  },
+};
+
+const jwksSchema = {
+  operationId: "getJwks",
+  summary: "The public keys that verify tokens (RFC 7517)",
+  description: "The active key and retired ones until every token they signed has expired. Cacheable for 5 minutes.",
+  tags: ["tokens"],
+  security: security.anyone,
+  response: {
+    200: answer("The key set.", { type: "object", properties: { keys: { type: "array", items: ref("Jwk") } }, required: ["keys"], additionalProperties: false }),
+    ...errors(503),
+  },
+};
+
 /**
  * POST /token and GET /.well-known/jwks.json.
  *
@@ -50,7 +92,7 @@ async function countTokenRequest(ctx: ServerContext, request: FastifyRequest): P
 export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const sessionGuard = guard(ctx);
 
-  app.post("/token", async (request, reply): Promise<TokenResponse> => {
+  app.post("/token", { schema: tokenSchema }, async (request, reply): Promise<TokenResponse> => {
     const body = request.body === undefined ? {} : bodyObject(request);
     let user: User;
     let session: Session;
@@ -73,7 +115,7 @@ export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
     return { token: issued.token, access_token: issued.token, token_type: "Bearer", expires_in: issued.expiresIn };
   });
 
-  app.get("/.well-known/jwks.json", async (_request, reply) => {
+  app.get("/.well-known/jwks.json", { schema: jwksSchema }, async (_request, reply) => {
     // Public keys only, the same for everyone: cacheable, unlike every other response.
     reply.header("cache-control", "public, max-age=300");
     return ctx.tokens.jwks();

@@ -60,7 +60,7 @@ interface EventRow {
 
 interface KeyRow {
   kid: string;
-  alg: "EdDSA";
+  alg: SigningKey["alg"];
   public_jwk: string;
   private_jwk: string;
   created_at: number;
