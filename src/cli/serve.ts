@@ -94,6 +94,8 @@ export async function serve(config: Config): Promise<void> {
     workers?.stop();
     await stores.close();
     app.log.info("stopped");
+    // A worker's channel to the primary would keep it alive: let it go, and the process ends as a single one does.
+    if (cluster.isWorker) cluster.worker?.disconnect();
   }
   process.once("SIGTERM", () => void shutdown("SIGTERM"));
   process.once("SIGINT", () => void shutdown("SIGINT"));
