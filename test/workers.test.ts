@@ -5,6 +5,7 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { DATA_VERSION_CHECK_MS } from "../src/stores/open-stores.js";
 import { Client, startLatch } from "./support/latch-process.js";
 
 const dir = mkdtempSync(join(tmpdir(), "latch-workers-"));
@@ -56,7 +57,10 @@ describe("WORKERS=2: two server processes on one port", () => {
       // Twenty fresh connections: both workers serve (and cache) the session.
       for (let i = 0; i < 20; i += 1) assert.equal(await freshGet(`${server.url}/protected`, cookie), 200, `request ${i}`);
       assert.equal((await client.request("POST", "/logout")).status, 200);
-      // Whichever worker answers, the session is gone from its cache too.
+      // Whichever worker answers, the session is gone from its cache too, once
+      // its SQLite data_version check has run (at most every DATA_VERSION_CHECK_MS,
+      // 10 ms, as for any other process on the file: well within the contract's second).
+      await new Promise((r) => setTimeout(r, DATA_VERSION_CHECK_MS * 5));
       for (let i = 0; i < 20; i += 1) assert.equal(await freshGet(`${server.url}/protected`, cookie), 401, `after sign-out, request ${i}`);
 
       // A worker that dies is replaced, and /readyz says so until it is back.
