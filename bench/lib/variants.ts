@@ -115,6 +115,8 @@ export interface LatchStartOptions {
   redisUrl: string | null;
   username: string;
   port?: number;
+  /** More environment for this server (the many-sessions scenario's SESSION_CACHE_SIZE). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -125,7 +127,7 @@ export interface LatchStartOptions {
 export async function startLatch(name: string, env: BenchEnv, options: LatchStartOptions): Promise<Running> {
   const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
-  const tracked = pinnedNode(name, [join(options.distDir ?? env.distDir, "cli", "main.js"), "serve"], latchEnv(port, options.database, options.redisUrl), env.tmpDir);
+  const tracked = pinnedNode(name, [join(options.distDir ?? env.distDir, "cli", "main.js"), "serve"], { ...latchEnv(port, options.database, options.redisUrl), ...options.env }, env.tmpDir);
   try {
     await waitForHttp(tracked, `${url}/healthz`);
     const credentials = JSON.stringify({ username: options.username, password: LATCH_PASSWORD });

@@ -195,6 +195,9 @@ interface Started {
 
 async function startMany(name: string, env: ManyEnv, data: Data): Promise<Started | string> {
   const compareDist = process.env.BENCH_COMPARE_DIST;
+  // BENCH_MANY_CACHE_SIZE: the Latch servers' SESSION_CACHE_SIZE (default: Latch's own, 250,000).
+  const cacheSize = process.env.BENCH_MANY_CACHE_SIZE;
+  const latchExtra = cacheSize ? { env: { SESSION_CACHE_SIZE: cacheSize } } : {};
   switch (name) {
     case "ceiling": {
       const file = data.files.get("sqlite");
@@ -205,7 +208,7 @@ async function startMany(name: string, env: ManyEnv, data: Data): Promise<Starte
     case "latch-sqlite":
     case "compare-sqlite": {
       if (name === "compare-sqlite" && !compareDist) return "BENCH_COMPARE_DIST is not set";
-      const running = await startLatch(name, env, { database: `sqlite:${data.sqlitePath}`, redisUrl: null, username: `bench.many.${name}`, ...(name === "compare-sqlite" ? { distDir: compareDist! } : {}) });
+      const running = await startLatch(name, env, { database: `sqlite:${data.sqlitePath}`, redisUrl: null, username: `bench.many.${name}`, ...latchExtra, ...(name === "compare-sqlite" ? { distDir: compareDist! } : {}) });
       return { running, cookieFile: data.files.get("sqlite")!, cookieName: "sid", metrics: true };
     }
     case "latch-postgres":
@@ -218,6 +221,7 @@ async function startMany(name: string, env: ManyEnv, data: Data): Promise<Starte
         database: data.postgresUrl,
         redisUrl: name === "latch-tiered" ? env.redisUrl : null,
         username: `bench.many.${name}`,
+        ...latchExtra,
         ...(name === "compare-postgres" ? { distDir: compareDist! } : {}),
       });
       return { running, cookieFile: data.files.get("postgres")!, cookieName: "sid", metrics: true };
