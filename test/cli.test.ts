@@ -24,6 +24,9 @@ describe("the admin CLI", () => {
     const created = await cli(["users", "create", "cli.admin", "--email", "cli@example.com", "--admin"], { LATCH_PASSWORD: "a long cli password" });
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stdout, /created cli\.admin .* with roles user,admin/);
+    // A second admin, so that cli.admin is not the last one and may be demoted.
+    const keeper = await cli(["users", "create", "cli.keeper", "--admin"], { LATCH_PASSWORD: "a long cli password" });
+    assert.equal(keeper.code, 0, keeper.stderr);
 
     const server = await startLatch(env);
     try {
@@ -62,9 +65,25 @@ describe("the admin CLI", () => {
 
     const deleted = await cli(["users", "delete", "cli.admin"]);
     assert.equal(deleted.code, 0);
+    assert.equal((await cli(["users", "delete", "cli.keeper"])).code, 0);
     const again = await cli(["users", "delete", "cli.admin"]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /no user "cli\.admin"/);
+  });
+
+  it("refuses to remove the last admin's admin role with exit 1 and one line, and changes nothing", async () => {
+    const created = await cli(["users", "create", "cli.last.admin", "--admin"], { LATCH_PASSWORD: "a long cli password" });
+    assert.equal(created.code, 0, created.stderr);
+    // cli.admin and cli.keeper from the first test were deleted: this is the only admin.
+    const refused = await cli(["users", "roles", "cli.last.admin", "user"]);
+    assert.equal(refused.code, 1, refused.stdout);
+    assert.match(refused.stderr, /^latch: .*last admin.*\n$/);
+    assert.equal(refused.stderr.split("\n").length, 2, "one line");
+    const second = await cli(["users", "create", "cli.second.admin", "--admin"], { LATCH_PASSWORD: "a long cli password" });
+    assert.equal(second.code, 0, second.stderr);
+    const demoted = await cli(["users", "roles", "cli.last.admin", "user"]);
+    assert.equal(demoted.code, 0, demoted.stderr);
+    assert.match(demoted.stdout, /now has roles user$/m);
   });
 
   it("refuses a weak password with exit 1 and bad usage with exit 2", async () => {

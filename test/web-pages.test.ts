@@ -195,4 +195,54 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
       await context.close();
     }
   });
+
+  it("fits the account page's session table inside its card on a 390 px wide phone, with nothing to scroll sideways", async () => {
+    // A second session from a desktop browser, so the table has a long device name and two rows.
+    const desktop = new Client(latch.url);
+    assert.equal((await desktop.request("POST", "/register", { username: "web.phone.owner", password: PASSWORD })).status, 201);
+    const context = await browser.newContext({
+      viewport: { width: 390, height: 844 },
+      deviceScaleFactor: 3,
+      isMobile: true,
+      hasTouch: true,
+      userAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+    });
+    const page = await context.newPage();
+    const errors = watchConsole(page);
+    try {
+      await page.goto(`${latch.url}/account/signin`);
+      await page.getByLabel("Username or email", { exact: true }).fill("web.phone.owner");
+      await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.waitForURL(/\/account$/);
+      assert.equal(await page.locator("table.sessions tbody tr").count(), 2);
+      // Runs in the page; typed loosely because this project's TypeScript has no DOM library.
+      const fit = await page.evaluate(() => {
+        const { document, window, getComputedStyle } = globalThis as any;
+        const table = document.querySelector("table.sessions");
+        const card = table.closest(".card");
+        const wrap = document.querySelector(".table-wrap");
+        const cardBox = card.getBoundingClientRect();
+        const style = getComputedStyle(card);
+        const inner = cardBox.right - parseFloat(style.paddingRight) - parseFloat(style.borderRightWidth);
+        const cells: number[] = [...table.querySelectorAll("td, th, button")].map((el: any) => el.getBoundingClientRect().right);
+        return {
+          tableRight: table.getBoundingClientRect().right as number,
+          widestCell: Math.max(...cells),
+          cardInner: inner,
+          wrapScrolls: wrap.scrollWidth > wrap.clientWidth + 1,
+          pageScrolls: document.documentElement.scrollWidth > window.innerWidth,
+        };
+      });
+      await page.screenshot({ path: "/tmp/latch-account-390.png", fullPage: true });
+      assert.ok(fit.tableRight <= fit.cardInner + 1 && fit.widestCell <= fit.cardInner + 1, `the table reaches ${fit.tableRight} (a cell ${fit.widestCell}), the card's content ends at ${fit.cardInner}`);
+      assert.equal(fit.wrapScrolls, false, "the table does not need a sideways scroll");
+      assert.equal(fit.pageScrolls, false, "the page does not scroll sideways");
+      // Still usable: every session has its own sign-out button, on screen.
+      for (const button of await page.locator("table.sessions button").all()) assert.ok(await button.isVisible());
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
 });

@@ -55,6 +55,7 @@ export async function seedSessions(options: { databaseUrl: string; redisUrl: str
         usernameKey: username,
         email: null,
         emailKey: null,
+        emailVerified: false,
         roles: ["user"],
         passwordHash: PASSWORD_HASH,
         createdAt: started - 3_600_000,

@@ -1,13 +1,16 @@
 import { parseArgs } from "node:util";
-import { createAccounts, normaliseRoles } from "../core/accounts.js";
+import { createAccounts, normaliseRoles, refuseRemovingLastAdmin } from "../core/accounts.js";
 import type { Config } from "../core/config.js";
-import { LatchError } from "../core/errors.js";
+import { isLatchError, LatchError } from "../core/errors.js";
 import { isUuid } from "../core/ids.js";
 import { loginKey } from "../core/identity.js";
 import { createPasswordHasher } from "../core/passwords.js";
 import type { Stores, UserRecord } from "../core/store.js";
 import { openStores } from "../stores/open-stores.js";
 import { systemRuntime } from "./serve.js";
+
+/** Drops the stores' own log lines (Redis going away and coming back): a command says what happened in its answer. */
+export const QUIET = { warn: (): void => {}, info: (): void => {} };
 
 /** A refusal the operator can fix: printed as one line, exit code 1. */
 export class UsageError extends Error {}
@@ -35,6 +38,22 @@ async function findUser(stores: Stores, who: string | undefined): Promise<UserRe
 }
 
 /**
+ * Waits until what the command revoked has reached every server's copies
+ * (the tiered store mirrors to Redis and announces). If it could not, the
+ * change is in the database and the store has left the flush mark that makes
+ * every server drop its copies; the operator is told so in one line, exit 1.
+ */
+async function settled(stores: Stores, done: string): Promise<string> {
+  try {
+    await stores.settle?.();
+  } catch (error) {
+    if (isLatchError(error, "unavailable")) throw new UsageError(`${done} in the database; ${error.message}`);
+    throw error;
+  }
+  return done;
+}
+
+/**
  * Runs an administration command against the configured stores and prints
  * one line of result. Returns the exit code: 0 done, 1 refused, 2 usage.
  */
@@ -47,7 +66,8 @@ export async function runAdminCommand(config: Config, args: string[], out: (line
     return 2;
   }
   const runtime = systemRuntime();
-  const stores = await openStores(config);
+  // Quiet stores: an outage is reported once, in the command's own one-line answer.
+  const stores = await openStores(config, { logger: QUIET });
   try {
     switch (`${group} ${action}`) {
       case "users create": {
@@ -60,19 +80,21 @@ export async function runAdminCommand(config: Config, args: string[], out: (line
       case "users roles": {
         const user = await findUser(stores, rest[0]);
         const roles = normaliseRoles((rest[1] ?? "").split(",").map((r) => r.trim()).filter(Boolean));
+        await refuseRemovingLastAdmin(stores.users, user, roles);
         await stores.users.updateUserRoles(user.id, roles, runtime.clock.now());
-        out(`${user.username} now has roles ${roles.join(",")}`);
+        out(await settled(stores, `${user.username} now has roles ${roles.join(",")}`));
         return 0;
       }
       case "users revoke-sessions": {
         const user = await findUser(stores, rest[0]);
-        out(`revoked ${await stores.sessions.deleteUserSessions(user.id)} session(s) of ${user.username}`);
+        const revoked = await stores.sessions.deleteUserSessions(user.id);
+        out(await settled(stores, `revoked ${revoked} session(s) of ${user.username}`));
         return 0;
       }
       case "users delete": {
         const user = await findUser(stores, rest[0]);
         await stores.users.deleteUser(user.id);
-        out(`deleted ${user.username} and all their sessions`);
+        out(await settled(stores, `deleted ${user.username} and all their sessions`));
         return 0;
       }
       case "sessions revoke-all": {
@@ -84,7 +106,7 @@ export async function runAdminCommand(config: Config, args: string[], out: (line
           if (page.length < 100) break;
           after = page[page.length - 1]!.id;
         }
-        out(`revoked ${total} session(s) of every user`);
+        out(await settled(stores, `revoked ${total} session(s) of every user`));
         return 0;
       }
       default: {

@@ -4,7 +4,7 @@ import { ConfigError, loadConfig } from "../core/config.js";
 import type { Config } from "../core/config.js";
 import { createTokenService } from "../core/tokens.js";
 import { openStores } from "../stores/open-stores.js";
-import { ADMIN_USAGE, runAdminCommand } from "./admin-commands.js";
+import { ADMIN_USAGE, QUIET, runAdminCommand } from "./admin-commands.js";
 import { serve, systemRuntime } from "./serve.js";
 
 /**
@@ -60,7 +60,7 @@ async function keysCommand(config: Config, args: string[]): Promise<number> {
     process.stderr.write("Usage: latch keys rotate | latch keys list\n");
     return 2;
   }
-  const stores = await openStores(config);
+  const stores = await openStores(config, { logger: QUIET });
   try {
     const tokens = createTokenService({ keys: stores.keys, runtime: systemRuntime(), issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret, algorithm: config.tokenAlgorithm });
     if (action === "rotate") {

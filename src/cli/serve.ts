@@ -8,9 +8,11 @@ import { ConfigError } from "../core/config.js";
 import type { Config } from "../core/config.js";
 import { LatchError } from "../core/errors.js";
 import { createPasswordHasher } from "../core/passwords.js";
+import { createTokenService } from "../core/tokens.js";
 import type { Runtime } from "../core/runtime.js";
 import type { StoreHealth } from "../core/store.js";
 import { buildServer } from "../server/app.js";
+import { startServerMail } from "../server/mail.js";
 import { startMaintenance } from "../server/maintenance.js";
 import { openStores } from "../stores/open-stores.js";
 import { webRoutes } from "../web/index.js";
@@ -73,6 +75,11 @@ export async function serve(config: Config): Promise<void> {
     app.log.warn({ err: error }, "could not prepare the token signing key at start; it will be made when a token is first needed");
   }
 
+  if (config.production && config.mail.smtpUrl === null) {
+    app.log.warn({ outbox: config.mail.outbox }, "SMTP_URL is not set: mail is written as .eml files to MAIL_OUTBOX instead of being delivered");
+  }
+  const mailSender = startServerMail(context, app.log.child({ component: "mail" }));
+
   const stopMaintenance = startMaintenance({
     stores,
     tokens: context.tokens,
@@ -92,6 +99,11 @@ export async function serve(config: Config): Promise<void> {
     await app.close();
     if (!(await drain(10_000))) app.log.warn("shutdown: state-changing requests still running after 10 s; closing the stores anyway");
     workers?.stop();
+    // Work deferred past a response (a reset request's look-up) and sends in
+    // flight finish and are marked; what is still queued waits in the
+    // database for the next start or another process.
+    await context.mail.idle();
+    await mailSender.stop();
     await stores.close();
     app.log.info("stopped");
     // A worker's channel to the primary would keep it alive: let it go, and the process ends as a single one does.
@@ -173,6 +185,14 @@ async function servePrimary(config: Config): Promise<void> {
         }
         throw error;
       }
+    }
+    // A changed TOKEN_ALG's new key, made once here rather than by every worker at once.
+    try {
+      const tokens = createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret, algorithm: config.tokenAlgorithm });
+      const key = await tokens.prepare();
+      log.info({ kid: key.kid, alg: key.alg }, "token signing key ready");
+    } catch (error) {
+      log.warn({ err: error }, "could not prepare the token signing key at start; a worker will make it when a token is first needed");
     }
   } finally {
     await stores.close();

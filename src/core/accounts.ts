@@ -25,6 +25,12 @@ export interface Accounts {
    * outdated hash is replaced by a current argon2id hash on success.
    */
   checkCredentials(user: UserRecord | null, password: unknown): Promise<boolean>;
+  /**
+   * Checks a new password against the policy (`invalid_input` naming
+   * `field`) and returns its hash, writing nothing: for a reset, where the
+   * store swaps the hash in the same transaction that spends the token.
+   */
+  hashNewPassword(user: UserRecord, newPassword: unknown, field?: string): Promise<string>;
   /** Sets a new password after checking it against the policy. */
   setPassword(user: UserRecord, newPassword: unknown, field?: string): Promise<void>;
 }
@@ -33,7 +39,7 @@ export const ROLE_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
 
 /** The user as responses show it: never the hash or the look-up keys. */
 export function publicUser(user: User): User {
-  return { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: user.createdAt };
+  return { id: user.id, username: user.username, email: user.email, emailVerified: user.emailVerified, roles: user.roles, createdAt: user.createdAt };
 }
 
 /** Validates a roles list from input; "user" is always included. */
@@ -44,6 +50,29 @@ export function normaliseRoles(value: unknown): string[] {
     });
   }
   return [...new Set(["user", ...(value as string[])])];
+}
+
+/**
+ * Refuses with 409 `conflict` a change of `target`'s roles to `roles` that
+ * would leave no user with the `admin` role: nobody could then administer
+ * Latch except through the CLI. Reads users a page at a time and stops at
+ * the first other admin. Check-then-write: two admins demoting each other
+ * at the same instant can both pass; the CLI (`latch users roles`) remains
+ * the way back in.
+ *
+ * @example
+ * await refuseRemovingLastAdmin(stores.users, target, ["user"]);
+ */
+export async function refuseRemovingLastAdmin(users: UserStore, target: UserRecord, roles: string[]): Promise<void> {
+  if (!target.roles.includes("admin") || roles.includes("admin")) return;
+  let after: string | undefined;
+  for (;;) {
+    const page = await users.listUsers({ limit: 100, after });
+    if (page.some((user) => user.id !== target.id && user.roles.includes("admin"))) return;
+    if (page.length < 100) break;
+    after = page[page.length - 1]!.id;
+  }
+  throw new LatchError("conflict", `${target.username} is the last admin: make another user an admin first.`);
 }
 
 export function createAccounts(options: { users: UserStore; hasher: PasswordHasher; runtime: Runtime }): Accounts {
@@ -86,6 +115,7 @@ export function createAccounts(options: { users: UserStore; hasher: PasswordHash
         usernameKey: key,
         email: email?.username ?? null,
         emailKey: email?.key ?? null,
+        emailVerified: false,
         passwordHash: await hasher.hash(password),
         roles: [...new Set(["user", ...(input.roles ?? [])])],
         createdAt: now,
@@ -109,6 +139,10 @@ export function createAccounts(options: { users: UserStore; hasher: PasswordHash
       if (!(await hasher.verify(user.passwordHash, normalised))) return false;
       await upgradeHash(user, normalised);
       return true;
+    },
+
+    async hashNewPassword(user, newPassword, field = "newPassword") {
+      return hasher.hash(checkNewPassword(newPassword, user.usernameKey, field));
     },
 
     async setPassword(user, newPassword, field = "newPassword") {

@@ -3,6 +3,23 @@ import { describe, it } from "node:test";
 import { ConfigError, loadConfig } from "./config.js";
 
 describe("configuration", () => {
+  it("reads the mail variables and refuses bad ones with one line naming the variable", () => {
+    const config = loadConfig({ PORT: "4000", SMTP_URL: "smtps://user:secret@mail.example.com:465", MAIL_FROM: "Acme <auth@acme.example>", MAIL_OUTBOX: "/var/mail/latch", PUBLIC_URL: "https://auth.acme.example/" });
+    assert.deepEqual(config.mail, { smtpUrl: "smtps://user:secret@mail.example.com:465", from: "Acme <auth@acme.example>", outbox: "/var/mail/latch" });
+    assert.equal(config.publicUrl, "https://auth.acme.example");
+    assert.equal(loadConfig({ PORT: "4000" }).publicUrl, "http://localhost:4000");
+    for (const [variable, value] of [
+      ["SMTP_URL", "http://mail.example.com"],
+      ["SMTP_URL", "smtp://"],
+      ["MAIL_FROM", "not an address"],
+      ["MAIL_FROM", "Evil <a@b.example>\r\nBcc: x@y.example"],
+      ["PUBLIC_URL", "ftp://auth.example.com"],
+      ["PUBLIC_URL", "https://auth.example.com/?q=1"],
+    ] as const) {
+      assert.throws(() => loadConfig({ [variable]: value }), (e) => e instanceof ConfigError && e.variable === variable && !e.message.includes("\n"), `${variable}=${value}`);
+    }
+  });
+
   it("has the contract's defaults", () => {
     const config = loadConfig({});
     assert.equal(config.port, 3000);
@@ -17,7 +34,10 @@ describe("configuration", () => {
     assert.equal(config.bodyLimitBytes, 16_384);
     assert.deepEqual(config.throttle, {
       accountFailures: 10, accountWindowMs: 900_000, addressFailures: 100, addressWindowMs: 900_000, registrations: 100, registrationWindowMs: 3_600_000,
+      passwordResets: 100, passwordResetWindowMs: 3_600_000, resetMessagesPerAccount: 3,
     });
+    assert.equal(config.publicUrl, "http://localhost:3000");
+    assert.deepEqual(config.mail, { smtpUrl: null, from: "Latch <no-reply@localhost>", outbox: "./data/outbox" });
     assert.ok(config.tokenTtlSeconds <= 900);
   });
 

@@ -28,11 +28,23 @@ export interface Config {
    * relying-party ID.
    */
   publicUrl: string;
+  mail: {
+    /** SMTP_URL: `smtp://` or `smtps://`; null writes `.eml` files to `outbox` instead. */
+    smtpUrl: string | null;
+    /** MAIL_FROM: the From of every message. */
+    from: string;
+    /** MAIL_OUTBOX: the folder for `.eml` files when there is no SMTP server. */
+    outbox: string;
+  };
   admin: { username: string; password: string } | null;
   /** Proxy addresses or CIDRs whose X-Forwarded-For is believed. */
   trustProxy: string[];
   production: boolean;
   bodyLimitBytes: number;
+  /** How long a client may take to send a whole request (headers and body) before it gets 408 and is disconnected. */
+  requestTimeoutMs: number;
+  /** How long a client may take to send its request headers; at most {@link requestTimeoutMs}. */
+  headersTimeoutMs: number;
   throttle: {
     accountFailures: number;
     accountWindowMs: number;
@@ -40,6 +52,11 @@ export interface Config {
     addressWindowMs: number;
     registrations: number;
     registrationWindowMs: number;
+    /** POST /password/forgot requests per client address per window (then 429). */
+    passwordResets: number;
+    passwordResetWindowMs: number;
+    /** Reset messages per account per hour; requests beyond it still get 202 and send nothing. */
+    resetMessagesPerAccount: number;
   };
   tokenTtlSeconds: number;
   /** TOKEN_ALG: the algorithm of new signing keys (a change takes effect at the next start). */
@@ -102,6 +119,30 @@ const publicUrl = z.string().transform((value, ctx) => {
   }
 });
 
+const smtpUrl = z
+  .string()
+  .trim()
+  .refine(
+    (value) => {
+      try {
+        const url = new URL(value);
+        return (url.protocol === "smtp:" || url.protocol === "smtps:") && url.hostname !== "" && url.pathname.replace(/\/$/, "") === "";
+      } catch {
+        return false;
+      }
+    },
+    { message: "must be smtp://[user:password@]host:port or smtps://… (no path)" },
+  );
+
+// An address, or a display name with an address in angle brackets. Line
+// breaks are refused: a From header must never carry a second header.
+const mailFrom = z
+  .string()
+  .trim()
+  .refine((v) => /^([^\r\n<>]*<[^\s@<>]+@[^\s@<>]+>|[^\s@<>]+@[^\s@<>]+)$/.test(v), {
+    message: 'must be an address like no-reply@example.com or "Name <no-reply@example.com>"',
+  });
+
 const cidr = z
   .string()
   .trim()
@@ -141,17 +182,25 @@ const schema = z.object({
   SESSION_ABSOLUTE_TIMEOUT: int(1, 31_536_000).default(86_400),
   TRUSTED_ORIGINS: list(origin).optional(),
   PUBLIC_URL: publicUrl.optional(),
+  SMTP_URL: smtpUrl.optional(),
+  MAIL_FROM: mailFrom.default("Latch <no-reply@localhost>"),
+  MAIL_OUTBOX: z.string().trim().min(1, "must name a folder").default("./data/outbox"),
   ADMIN_USERNAME: z.string().optional(),
   ADMIN_PASSWORD: z.string().optional(),
   TRUST_PROXY: list(cidr).default([]),
   NODE_ENV: z.string().optional(),
   BODY_LIMIT: int(1024, 10_485_760).default(16_384),
+  REQUEST_TIMEOUT: int(1, 3600).default(30),
+  HEADERS_TIMEOUT: int(1, 3600).default(10),
   THROTTLE_ACCOUNT_FAILURES: int(1, 1_000_000).default(10),
   THROTTLE_ACCOUNT_WINDOW: int(1, 31_536_000).default(900),
   THROTTLE_ADDRESS_FAILURES: int(1, 1_000_000).default(100),
   THROTTLE_ADDRESS_WINDOW: int(1, 31_536_000).default(900),
   THROTTLE_REGISTRATIONS: int(1, 1_000_000).default(100),
   THROTTLE_REGISTRATION_WINDOW: int(1, 31_536_000).default(3600),
+  THROTTLE_PASSWORD_RESETS: int(1, 1_000_000).default(100),
+  THROTTLE_PASSWORD_RESET_WINDOW: int(1, 31_536_000).default(3600),
+  THROTTLE_RESET_MESSAGES: int(1, 1000).default(3),
   TOKEN_TTL: int(30, 900).default(900),
   TOKEN_ALG: z.enum(TOKEN_ALGORITHMS, { error: `must be one of ${TOKEN_ALGORITHMS.join(", ")} (case matters)` }).default(DEFAULT_TOKEN_ALGORITHM),
   TOKEN_ISSUER: z.string().trim().min(1).optional(),
@@ -209,10 +258,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     trustedOrigins: e.TRUSTED_ORIGINS ?? [],
     publicUrl: e.PUBLIC_URL ?? `http://localhost:${e.PORT}`,
+    mail: { smtpUrl: e.SMTP_URL ?? null, from: e.MAIL_FROM, outbox: e.MAIL_OUTBOX },
     admin: e.ADMIN_USERNAME !== undefined && e.ADMIN_PASSWORD !== undefined ? { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD } : null,
     trustProxy: e.TRUST_PROXY,
     production,
     bodyLimitBytes: e.BODY_LIMIT,
+    // Node refuses a headers timeout longer than the request's.
+    requestTimeoutMs: e.REQUEST_TIMEOUT * 1000,
+    headersTimeoutMs: Math.min(e.HEADERS_TIMEOUT, e.REQUEST_TIMEOUT) * 1000,
     throttle: {
       accountFailures: e.THROTTLE_ACCOUNT_FAILURES,
       accountWindowMs: e.THROTTLE_ACCOUNT_WINDOW * 1000,
@@ -220,6 +273,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       addressWindowMs: e.THROTTLE_ADDRESS_WINDOW * 1000,
       registrations: e.THROTTLE_REGISTRATIONS,
       registrationWindowMs: e.THROTTLE_REGISTRATION_WINDOW * 1000,
+      passwordResets: e.THROTTLE_PASSWORD_RESETS,
+      passwordResetWindowMs: e.THROTTLE_PASSWORD_RESET_WINDOW * 1000,
+      resetMessagesPerAccount: e.THROTTLE_RESET_MESSAGES,
     },
     tokenTtlSeconds: e.TOKEN_TTL,
     tokenAlgorithm: e.TOKEN_ALG,

@@ -12,10 +12,12 @@ export const errorCodes = {
   forbidden: { status: 403, message: "You do not have permission to do this." },
   not_found: { status: 404, message: "Not found." },
   method_not_allowed: { status: 405, message: "Method not allowed." },
+  request_timeout: { status: 408, message: "The request took too long to arrive." },
   conflict: { status: 409, message: "That resource already exists." },
   payload_too_large: { status: 413, message: "The request body is too large." },
   unsupported_media_type: { status: 415, message: "The request body must be JSON (Content-Type: application/json)." },
   rate_limited: { status: 429, message: "Too many attempts. Try again later." },
+  headers_too_large: { status: 431, message: "The request headers are too large." },
   internal: { status: 500, message: "Internal error." },
   unavailable: { status: 503, message: "The service is temporarily unavailable." },
 } as const satisfies Record<string, { status: number; message: string }>;
@@ -29,6 +31,8 @@ export interface LatchErrorOptions {
   retryAfter?: number;
   /** Field-level detail safe to show to the client. */
   details?: Record<string, string>;
+  /** For `unavailable` from a store: which backend failed ("database", "redis"), so an outage is logged and counted once per backend. */
+  backend?: string;
 }
 
 /**
@@ -44,6 +48,7 @@ export class LatchError extends Error {
   readonly status: number;
   readonly retryAfter: number | undefined;
   readonly details: Record<string, string> | undefined;
+  readonly backend: string | undefined;
 
   constructor(code: ErrorCode, message?: string, options: LatchErrorOptions = {}) {
     super(message ?? errorCodes[code].message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -52,6 +57,7 @@ export class LatchError extends Error {
     this.status = errorCodes[code].status;
     this.retryAfter = options.retryAfter;
     this.details = options.details;
+    this.backend = options.backend;
   }
 }
 

@@ -3,7 +3,7 @@ import { LatchError } from "./errors.js";
 import { csrfTokenFor, issueSessionToken, parseSessionToken, verifySessionSecret } from "./session-token.js";
 import type { Runtime } from "./runtime.js";
 import { isCachedSessionStore } from "./store.js";
-import type { Session, SessionStore, SessionWithUser, User } from "./store.js";
+import type { CreateSessionOptions, Session, SessionStore, SessionWithUser, User } from "./store.js";
 
 function unlessUnavailable(error: unknown): false {
   if (error instanceof LatchError && error.code === "unavailable") return false;
@@ -41,8 +41,14 @@ export interface ValidSession {
 
 export interface SessionManager {
   readonly policy: SessionPolicy;
-  /** Starts a new session for the user. Never reuses an id presented by the client. */
-  create(userId: string, metadata: SessionMetadata): Promise<NewSession>;
+  /**
+   * Starts a new session for the user. Never reuses an id presented by the
+   * client. With `ifPasswordHash` (a sign-in: the hash its password was
+   * verified against), the session is written only if that is still the
+   * user's hash; otherwise, because a password change landed while the
+   * sign-in ran, it rejects with `LatchError("invalid_credentials")`.
+   */
+  create(userId: string, metadata: SessionMetadata, options?: CreateSessionOptions): Promise<NewSession>;
   /**
    * The session and user for a cookie value, or null when the value is
    * malformed, unknown, expired or its secret does not match. Slides the idle
@@ -113,10 +119,10 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
 
   return {
     policy,
-    async create(userId, metadata) {
+    async create(userId, metadata, options) {
       const now = clock.now();
       const created = build(userId, metadata, now, now + policy.absoluteTimeoutMs);
-      await store.createSession(created.session);
+      if (!(await store.createSession(created.session, options))) throw new LatchError("invalid_credentials");
       return created;
     },
 

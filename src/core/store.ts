@@ -21,6 +21,8 @@ export interface User {
   /** As registered, NFKC-normalised, original case kept for display. */
   username: string;
   email: string | null;
+  /** True once the person proved they read mail at `email` (a verification link); false for no email. */
+  emailVerified: boolean;
   /** Always contains "user". */
   roles: string[];
   createdAt: number;
@@ -85,15 +87,57 @@ export interface UserStore {
    * or drop that copy here, so live sessions see the new roles at once.
    */
   updateUserRoles(id: string, roles: string[], updatedAt: number): Promise<UserRecord | null>;
-  /** Deletes the user and, atomically with it, every session and security event of theirs. */
+  /**
+   * Replaces the email (null removes it) and marks it unverified, and voids
+   * every verification token of the user, atomically. Returns the updated
+   * user, or null when it does not exist. Rejects with
+   * `LatchError("conflict")` when `emailKey` belongs to another user (or is
+   * this user's username). Like {@link updateUserRoles}, stores that keep a
+   * copy of the user next to sessions refresh or drop it.
+   */
+  updateUserEmail(id: string, email: { email: string; emailKey: string } | null, updatedAt: number): Promise<UserRecord | null>;
+  /**
+   * Consumes the user's verification token with this hash and marks the
+   * email verified, atomically: only a token that is unexpired at `now`,
+   * belongs to `id` and was issued for the user's current email counts.
+   * Returns the updated user, or null (and nothing changed) otherwise. The
+   * token is gone afterwards either way it was found.
+   */
+  verifyEmail(id: string, tokenHash: Uint8Array, now: number): Promise<UserRecord | null>;
+  /**
+   * Consumes the user's reset token with this hash, replaces the password
+   * hash, voids every other reset token of the user and queues `notice`, all
+   * in one transaction. Returns the updated user, or null (and nothing
+   * changed) when no such token is unexpired at `now`. Ending the user's
+   * sessions is the caller's next step, through the session store.
+   */
+  resetPassword(id: string, tokenHash: Uint8Array, passwordHash: string, now: number, notice: OutboxMessage | null): Promise<UserRecord | null>;
+  /** Deletes the user and, atomically with it, every session, security event, token and queued message of theirs. */
   deleteUser(id: string): Promise<boolean>;
   /** Users ordered by id, ascending. */
   listUsers(options: ListUsersOptions): Promise<UserRecord[]>;
 }
 
+export interface CreateSessionOptions {
+  /**
+   * Create the session only if this is still the user's password hash,
+   * checked atomically with the insert: a sign-in that verified the old
+   * password must not get a session once a password change has replaced it
+   * (and ended the user's sessions). A password change that commits while
+   * the insert runs either makes it fail or comes after it, so the change's
+   * own `deleteUserSessions` ends the new session.
+   */
+  ifPasswordHash?: string | undefined;
+}
+
 export interface SessionStore {
-  /** Inserts a session. Ids are unique by construction (128 random bits). */
-  createSession(session: Session): Promise<void>;
+  /**
+   * Inserts a session. Ids are unique by construction (128 random bits).
+   * True when it was created; false, and nothing written, when
+   * `options.ifPasswordHash` is given and the user does not exist or their
+   * hash is another.
+   */
+  createSession(session: Session, options?: CreateSessionOptions): Promise<boolean>;
   /**
    * The session with its user, or null when there is none or when it has
    * expired at `now` (idle or absolute). Expired sessions are never returned,
@@ -141,7 +185,12 @@ export type SecurityEventType =
   | "roles_changed"
   | "throttled"
   | "user_deleted"
-  | "token_issued";
+  | "token_issued"
+  | "password_reset_requested"
+  | "password_reset"
+  | "email_verified"
+  | "email_changed"
+  | "mail_failed";
 
 export interface SecurityEvent {
   id: string;
@@ -212,6 +261,131 @@ export interface SigningKeyStore {
   deleteSigningKeysRetiredBefore(before: number): Promise<number>;
 }
 
+/**
+ * A counter kept in the system of record (the database) that says "a
+ * revoking write may not have reached the copies other processes keep":
+ * raised by a process that wrote a revocation to the database but could not
+ * announce it (the admin CLI while Redis is unreachable, a server shutting
+ * down cut off from Redis). Servers read it regularly and, when it moved,
+ * drop every cached copy (the tiered store's epoch flush).
+ */
+export interface FlushMarkStore {
+  /** Raises the mark by one, atomically; returns the new value. */
+  raiseFlushMark(): Promise<number>;
+  /** The current value, 0 when it was never raised. */
+  readFlushMark(): Promise<number>;
+}
+
+/** What an account token proves: a reset (of the password) or a verification (of the email). */
+export type AccountTokenPurpose = "reset" | "verify";
+
+/**
+ * A single-use token mailed to a user. Only its SHA-256 is stored, so a copy
+ * of the database cannot be turned into working links.
+ */
+export interface AccountToken {
+  /** SHA-256 of the token text, 32 bytes: the primary key. */
+  hash: Uint8Array;
+  purpose: AccountTokenPurpose;
+  userId: string;
+  /** For "verify": the email key it was sent to (it dies when the email changes). Null for "reset". */
+  emailKey: string | null;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export type MailKind = "verify_email" | "password_reset" | "password_changed" | "email_changed";
+
+/** A message as queued: already rendered, so the sender needs nothing else. */
+export interface OutboxMessage {
+  /** A UUIDv7; also the Message-ID's local part, so a receiver can spot a resend. */
+  id: string;
+  /** The account it concerns; null only for mail to no account. Deleting the user deletes it. */
+  userId: string | null;
+  kind: MailKind;
+  to: string;
+  subject: string;
+  text: string;
+  html: string;
+  createdAt: number;
+}
+
+export type OutboxStatus = "queued" | "sent" | "failed";
+
+/** A message taken by a sender, with its delivery state. */
+export interface OutboxEntry extends OutboxMessage {
+  status: OutboxStatus;
+  /** Hand-over attempts so far, this one included. */
+  attempts: number;
+}
+
+/** What `/me/export` shows of a message: metadata only, never the body (a body may hold a link). */
+export interface OutboxSummary {
+  id: string;
+  kind: MailKind;
+  to: string;
+  status: OutboxStatus;
+  attempts: number;
+  createdAt: number;
+  sentAt: number | null;
+}
+
+export interface QueueMessageOptions {
+  /** The token the message carries: inserted in the same transaction. */
+  token?: AccountToken | undefined;
+  /** Voids the user's earlier tokens of this purpose first, in the same transaction (a newer reset voids older ones). */
+  voidTokens?: AccountTokenPurpose | undefined;
+}
+
+export interface ClaimOptions {
+  /** How long the claim holds: another sender may take the message after it. */
+  leaseMs: number;
+  /** At most this many messages. */
+  limit: number;
+}
+
+/**
+ * The durable outbox and the account tokens its messages carry. A request
+ * only queues (one insert, or one transaction with the token); senders in
+ * every process take due messages under a lease, so several processes do not
+ * hand the same message over twice while each finishes within its lease.
+ */
+export interface MailStore {
+  /** Queues a message (status "queued", due now), with its token where given, atomically. */
+  queueMessage(message: OutboxMessage, options?: QueueMessageOptions): Promise<void>;
+  /** The token with this hash while it is unexpired at `now`, or null. Consumes nothing. */
+  findToken(hash: Uint8Array, now: number): Promise<AccountToken | null>;
+  /**
+   * Takes up to `limit` queued messages that are due at `now` and not leased
+   * by anyone (or whose lease has run out), marks them leased by `owner`
+   * until `now + leaseMs` and counts an attempt, atomically: concurrent
+   * callers, in any process, never get the same message while its lease runs.
+   */
+  claimMessages(owner: string, now: number, options: ClaimOptions): Promise<OutboxEntry[]>;
+  /** Marks a message handed over and drops its body. False when `owner` no longer holds its lease. */
+  markSent(id: string, owner: string, now: number): Promise<boolean>;
+  /** Releases the lease and makes the message due again at `nextAttemptAt`. False when `owner` no longer holds it. */
+  markRetry(id: string, owner: string, nextAttemptAt: number, error: string): Promise<boolean>;
+  /** Gives up on the message and drops its body. False when `owner` no longer holds it. */
+  markFailed(id: string, owner: string, now: number, error: string): Promise<boolean>;
+  /**
+   * Makes every queued message that is waiting out a retry backoff (not
+   * leased) due at `now`: the transport answers again. Returns how many.
+   */
+  retryNow(now: number): Promise<number>;
+  /** Messages still queued (leased or not). */
+  queueDepth(): Promise<number>;
+  /** When the next queued message is due, or null when none is queued. */
+  nextDueAt(): Promise<number | null>;
+  /** The user's messages, newest first, metadata only. */
+  listUserMessages(userId: string, limit: number): Promise<OutboxSummary[]>;
+  deleteUserMessages(userId: string): Promise<number>;
+  /** Deletes up to `limit` sent or failed messages created before `before`; returns how many. */
+  deleteMessagesBefore(before: number, limit: number): Promise<number>;
+  /** Deletes up to `limit` tokens expired at `now`; returns how many. */
+  deleteExpiredTokens(now: number, limit: number): Promise<number>;
+}
+
 export type StoreHealth = "ok" | "degraded" | "down";
 
 /** Everything a Latch server is handed: one object per concern, often the same backend. */
@@ -221,8 +395,22 @@ export interface Stores {
   events: SecurityEventStore;
   limits: RateLimitStore;
   keys: SigningKeyStore;
+  /** The outbox and account tokens: always in the database, beside the users. */
+  mail: MailStore;
   /** Each backend's health by name, e.g. `{ database: "ok", redis: "down" }`. Never rejects. */
   health(): Promise<Record<string, StoreHealth>>;
+  /** Optional: the flush mark (see {@link FlushMarkStore}); databases have it, caches pass it on. */
+  marks?: FlushMarkStore;
+  /**
+   * Optional: resolves once every revoking write made through these stores
+   * so far has reached the copies other processes serve from (the tiered
+   * store: mirrored to Redis and announced). When that cannot be done it
+   * raises the database's flush mark, so that every server drops its copies
+   * when it next reads the mark (within a second), and rejects with
+   * `LatchError("unavailable")`. Short-lived writers (the admin CLI) call it
+   * before they report success; stores with nothing to settle omit it.
+   */
+  settle?(): Promise<void>;
   /** Stops timers and closes connections. */
   close(): Promise<void>;
 }

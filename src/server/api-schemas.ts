@@ -44,6 +44,7 @@ export const sharedSchemas: Schema[] = [
       id: { type: "string", description: "UUID" },
       username: { type: "string" },
       email: nullable({ type: "string", format: "email" }),
+      emailVerified: { type: "boolean", description: "The person proved they read mail at `email` (false when there is none)." },
       roles: { type: "array", items: { type: "string" }, description: '"user" always; "admin" for administrators.' },
       createdAt: isoTime,
     }),

@@ -61,6 +61,9 @@ describe("request handling", () => {
     const response = await t.app.inject({ url: "/healthz" });
     assert.equal(response.headers["x-content-type-options"], "nosniff");
     assert.equal(response.headers["referrer-policy"], "no-referrer");
+    // 0, the current advice: the legacy XSS auditors' "block" mode could itself be abused to blank out parts of a page.
+    assert.equal(response.headers["x-xss-protection"], "0");
+    assert.equal((await t.app.inject({ url: "/nope" })).headers["x-xss-protection"], "0");
     assert.match(String(response.headers["content-security-policy"]), /frame-ancestors 'none'/);
     assert.equal(response.headers["strict-transport-security"], undefined);
   });

@@ -12,10 +12,11 @@ import { createSessionManager } from "../core/sessions.js";
 import type { Stores } from "../core/store.js";
 import { createTokenService } from "../core/tokens.js";
 import type { ServerContext } from "./context.js";
-import { errorHandler } from "./errors.js";
+import { clientErrorResponse, errorHandler } from "./errors.js";
 import { createFastPath } from "./fast-path.js";
 import type { FastPath } from "./fast-path.js";
 import { createMetrics, metricsRoute } from "./metrics.js";
+import { createOutageLog } from "./outages.js";
 import { applyCors } from "./cors.js";
 import { apiDocumentRoute, hideFromApiDocument, registerApiDocument } from "./openapi.js";
 import { accountRoutes } from "./routes/account-routes.js";
@@ -25,6 +26,8 @@ import { ownSessionRoutes } from "./routes/own-session-routes.js";
 import { privacyRoutes } from "./routes/privacy-routes.js";
 import { sessionRoutes } from "./routes/session-routes.js";
 import { tokenRoutes } from "./routes/token-routes.js";
+import { recoveryRoutes } from "./routes/recovery-routes.js";
+import { createMailQueue } from "./mail.js";
 
 export interface BuildServerOptions {
   config: Config;
@@ -73,6 +76,7 @@ export interface LatchServer {
 export async function buildServer(options: BuildServerOptions): Promise<LatchServer> {
   const { config, stores, runtime } = options;
   const hasher = options.hasher ?? createPasswordHasher({ concurrency: config.hashConcurrency });
+  const metrics = createMetrics(stores);
   const cookieName = sessionCookieName({ production: config.production });
   const sessions = createSessionManager({
     store: stores.sessions,
@@ -99,7 +103,14 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     cookieName,
     cookieOptions: { secure: config.production },
     origins: createOriginPolicy({ trustedOrigins: config.trustedOrigins, publicUrl: config.publicUrl, production: config.production }),
-    metrics: createMetrics(stores),
+    metrics,
+    // Fastify's logger exists only once `app` does; outages are only ever reported after that.
+    outages: createOutageLog({
+      logger: { error: (details, message) => app.log.error(details, message), info: (details, message) => app.log.info(details, message) },
+      failures: metrics.storeFailures,
+      health: () => stores.health(),
+    }),
+    mail: createMailQueue(stores),
   };
 
   const securityHeaders: Record<string, string> = {
@@ -107,6 +118,9 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
+    // Off, as current advice says (OWASP, MDN): the legacy XSS auditors could
+    // be abused to blank out parts of a page, and CSP does the real work.
+    "x-xss-protection": "0",
     "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
     ...(config.production ? { "strict-transport-security": "max-age=63072000; includeSubDomains" } : {}),
   };
@@ -126,20 +140,43 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     childLoggerFactory: (logger) => logger,
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
+    // Fastify answers a malformed URL (and a few routing failures) before any
+    // hook runs, and Node's parser refuses malformed HTTP before Fastify:
+    // both in the contract's shape, not the framework's.
+    frameworkErrors: (error, request, reply) => {
+      reply.headers(securityHeaders);
+      errorHandler(error, request, reply, context.outages);
+    },
+    clientErrorHandler: (error: NodeJS.ErrnoException, socket) => {
+      // A reset connection has nobody to answer.
+      if (error.code === "ECONNRESET" || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorResponse(error));
+      socket.destroy(error);
+    },
     onProtoPoisoning: "error",
     onConstructorPoisoning: "error",
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
     // The fast path answers validated GETs from the session cache before
     // Fastify sees them; the rest goes on to Fastify (src/server/fast-path.ts).
+    // A slow client (a body trickled a byte at a time, headers never ended)
+    // must not hold a connection forever: Node answers 408 and closes it.
+    requestTimeout: config.requestTimeoutMs,
     serverFactory: (handler, factoryOptions) => {
       const options = factoryOptions as { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number; maxRequestsPerSocket?: number };
-      const server = createHttpServer((request, response) => {
-        if (!fastPath(request, response)) handler(request, response);
-      });
+      const server = createHttpServer(
+        {
+          requestTimeout: config.requestTimeoutMs,
+          headersTimeout: config.headersTimeoutMs,
+          // How often Node looks for connections past those timeouts (its default, 30 s, would let one live up to that much longer).
+          connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
+        },
+        (request, response) => {
+          if (!fastPath(request, response)) handler(request, response);
+        },
+      );
       // What Fastify does to a server it creates itself (lib/server.js).
       server.keepAliveTimeout = options.keepAliveTimeout ?? 72_000;
-      server.requestTimeout = options.requestTimeout ?? 0;
       server.setTimeout(options.connectionTimeout ?? 0);
       if ((options.maxRequestsPerSocket ?? 0) > 0) server.maxRequestsPerSocket = options.maxRequestsPerSocket!;
       return server;
@@ -148,6 +185,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   // Once closing, Fastify answers 503 (return503OnClosing): so must nothing else.
   app.addHook("preClose", (done) => {
     fastPath.stop();
+    context.outages.stop();
     done();
   });
 
@@ -183,8 +221,10 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   });
 
   app.decorateRequest("auth", null);
-  app.setErrorHandler(errorHandler);
+  app.setErrorHandler((error: Parameters<typeof errorHandler>[0], request, reply) => errorHandler(error, request, reply, context.outages));
   app.setNotFoundHandler((request, reply) => {
+    // A known path with another method is an unknown route too (404, as the
+    // contract says and Fastify does): no 405, so no Allow header maps the API.
     void reply.code(404).send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}.` } });
   });
 
@@ -212,6 +252,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   privacyRoutes(app, context);
   adminRoutes(app, context);
   tokenRoutes(app, context);
+  recoveryRoutes(app, context);
   apiDocumentRoute(app);
   // More routes from the composition root (the pages): for browsers, not
   // API clients, so left out of /openapi.json.

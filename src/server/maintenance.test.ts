@@ -10,7 +10,7 @@ describe("maintenance", () => {
     const clock = createFakeClock(Date.UTC(2026, 5, 1));
     const stores = createMemoryStores();
     const now = clock.now();
-    await stores.users.createUser({ id: "u", username: "u", usernameKey: "u", email: null, emailKey: null, passwordHash: "x", roles: ["user"], createdAt: now, updatedAt: now });
+    await stores.users.createUser({ id: "u", username: "u", usernameKey: "u", email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], createdAt: now, updatedAt: now });
     const session = (id: string, idle: number) => ({
       id, userId: "u", secretHash: Buffer.alloc(32), createdAt: now - 10, lastSeenAt: now - 10, idleExpiresAt: idle, absoluteExpiresAt: now + 1e9, userAgent: null, ipAddress: null,
     });

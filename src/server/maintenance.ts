@@ -42,8 +42,13 @@ export function startMaintenance(options: MaintenanceOptions): () => void {
       const before = now - options.eventRetentionDays * 86_400_000;
       const events = await drain(() => options.stores.events.deleteEventsBefore(before, batch));
       const windows = await drain(() => options.stores.limits.deleteClosedWindows(now, batch));
+      // Sent and failed messages keep only metadata; it goes with the events' retention.
+      const messages = await drain(() => options.stores.mail.deleteMessagesBefore(before, batch));
+      const tokens = await drain(() => options.stores.mail.deleteExpiredTokens(now, batch));
       await options.tokens?.prune();
-      if (sessions + events + windows > 0) options.logger.info({ sessions, events, windows }, "swept expired sessions, old security events and closed rate-limit windows");
+      if (sessions + events + windows + messages + tokens > 0) {
+        options.logger.info({ sessions, events, windows, messages, tokens }, "swept expired sessions and tokens, old security events and messages, and closed rate-limit windows");
+      }
     } catch (error) {
       options.logger.warn({ err: error }, "sweep failed; will retry");
     } finally {

@@ -9,6 +9,9 @@ export interface Metrics {
   registry: Registry;
   signIns: Counter<"result">;
   registrations: Counter;
+  storeFailures: Counter<"store">;
+  mailSent: Counter<"kind">;
+  mailFailed: Counter<"kind">;
 }
 
 /**
@@ -18,7 +21,7 @@ export interface Metrics {
  * validation reads the store), its entries, hits and misses, read when
  * scraped.
  */
-export function createMetrics(stores?: Pick<Stores, "sessions">): Metrics {
+export function createMetrics(stores?: Partial<Pick<Stores, "sessions" | "mail">>): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "latch_" });
   const sessions = stores?.sessions;
@@ -62,10 +65,34 @@ export function createMetrics(stores?: Pick<Stores, "sessions">): Metrics {
       },
     });
   }
+  const mail = stores?.mail;
+  if (mail !== undefined) {
+    new Gauge({
+      name: "latch_mail_queue_depth",
+      help: "Messages in the outbox not yet handed over (due, leased or waiting to be retried).",
+      registers: [registry],
+      async collect() {
+        // A scrape during a database outage reports the last value rather than failing the whole scrape.
+        try {
+          this.set(await mail.queueDepth());
+        } catch {
+          /* keep the previous value */
+        }
+      },
+    });
+  }
   return {
     registry,
+    mailSent: new Counter({ name: "latch_mail_sent_total", help: "Messages handed over to SMTP or the outbox folder, by kind.", labelNames: ["kind"], registers: [registry] }),
+    mailFailed: new Counter({ name: "latch_mail_failed_total", help: "Messages given up on after the retry window, by kind.", labelNames: ["kind"], registers: [registry] }),
     signIns: new Counter({ name: "latch_sign_ins_total", help: "Sign-in attempts by result.", labelNames: ["result"], registers: [registry] }),
     registrations: new Counter({ name: "latch_registrations_total", help: "Accounts created.", registers: [registry] }),
+    storeFailures: new Counter({
+      name: "latch_store_failures_total",
+      help: "Store calls that failed because a backend was unavailable (each answered 503), by backend: database or redis.",
+      labelNames: ["store"],
+      registers: [registry],
+    }),
   };
 }
 

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { issueAccountToken } from "../core/account-tokens.js";
 import { after, before, describe, it } from "node:test";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { Ajv2020 } from "ajv/dist/2020.js";
@@ -46,9 +48,9 @@ const CONTRACT_ENDPOINTS = [
   "GET /sessions", "DELETE /sessions/:id", "POST /sessions/revoke-others", "POST /password", "POST /token",
   "GET /.well-known/jwks.json", "GET /me/export", "DELETE /me", "GET /admin", "GET /admin/users", "PATCH /admin/users/:id",
   "POST /admin/users/:id/revoke-sessions", "DELETE /users/:id", "GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json",
+  "POST /password/forgot", "POST /password/reset", "POST /email/verify", "POST /email/verify/send", "POST /me/email",
 ];
 const CONTRACT_LATER = [
-  "POST /password/forgot", "POST /password/reset", "POST /email/verify", "POST /email/verify/send", "POST /me/email",
   "POST /mfa/totp", "POST /mfa/totp/confirm", "DELETE /mfa/totp", "POST /mfa/recovery-codes", "POST /login/mfa", "DELETE /admin/users/:id/mfa",
   "POST /passkeys/register/options", "POST /passkeys/register", "GET /passkeys", "DELETE /passkeys/:id", "POST /passkeys/login/options", "POST /passkeys/login",
 ];
@@ -79,6 +81,7 @@ function breakable(inner: Stores): { stores: Stores; down(): void } {
     events: wrap(inner.events),
     limits: wrap(inner.limits),
     keys: wrap(inner.keys),
+    mail: wrap(inner.mail),
     health: async () => (broken ? { memory: "down" } : inner.health()),
   };
   return { stores, down: () => (broken = true) };
@@ -282,6 +285,31 @@ describe("GET /openapi.json", () => {
       await call(t, { method: "DELETE", url: "/me", ...t.auth(leaving), payload: { password: TEST_PASSWORD } }, "erased");
       await call(t, { method: "POST", url: "/logout", ...t.auth(admin) }, "signed out");
 
+      // Recovery and verified email. Tokens come from the outbox (the test server runs no sender).
+      const linkToken = async (userId: string, kind: string): Promise<string> => {
+        // A token of the real shape, written as a request would (the outbox's copy is not readable here).
+        const user = (await t.stores.users.findUserById(userId))!;
+        const { token, record } = issueAccountToken(t.context.runtime, { purpose: kind === "reset" ? "reset" : "verify", userId, emailKey: user.emailKey });
+        await t.stores.mail.queueMessage({ id: randomUUID(), userId, kind: kind === "reset" ? "password_reset" : "verify_email", to: user.email!, subject: "s", text: "t", html: "h", createdAt: t.clock.now() }, { token: record });
+        return token;
+      };
+      const mailer = await t.register();
+      await call(t, { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "mailer@example.com", password: TEST_PASSWORD } }, "email changed");
+      await call(t, { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "doc@example.com", password: TEST_PASSWORD } }, "email taken");
+      await call(t, { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "other@example.com", password: "wrong password" } }, "wrong password");
+      await call(t, { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "nope", password: TEST_PASSWORD } }, "bad email");
+      await call(t, { method: "POST", url: "/email/verify/send", ...t.auth(mailer) }, "sent again");
+      await call(t, { method: "POST", url: "/email/verify", payload: { token: await linkToken(mailer.userId, "verify") } }, "verified");
+      await call(t, { method: "POST", url: "/email/verify", payload: { token: "x" } }, "bad token");
+      await call(t, { method: "POST", url: "/email/verify/send", ...t.auth(mailer) }, "already verified");
+      await call(t, { method: "POST", url: "/password/forgot", payload: { username: mailer.username } }, "forgot");
+      await call(t, { method: "POST", url: "/password/forgot", payload: {} }, "forgot, nobody named");
+      // The reset message is queued just after the answer, voiding older reset tokens: let it finish first.
+      await t.context.mail.idle();
+      await call(t, { method: "POST", url: "/password/reset", payload: { token: await linkToken(mailer.userId, "reset"), newPassword: "a reset passphrase here" } }, "reset");
+      await call(t, { method: "POST", url: "/password/reset", payload: { token: "A".repeat(43), newPassword: "a reset passphrase here" } }, "unknown token");
+      await t.context.mail.idle();
+
       await call(t, { method: "GET", url: "/healthz" }, "alive");
       await call(t, { method: "GET", url: "/readyz" }, "ready");
       await call(t, { method: "GET", url: "/metrics", remoteAddress: "127.0.0.1" }, "loopback");
@@ -318,7 +346,14 @@ describe("GET /openapi.json", () => {
           const url = template.replace(/\{[^}]+\}/g, "01900000-0000-7000-8000-000000000000");
           for (const [method, op] of Object.entries(ops) as Array<[Method, Operation]>) {
             if (!("503" in op.responses)) continue;
-            const payload = template === "/login" || template === "/register" ? { username: "some.one", password: TEST_PASSWORD } : undefined;
+            const payloads: Record<string, unknown> = {
+              "/login": { username: "some.one", password: TEST_PASSWORD },
+              "/register": { username: "some.one", password: TEST_PASSWORD },
+              "/password/forgot": { username: "some.one" },
+              "/password/reset": { token: "A".repeat(43), newPassword: "a reset passphrase here" },
+              "/email/verify": { token: "A".repeat(43) },
+            };
+            const payload = payloads[template] as InjectOptions["payload"];
             const response = await call(broken, { method: method.toUpperCase(), url, ...broken.auth(user), payload }, "store down", template);
             assert.equal(response.statusCode, 503, `${method} ${template}: ${response.body}`);
           }
@@ -329,15 +364,21 @@ describe("GET /openapi.json", () => {
     });
 
     it("when throttled: 429 with Retry-After", async () => {
-      const throttled = await createTestServer({ env: { THROTTLE_ACCOUNT_FAILURES: "1", THROTTLE_ADDRESS_FAILURES: "1", THROTTLE_REGISTRATIONS: "1" } });
+      const throttled = await createTestServer({ env: { THROTTLE_ACCOUNT_FAILURES: "1", THROTTLE_ADDRESS_FAILURES: "1", THROTTLE_REGISTRATIONS: "1", THROTTLE_PASSWORD_RESETS: "1" } });
       try {
         const user = await throttled.register();
+        const unverified = await throttled.login(user.username);
+        await throttled.app.inject({ method: "POST", url: "/me/email", ...throttled.auth(unverified), payload: { email: "throttled@example.com", password: TEST_PASSWORD } });
+        for (let i = 0; i < 5; i += 1) await throttled.app.inject({ method: "POST", url: "/email/verify/send", ...throttled.auth(unverified) });
         const attempts: Array<[string, InjectOptions & { method: string; url: string }]> = [
           ["/register", { method: "POST", url: "/register", payload: { username: "second.one", password: TEST_PASSWORD } }],
           ["/login", { method: "POST", url: "/login", payload: { username: user.username, password: "wrong password" } }],
           ["/token", { method: "POST", url: "/token", payload: { username: user.username, password: "wrong password" } }],
           ["/password", { method: "POST", url: "/password", ...throttled.auth(user), payload: { currentPassword: "wrong password", newPassword: "another fine passphrase" } }],
           ["/me", { method: "DELETE", url: "/me", ...throttled.auth(user), payload: { password: "wrong password" } }],
+          ["/password/forgot", { method: "POST", url: "/password/forgot", payload: { username: user.username } }],
+          ["/email/verify/send", { method: "POST", url: "/email/verify/send", ...throttled.auth(unverified) }],
+          ["/me/email", { method: "POST", url: "/me/email", ...throttled.auth(user), payload: { email: "x@example.com", password: "wrong password" } }],
         ];
         for (const [template, options] of attempts) {
           let response: LightMyRequestResponse | undefined;

@@ -96,6 +96,7 @@ export async function registerApiDocument(app: FastifyInstance, options: { cooki
         { name: "sessions", description: "The signed-in user and their sessions." },
         { name: "tokens", description: "Access tokens (JWT) and the keys that verify them." },
         { name: "privacy", description: "Data export and erasure." },
+        { name: "recovery", description: "Password reset and verified email." },
         { name: "admin", description: "Administration (role admin)." },
         { name: "operations", description: "Health, readiness, metrics and this document." },
       ],

@@ -5,9 +5,9 @@ import type { Session, User } from "../core/store.js";
 /** Timestamps leave the server as ISO 8601 strings. */
 export const iso = (ms: number): string => new Date(ms).toISOString();
 
-/** The contract's user object: `{id, username, email, roles, createdAt}`; never a hash. */
-export function userJson(user: User): { id: string; username: string; email: string | null; roles: string[]; createdAt: string } {
-  return { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: iso(user.createdAt) };
+/** The contract's user object: `{id, username, email, emailVerified, roles, createdAt}`; never a hash. */
+export function userJson(user: User): { id: string; username: string; email: string | null; emailVerified: boolean; roles: string[]; createdAt: string } {
+  return { id: user.id, username: user.username, email: user.email, emailVerified: user.emailVerified, roles: user.roles, createdAt: iso(user.createdAt) };
 }
 
 const userTexts = new WeakMap<User, string>();

@@ -49,7 +49,10 @@ export async function verifySignIn(ctx: ServerContext, request: FastifyRequest):
  */
 export async function startSession(ctx: ServerContext, request: FastifyRequest, reply: FastifyReply, user: UserRecord): Promise<NewSession> {
   const previous = parseSessionToken(ctx.auth.cookieValue(request.headers.cookie));
-  const created = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) });
+  // Only while the hash the password was checked against is still the
+  // user's: a password change that landed meanwhile has ended the user's
+  // sessions, and must end this one too (401, as for a wrong password).
+  const created = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }, { ifPasswordHash: user.passwordHash });
   if (previous !== null) {
     // Only a cookie that proves its secret may end a session: a planted id alone must not sign anyone out.
     const valid = await ctx.sessions.validate(`${previous.id}.${previous.secret}`);

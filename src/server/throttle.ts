@@ -1,5 +1,6 @@
 import type { FastifyRequest } from "fastify";
 import { LatchError } from "../core/errors.js";
+import { throttleAddress } from "./client-address.js";
 import type { ServerContext } from "./context.js";
 import { recordEvent } from "./events.js";
 
@@ -19,13 +20,53 @@ function retryAfterSeconds(resetAt: number, now: number): number {
   return Math.max(1, Math.ceil((resetAt - now) / 1000));
 }
 
-function refuse(ctx: ServerContext, request: FastifyRequest, userId: string | null, scope: string, resetAt: number): never {
+/**
+ * Throttled windows already recorded by this process, key → the window's
+ * end. Bounded: past the limit the oldest are forgotten, which at worst
+ * records a window a second time.
+ */
+const recordedWindows = new Map<string, number>();
+const MAX_RECORDED_WINDOWS = 10_000;
+
+/**
+ * Whether this refusal is the first this process has seen for the key's
+ * current window. Counters that are hit atomically say it exactly
+ * (`count === limit + 1`, once across all processes); the address check only
+ * peeks, so it asks {@link recordedWindows} (once per process and window).
+ */
+function firstRefusal(key: string, resetAt: number): boolean {
+  if (recordedWindows.get(key) === resetAt) return false;
+  recordedWindows.delete(key);
+  if (recordedWindows.size >= MAX_RECORDED_WINDOWS) recordedWindows.delete(recordedWindows.keys().next().value!);
+  recordedWindows.set(key, resetAt);
+  return true;
+}
+
+/**
+ * Refuses with 429. The security event (kept 90 days) is written only when
+ * `first`, once per key and window: one per refused request would let a
+ * flood from one address fill the disk and push a victim's real history out
+ * of `/me/export`. The metric still counts every refusal.
+ */
+function refuse(ctx: ServerContext, request: FastifyRequest, userId: string | null, scope: string, resetAt: number, first: boolean): never {
   if (scope !== "registration") ctx.metrics.signIns.inc({ result: "throttled" });
-  recordEvent(ctx, request, "throttled", userId, { scope });
+  if (first) recordEvent(ctx, request, "throttled", userId, { scope });
   throw new LatchError("rate_limited", undefined, { retryAfter: retryAfterSeconds(resetAt, ctx.runtime.clock.now()) });
 }
 
-const addressKey = (request: FastifyRequest): string => `addr:${request.ip}`;
+/**
+ * For limits counted with `hit`: refuses past `limit`, recording the event
+ * only on the hit that crossed it.
+ *
+ * @example
+ * refuseOver(ctx, request, await ctx.stores.limits.hit(key, windowMs, now), limit, { scope: "token", userId: null });
+ */
+export function refuseOver(ctx: ServerContext, request: FastifyRequest, state: { count: number; resetAt: number }, limit: number, options: { scope: string; userId: string | null }): void {
+  if (state.count > limit) refuse(ctx, request, options.userId, options.scope, state.resetAt, state.count === limit + 1);
+}
+
+/** Per client address: IPv4 as it is, IPv6 per /64 (see `throttleAddress`). */
+const addressKey = (request: FastifyRequest): string => `addr:${throttleAddress(request.ip)}`;
 
 /**
  * Sign-in attempts from each address still being checked in this process.
@@ -53,7 +94,9 @@ export async function checkAddress(ctx: ServerContext, request: FastifyRequest):
     const now = ctx.runtime.clock.now();
     const state = await ctx.stores.limits.peek(`login:${key}`, now);
     if ((state?.count ?? 0) + pending >= ctx.config.throttle.addressFailures) {
-      refuse(ctx, request, null, "address", state?.resetAt ?? now + ctx.config.throttle.addressWindowMs);
+      // Attempts in flight can refuse before any window is open: they share the window that is about to be.
+      const resetAt = state?.resetAt ?? now + ctx.config.throttle.addressWindowMs;
+      refuse(ctx, request, null, "address", resetAt, firstRefusal(key, state?.resetAt ?? 0));
     }
     return release;
   } catch (error) {
@@ -66,7 +109,7 @@ export async function checkAddress(ctx: ServerContext, request: FastifyRequest):
 export async function countAccountAttempt(ctx: ServerContext, request: FastifyRequest, account: string, userId: string | null): Promise<void> {
   const { accountFailures, accountWindowMs } = ctx.config.throttle;
   const state = await ctx.stores.limits.hit(`login:acct:${account}`, accountWindowMs, ctx.runtime.clock.now());
-  if (state.count > accountFailures) refuse(ctx, request, userId, "account", state.resetAt);
+  refuseOver(ctx, request, state, accountFailures, { scope: "account", userId });
 }
 
 export async function recordFailure(ctx: ServerContext, request: FastifyRequest): Promise<void> {
@@ -81,5 +124,5 @@ export async function recordSuccess(ctx: ServerContext, account: string): Promis
 export async function countRegistration(ctx: ServerContext, request: FastifyRequest): Promise<void> {
   const { registrations, registrationWindowMs } = ctx.config.throttle;
   const state = await ctx.stores.limits.hit(`register:${addressKey(request)}`, registrationWindowMs, ctx.runtime.clock.now());
-  if (state.count > registrations) refuse(ctx, request, null, "registration", state.resetAt);
+  refuseOver(ctx, request, state, registrations, { scope: "registration", userId: null });
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { isLatchError } from "../core/errors.js";
-import type { SecurityEvent, Session, Stores, UserRecord } from "../core/store.js";
+import type { AccountToken, OutboxMessage, SecurityEvent, Session, Stores, UserRecord } from "../core/store.js";
 import { testSession } from "./test-fixtures.js";
 
 /**
@@ -51,6 +51,7 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         usernameKey: `user_${tag}`,
         email: `Mail_${tag}@example.com`,
         emailKey: `mail_${tag}@example.com`,
+        emailVerified: false,
         passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
         roles: ["user"],
         createdAt: now,
@@ -184,7 +185,7 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.ok(found);
         assert.deepEqual(Buffer.from(found.session.secretHash), Buffer.from(session.secretHash));
         assert.deepEqual({ ...found.session, secretHash: null }, { ...session, secretHash: null });
-        assert.deepEqual(found.user, { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: user.createdAt });
+        assert.deepEqual(found.user, { id: user.id, username: user.username, email: user.email, emailVerified: false, roles: user.roles, createdAt: user.createdAt });
       });
 
       it("keeps null metadata", async () => {
@@ -345,6 +346,42 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.ok(await s.sessions.findSession(liveOne.id, sweepAt));
       });
 
+      it("creates a session only while the given password hash is still the user's", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const now = Date.now();
+        const right = newSession(user.id);
+        assert.equal(await s.sessions.createSession(right, { ifPasswordHash: user.passwordHash }), true);
+        assert.equal((await s.sessions.findSession(right.id, now))?.session.id, right.id);
+        const wrong = newSession(user.id);
+        assert.equal(await s.sessions.createSession(wrong, { ifPasswordHash: "$argon2id$another" }), false);
+        assert.equal(await s.sessions.findSession(wrong.id, now), null);
+        assert.equal(await s.sessions.createSession(newSession(randomUUID()), { ifPasswordHash: user.passwordHash }), false, "no such user");
+        // The sign-in verified the old hash; the password changed before its session was written.
+        await s.users.updateUserPassword(user.id, "$argon2id$the-new-one", Date.now());
+        const late = newSession(user.id);
+        assert.equal(await s.sessions.createSession(late, { ifPasswordHash: user.passwordHash }), false);
+        assert.equal(await s.sessions.findSession(late.id, now), null);
+        assert.deepEqual((await s.sessions.listUserSessions(user.id, now)).map((x) => x.id), [right.id]);
+        assert.equal(await s.sessions.createSession(newSession(user.id)), true, "without the condition a session is always written");
+      });
+
+      it("leaves no session from a sign-in that raced a password change, in either order", async () => {
+        for (let round = 0; round < 20; round += 1) {
+          const user = newUser();
+          await s.users.createUser(user);
+          const session = newSession(user.id);
+          const change = async (): Promise<void> => {
+            // What POST /password does: the new hash, then every session ended.
+            if (round % 2 === 0) await new Promise((resolve) => setImmediate(resolve));
+            await s.users.updateUserPassword(user.id, `$argon2id$changed-${round}`, Date.now());
+            await s.sessions.deleteUserSessions(user.id);
+          };
+          const [created] = await Promise.all([s.sessions.createSession(session, { ifPasswordHash: user.passwordHash }), change()]);
+          assert.equal(await s.sessions.findSession(session.id, Date.now()), null, `round ${round}: created=${created}, and the session survived the change`);
+        }
+      });
+
       it("shows new roles to live sessions at once", async () => {
         const { user, session } = await userWithSession();
         assert.deepEqual((await s.sessions.findSession(session.id, Date.now()))?.user.roles, ["user"]);
@@ -456,7 +493,186 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
       });
     });
 
+    describe("mail outbox and account tokens", () => {
+      const token = (user: UserRecord, purpose: AccountToken["purpose"], overrides: Partial<AccountToken> = {}): AccountToken => ({
+        hash: randomBytes(32),
+        purpose,
+        userId: user.id,
+        emailKey: purpose === "verify" ? user.emailKey : null,
+        createdAt: Date.now(),
+        expiresAt: Date.now() + hour,
+        ...overrides,
+      });
+      const message = (user: UserRecord, overrides: Partial<OutboxMessage> = {}): OutboxMessage => ({
+        id: randomUUID(),
+        userId: user.id,
+        kind: "verify_email",
+        to: user.email ?? "x@example.com",
+        subject: "Subject",
+        text: "text",
+        html: "<p>html</p>",
+        createdAt: Date.now(),
+        ...overrides,
+      });
+      const owner = () => `owner-${randomBytes(4).toString("hex")}`;
+
+      it("queues a message with its token; one claimer takes it under a lease; sent drops it from the queue", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const t = token(user, "verify");
+        const m = message(user);
+        await s.mail.queueMessage(m, { token: t });
+        assert.equal((await s.mail.findToken(t.hash, Date.now()))?.userId, user.id);
+        assert.equal(await s.mail.findToken(t.hash, t.expiresAt), null, "expired at expiresAt");
+        const now = Date.now();
+        const [a, b] = [owner(), owner()];
+        const claimed = (await s.mail.claimMessages(a, now, { leaseMs: minute, limit: 1000 })).filter((e) => e.id === m.id);
+        assert.equal(claimed.length, 1);
+        assert.equal(claimed[0]!.attempts, 1);
+        assert.equal(claimed[0]!.text, "text");
+        assert.equal((await s.mail.claimMessages(b, now, { leaseMs: minute, limit: 1000 })).filter((e) => e.id === m.id).length, 0, "leased");
+        assert.equal(await s.mail.markSent(m.id, b, now), false, "only the lease holder marks");
+        assert.equal(await s.mail.markSent(m.id, a, now), true);
+        const [summary] = await s.mail.listUserMessages(user.id, 10);
+        assert.equal(summary?.status, "sent");
+        assert.equal(summary?.sentAt, now);
+        assert.equal((await s.mail.claimMessages(b, now + hour, { leaseMs: minute, limit: 1000 })).filter((e) => e.id === m.id).length, 0, "sent is never claimed again");
+      });
+
+      it("a lease that runs out lets another sender take the message; retries wait; retryNow makes them due; failed is final", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const m = message(user);
+        await s.mail.queueMessage(m);
+        const now = Date.now();
+        const [a, b] = [owner(), owner()];
+        assert.equal((await s.mail.claimMessages(a, now, { leaseMs: 1000, limit: 1000 })).some((e) => e.id === m.id), true);
+        const retaken = (await s.mail.claimMessages(b, now + 1001, { leaseMs: minute, limit: 1000 })).find((e) => e.id === m.id);
+        assert.equal(retaken?.attempts, 2);
+        assert.equal(await s.mail.markSent(m.id, a, now), false);
+        assert.equal(await s.mail.markRetry(m.id, b, now + hour, "ECONNREFUSED"), true);
+        assert.equal((await s.mail.claimMessages(a, now + 2000, { leaseMs: minute, limit: 1000 })).some((e) => e.id === m.id), false, "waits out its backoff");
+        assert.ok((await s.mail.nextDueAt())! <= now + hour);
+        assert.ok((await s.mail.retryNow(now + 2000)) >= 1);
+        const again = (await s.mail.claimMessages(a, now + 2000, { leaseMs: minute, limit: 1000 })).find((e) => e.id === m.id);
+        assert.equal(again?.attempts, 3);
+        assert.ok((await s.mail.queueDepth()) >= 1);
+        assert.equal(await s.mail.markFailed(m.id, a, now + 3000, "gave up"), true);
+        const [summary] = await s.mail.listUserMessages(user.id, 10);
+        assert.equal(summary?.status, "failed");
+        assert.equal((await s.mail.claimMessages(b, now + 2 * hour, { leaseMs: minute, limit: 1000 })).some((e) => e.id === m.id), false);
+      });
+
+      it("verifyEmail spends the token once, only for the email it was sent to; updateUserEmail voids it", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const first = token(user, "verify");
+        await s.mail.queueMessage(message(user), { token: first });
+        const verified = await s.users.verifyEmail(user.id, first.hash, Date.now());
+        assert.equal(verified?.emailVerified, true);
+        assert.equal((await s.users.findUserById(user.id))?.emailVerified, true);
+        assert.equal(await s.users.verifyEmail(user.id, first.hash, Date.now()), null, "used once");
+
+        const stale = token(user, "verify");
+        await s.mail.queueMessage(message(user), { token: stale });
+        const next = `next_${randomBytes(6).toString("hex")}@example.com`;
+        const changed = await s.users.updateUserEmail(user.id, { email: next, emailKey: next }, Date.now());
+        assert.equal(changed?.email, next);
+        assert.equal(changed?.emailVerified, false);
+        assert.equal(await s.mail.findToken(stale.hash, Date.now()), null, "voided by the change");
+        assert.equal(await s.users.verifyEmail(user.id, stale.hash, Date.now()), null);
+        assert.equal((await s.users.findUserByLogin(next))?.id, user.id);
+        assert.equal(await s.users.findUserByLogin(user.emailKey!), null, "the old email no longer signs in");
+
+        const other = newUser();
+        await s.users.createUser(other);
+        await assert.rejects(s.users.updateUserEmail(user.id, { email: other.email!, emailKey: other.emailKey! }, Date.now()), (e) => isLatchError(e, "conflict"));
+        await assert.rejects(s.users.updateUserEmail(user.id, { email: other.username, emailKey: other.usernameKey }, Date.now()), (e) => isLatchError(e, "conflict"));
+        assert.equal((await s.users.findUserById(user.id))?.email, next, "a conflict changes nothing");
+        const expired = token(user, "verify", { emailKey: next, expiresAt: Date.now() - 1 });
+        await s.mail.queueMessage(message(user), { token: expired });
+        assert.equal(await s.users.verifyEmail(user.id, expired.hash, Date.now()), null, "expired");
+        assert.equal(await s.users.updateUserEmail(randomUUID(), null, Date.now()), null);
+      });
+
+      it("the session's user carries emailVerified, fresh after verification", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const session = testSession(user.id);
+        await s.sessions.createSession(session);
+        assert.equal((await s.sessions.findSession(session.id, Date.now()))?.user.emailVerified, false);
+        const t = token(user, "verify");
+        await s.mail.queueMessage(message(user), { token: t });
+        await s.users.verifyEmail(user.id, t.hash, Date.now());
+        assert.equal((await s.sessions.findSession(session.id, Date.now()))?.user.emailVerified, true);
+      });
+
+      it("resetPassword spends the token, sets the hash, voids the other reset tokens and queues the notice, all or nothing", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const older = token(user, "reset");
+        const newer = token(user, "reset");
+        await s.mail.queueMessage(message(user, { kind: "password_reset" }), { token: older });
+        await s.mail.queueMessage(message(user, { kind: "password_reset" }), { token: newer, voidTokens: "reset" });
+        assert.equal(await s.mail.findToken(older.hash, Date.now()), null, "a newer reset voids the older");
+        const extra = token(user, "reset");
+        await s.mail.queueMessage(message(user, { kind: "password_reset" }), { token: extra });
+        const notice = message(user, { kind: "password_changed" });
+        assert.equal(await s.users.resetPassword(user.id, older.hash, "$argon2id$new", Date.now(), notice), null);
+        assert.equal((await s.users.findUserById(user.id))?.passwordHash, user.passwordHash, "nothing changed");
+        const done = await s.users.resetPassword(user.id, newer.hash, "$argon2id$new", Date.now(), notice);
+        assert.equal(done?.passwordHash, "$argon2id$new");
+        assert.equal(await s.mail.findToken(extra.hash, Date.now()), null, "every reset token voided");
+        assert.equal(await s.users.resetPassword(user.id, newer.hash, "$argon2id$again", Date.now(), null), null, "used once");
+        assert.ok((await s.mail.listUserMessages(user.id, 10)).some((m) => m.id === notice.id));
+
+        const late = token(user, "reset", { expiresAt: Date.now() - 1 });
+        await s.mail.queueMessage(message(user), { token: late });
+        assert.equal(await s.users.resetPassword(user.id, late.hash, "$argon2id$late", Date.now(), null), null, "expired");
+        assert.equal((await s.users.findUserById(user.id))?.passwordHash, "$argon2id$new");
+        const other = newUser();
+        await s.users.createUser(other);
+        const foreign = token(other, "reset");
+        await s.mail.queueMessage(message(other), { token: foreign });
+        assert.equal(await s.users.resetPassword(user.id, foreign.hash, "$argon2id$x", Date.now(), null), null, "another user's token");
+      });
+
+      it("deleting the user deletes their tokens and messages; old sent messages and expired tokens are swept", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        const t = token(user, "verify");
+        await s.mail.queueMessage(message(user), { token: t });
+        assert.equal(await s.users.deleteUser(user.id), true);
+        assert.equal(await s.mail.findToken(t.hash, Date.now()), null);
+        assert.deepEqual(await s.mail.listUserMessages(user.id, 10), []);
+
+        const keeper = newUser();
+        await s.users.createUser(keeper);
+        const old = message(keeper, { createdAt: Date.now() - 10 * hour });
+        await s.mail.queueMessage(old);
+        const o = owner();
+        await s.mail.claimMessages(o, Date.now(), { leaseMs: minute, limit: 1000 });
+        await s.mail.markSent(old.id, o, Date.now());
+        assert.ok((await s.mail.deleteMessagesBefore(Date.now() - 9 * hour, 1000)) >= 1);
+        assert.equal((await s.mail.listUserMessages(keeper.id, 10)).length, 0);
+        const gone = token(keeper, "reset", { expiresAt: Date.now() - 1 });
+        await s.mail.queueMessage(message(keeper), { token: gone });
+        assert.ok((await s.mail.deleteExpiredTokens(Date.now(), 1000)) >= 1);
+        assert.equal(await s.mail.deleteUserMessages(keeper.id), 1);
+      });
+    });
+
     describe("health", () => {
+      it("raises the flush mark one at a time, counting from where it was, and concurrent raises all count", async (t) => {
+        if (s.marks === undefined) return t.skip("this store keeps no flush mark");
+        const start = await s.marks.readFlushMark();
+        assert.ok(Number.isInteger(start) && start >= 0);
+        assert.equal(await s.marks.raiseFlushMark(), start + 1);
+        const raised = await Promise.all(Array.from({ length: 10 }, () => s.marks!.raiseFlushMark()));
+        assert.deepEqual([...raised].sort((a, b) => a - b), Array.from({ length: 10 }, (_, i) => start + 2 + i));
+        assert.equal(await s.marks.readFlushMark(), start + 11);
+      });
+
       it("reports every backend as ok while it answers", async () => {
         const health = await s.health();
         assert.ok(Object.keys(health).length > 0);

@@ -3,11 +3,13 @@ import type { ServerContext } from "../server/context.js";
 import { assetRoutes } from "./assets.js";
 import { accountPages } from "./pages/account-page.js";
 import { adminPages } from "./pages/admin-page.js";
+import { recoveryPages } from "./pages/recovery-pages.js";
 import { signInPages } from "./pages/sign-in-pages.js";
 
 /**
  * The server-rendered pages (`/`, `/account/signin`, `/account/signup`,
- * `/account`, `/account/admin`) and their script and stylesheet under
+ * `/account`, `/account/admin`, `/account/forgot`, `/account/reset`,
+ * `/account/verify-email`) and their script and stylesheet under
  * `/assets/`. The pages only read; every change goes through the JSON API
  * from `/assets/latch.js`, so the API stays the one place that enforces
  * sessions, CSRF and roles.
@@ -20,4 +22,5 @@ export function webRoutes(app: FastifyInstance, ctx: ServerContext): void {
   signInPages(app, ctx);
   accountPages(app, ctx);
   adminPages(app, ctx);
+  recoveryPages(app, ctx);
 }

@@ -1,6 +1,8 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
@@ -33,7 +35,8 @@ export interface LatchProcess {
 export function runLatch(args: string[], env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "warn", ...env },
+    // Mail from test processes goes to a scratch folder unless a test names one (or SMTP_URL).
+    env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "warn", MAIL_OUTBOX: join(tmpdir(), "latch-test-outbox"), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
 }

@@ -12,7 +12,7 @@ describe("POST /register", () => {
     const response = await t.app.inject({ method: "POST", url: "/register", payload: { username: "Register.One", password: TEST_PASSWORD, email: "one@example.com" } });
     assert.equal(response.statusCode, 201);
     const body = response.json();
-    assert.deepEqual(Object.keys(body.user).sort(), ["createdAt", "email", "id", "roles", "username"]);
+    assert.deepEqual(Object.keys(body.user).sort(), ["createdAt", "email", "emailVerified", "id", "roles", "username"]);
     assert.equal(body.user.username, "Register.One");
     assert.equal(body.user.email, "one@example.com");
     assert.deepEqual(body.user.roles, ["user"]);

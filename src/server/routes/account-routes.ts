@@ -5,6 +5,7 @@ import type { ServerContext } from "../context.js";
 import { clearedSessionCookie } from "../../auth/index.js";
 import { recordEvent } from "../events.js";
 import { bodyObject, userJson } from "../responses.js";
+import { queueQuietly, queueVerification } from "../mail.js";
 import { startSession, verifySignIn } from "../sign-in.js";
 import { countRegistration } from "../throttle.js";
 import { answer, errors, ref, security, unsafeMethodErrors, withHeaders } from "../api-schemas.js";
@@ -68,6 +69,8 @@ export function accountRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const { csrfToken } = await startSession(ctx, request, reply, user);
     recordEvent(ctx, request, "register", user.id);
     ctx.metrics.registrations.inc();
+    // The account exists whatever happens to the message; "send again" is on the account page.
+    if (user.email !== null) await queueQuietly(request.log, "verify_email", () => queueVerification(ctx, user));
     return reply.code(201).send({ user: userJson(publicUser(user)), csrfToken });
   });
 

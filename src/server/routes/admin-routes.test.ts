@@ -96,4 +96,28 @@ describe("administration", () => {
     assert.equal(await t.stores.users.findUserById(target.userId), null);
     assert.equal((await t.app.inject({ method: "DELETE", url: `/users/${target.userId}`, ...t.auth(admin) })).statusCode, 404);
   });
+
+  it("refuses with 409 conflict to remove the admin role from the last admin, and allows it while another admin remains", async () => {
+    const t = await createTestServer();
+    try {
+      const only = await t.registerAdmin();
+      const demote = (target: string, by: typeof only) =>
+        t.app.inject({ method: "PATCH", url: `/admin/users/${target}`, ...t.auth(by), payload: { roles: ["user"] } });
+      const refused = await demote(only.userId, only);
+      assert.equal(refused.statusCode, 409);
+      assert.equal(refused.json().error.code, "conflict");
+      assert.match(refused.json().error.message, /last admin/i);
+      assert.deepEqual((await t.stores.users.findUserById(only.userId))?.roles, ["user", "admin"]);
+      // Other roles of the last admin can still change, as long as admin stays.
+      const kept = await t.app.inject({ method: "PATCH", url: `/admin/users/${only.userId}`, ...t.auth(only), payload: { roles: ["admin", "support"] } });
+      assert.equal(kept.statusCode, 200, kept.body);
+
+      const second = await t.registerAdmin();
+      assert.equal((await demote(only.userId, second)).statusCode, 200, "with a second admin, the first can be demoted");
+      assert.equal((await demote(second.userId, second)).statusCode, 409, "and then the second is the last one");
+      assert.deepEqual((await t.stores.users.findUserById(second.userId))?.roles, ["user", "admin"]);
+    } finally {
+      await t.close();
+    }
+  });
 });

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import { ROLE_PATTERN, normaliseRoles, publicUser } from "../../core/accounts.js";
+import { ROLE_PATTERN, normaliseRoles, publicUser, refuseRemovingLastAdmin } from "../../core/accounts.js";
 import { LatchError } from "../../core/errors.js";
 import { authOf, guard } from "../auth.js";
 import type { ServerContext } from "../context.js";
@@ -114,7 +114,10 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const extra = Object.keys(body).filter((k) => k !== "roles");
     if (extra.length > 0) throw new LatchError("invalid_input", `Only roles can be changed here; not ${extra.join(", ")}.`);
     const roles = normaliseRoles(body.roles);
-    const updated = await ctx.stores.users.updateUserRoles(request.params.id, roles, ctx.runtime.clock.now());
+    const target = await ctx.stores.users.findUserById(request.params.id);
+    if (target === null) throw new LatchError("not_found", "No such user.");
+    await refuseRemovingLastAdmin(ctx.stores.users, target, roles);
+    const updated = await ctx.stores.users.updateUserRoles(target.id, roles, ctx.runtime.clock.now());
     if (updated === null) throw new LatchError("not_found", "No such user.");
     recordEvent(ctx, request, "roles_changed", updated.id, { roles: roles.join(","), by: authOf(request).user.id });
     return { user: userJson(publicUser(updated)) };

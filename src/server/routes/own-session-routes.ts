@@ -6,6 +6,7 @@ import { authOf, guard } from "../auth.js";
 import type { ServerContext } from "../context.js";
 import { clearedSessionCookie, sessionCookie } from "../../auth/index.js";
 import { recordEvent } from "../events.js";
+import { passwordChangedMessage, queueQuietly } from "../mail.js";
 import { bodyObject, sessionJson } from "../responses.js";
 import { countAccountAttempt, recordSuccess } from "../throttle.js";
 import { answer, errors, idParam, noBody, ref, security, unsafeMethodErrors, withHeaders } from "../api-schemas.js";
@@ -123,6 +124,9 @@ export function ownSessionRoutes(app: FastifyInstance, ctx: ServerContext): void
     const revoked = await ctx.stores.sessions.deleteUserSessions(user.id, { exceptId: rotated.session.id });
     reply.header("Set-Cookie", sessionCookie(ctx.cookieName, rotated.token, rotated.session.idleExpiresAt, ctx.runtime.clock.now(), ctx.cookieOptions));
     recordEvent(ctx, request, "password_changed", user.id, { revoked: String(revoked) });
+    // Voids every reset link of the user, with the notice, in one transaction.
+    const notice = passwordChangedMessage(ctx, user, "changed");
+    if (notice !== null) await queueQuietly(request.log, "password_changed", () => ctx.mail.queue(notice, { voidTokens: "reset" }));
     return { message: "Password changed", csrfToken: rotated.csrfToken, revoked };
   });
 }

@@ -26,11 +26,12 @@ const exportSchema = {
             id: { type: "string" },
             username: { type: "string" },
             email: nullableString,
+            emailVerified: { type: "boolean" },
             roles: { type: "array", items: { type: "string" } },
             createdAt: isoTime,
             updatedAt: isoTime,
           },
-          required: ["id", "username", "email", "roles", "createdAt", "updatedAt"],
+          required: ["id", "username", "email", "emailVerified", "roles", "createdAt", "updatedAt"],
           additionalProperties: false,
         },
         sessions: {
@@ -65,8 +66,26 @@ const exportSchema = {
             additionalProperties: false,
           },
         },
+        messages: {
+          type: "array",
+          description: "Mail queued or sent for the account: metadata only, never a body or a token.",
+          items: {
+            type: "object",
+            properties: {
+              id: { type: "string" },
+              kind: { type: "string", enum: ["verify_email", "password_reset", "password_changed", "email_changed"] },
+              to: { type: "string" },
+              status: { type: "string", enum: ["queued", "sent", "failed"] },
+              attempts: { type: "integer", minimum: 0 },
+              queuedAt: isoTime,
+              sentAt: { type: ["string", "null"], format: "date-time" },
+            },
+            required: ["id", "kind", "to", "status", "attempts", "queuedAt", "sentAt"],
+            additionalProperties: false,
+          },
+        },
       },
-      required: ["exportedAt", "profile", "sessions", "securityEvents"],
+      required: ["exportedAt", "profile", "sessions", "securityEvents", "messages"],
       additionalProperties: false,
     }),
     ...errors(401, 503),
@@ -89,10 +108,11 @@ export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get("/me/export", { preHandler: session, schema: exportSchema }, async (request, reply) => {
     const { user: current } = authOf(request);
     const now = ctx.runtime.clock.now();
-    const [user, sessions, events] = await Promise.all([
+    const [user, sessions, events, messages] = await Promise.all([
       ctx.stores.users.findUserById(current.id),
       ctx.stores.sessions.listUserSessions(current.id, now),
       ctx.stores.events.listUserEvents(current.id, 10_000),
+      ctx.stores.mail.listUserMessages(current.id, 10_000),
     ]);
     if (user === null) throw new LatchError("unauthenticated");
     reply.header("Content-Disposition", 'attachment; filename="latch-export.json"');
@@ -100,9 +120,19 @@ export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
       exportedAt: iso(now),
       // Everything held about the user except the password hash, which is a
       // credential rather than personal data and is never given out.
-      profile: { id: user.id, username: user.username, email: user.email, roles: user.roles, createdAt: iso(user.createdAt), updatedAt: iso(user.updatedAt) },
+      profile: {
+        id: user.id,
+        username: user.username,
+        email: user.email,
+        emailVerified: user.emailVerified,
+        roles: user.roles,
+        createdAt: iso(user.createdAt),
+        updatedAt: iso(user.updatedAt),
+      },
       sessions: sessions.map((s) => ({ ...sessionJson(s), userAgent: s.userAgent, ipAddress: s.ipAddress })),
       securityEvents: events.map((e) => ({ type: e.type, at: iso(e.at), ipAddress: e.ipAddress, userAgent: e.userAgent, detail: e.detail })),
+      // Metadata of the mail sent or queued for the account; never a body or a token.
+      messages: messages.map((m) => ({ id: m.id, kind: m.kind, to: m.to, status: m.status, attempts: m.attempts, queuedAt: iso(m.createdAt), sentAt: m.sentAt === null ? null : iso(m.sentAt) })),
     };
   });
 
@@ -115,7 +145,10 @@ export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     await countAccountAttempt(ctx, request, user.id, user.id);
     if (!(await ctx.accounts.checkCredentials(user, body.password))) throw new LatchError("invalid_credentials", "The password is wrong.");
     await recordSuccess(ctx, user.id);
-    // One call erases the user, their sessions and their security events.
+    // Queued messages first (a notice must not go out about an erased
+    // account); then one call erases the user, their sessions, security
+    // events, tokens and any message left.
+    await ctx.stores.mail.deleteUserMessages(user.id);
     await ctx.stores.users.deleteUser(user.id);
     reply.header("Set-Cookie", clearedSessionCookie(ctx.cookieName, ctx.cookieOptions));
     return reply.code(204).send();

@@ -100,6 +100,21 @@ describe("POST /token", () => {
     }
   });
 
+  it("throttles token requests per /64 for IPv6 clients behind a trusted proxy", async () => {
+    const fresh = await createTestServer({ env: { THROTTLE_ADDRESS_FAILURES: "2", TRUST_PROXY: "127.0.0.1" } });
+    try {
+      const user = await fresh.register();
+      const attempt = (from: string): Promise<LightMyRequestResponse> =>
+        fresh.app.inject({ method: "POST", url: "/token", payload: { username: user.username, password: TEST_PASSWORD }, headers: { "x-forwarded-for": from } });
+      assert.equal((await attempt("2001:db8:77:1::a")).statusCode, 200);
+      assert.equal((await attempt("2001:db8:77:1::b")).statusCode, 200);
+      assert.equal((await attempt("2001:db8:77:1:ffff::c")).statusCode, 429, "a new address in the same /64 gets no new tokens");
+      assert.equal((await attempt("2001:db8:77:2::a")).statusCode, 200, "another /64 is another client");
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it("never issues a token that outlives its session", async () => {
     const short = await createTestServer({ env: { SESSION_IDLE_TIMEOUT: "300", SESSION_ABSOLUTE_TIMEOUT: "300" } });
     try {

@@ -1,12 +1,12 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { LatchError } from "../../core/errors.js";
 import type { Session, User } from "../../core/store.js";
 import { authOf, guard, runGuard } from "../auth.js";
-import { truncateAddress } from "../client-address.js";
+import { throttleAddress, truncateAddress } from "../client-address.js";
 import type { ServerContext } from "../context.js";
 import { recordEvent, userAgentOf } from "../events.js";
 import { bodyObject } from "../responses.js";
 import { verifySignIn } from "../sign-in.js";
+import { refuseOver } from "../throttle.js";
 import { answer, errors, ref, security, unsafeMethodErrors } from "../api-schemas.js";
 
 /** The shape of a successful POST /token (RFC 6749 §5.1 names, plus `token` for the tutorials' clients). */
@@ -29,11 +29,8 @@ function wantsCredentials(body: Record<string, unknown>): boolean {
 async function countTokenRequest(ctx: ServerContext, request: FastifyRequest): Promise<void> {
   const { addressFailures, addressWindowMs } = ctx.config.throttle;
   const now = ctx.runtime.clock.now();
-  const state = await ctx.stores.limits.hit(`token:addr:${request.ip}`, addressWindowMs, now);
-  if (state.count > addressFailures) {
-    recordEvent(ctx, request, "throttled", null, { scope: "token" });
-    throw new LatchError("rate_limited", undefined, { retryAfter: Math.max(1, Math.ceil((state.resetAt - now) / 1000)) });
-  }
+  const state = await ctx.stores.limits.hit(`token:addr:${throttleAddress(request.ip)}`, addressWindowMs, now);
+  refuseOver(ctx, request, state, addressFailures, { scope: "token", userId: null });
 }
 
 const tokenSchema = {
@@ -99,8 +96,10 @@ export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
     let via: "session" | "credentials";
     if (wantsCredentials(body)) {
       await countTokenRequest(ctx, request);
-      user = await verifySignIn(ctx, request);
-      ({ session } = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }));
+      const record = await verifySignIn(ctx, request);
+      user = record;
+      // As for POST /login: only while the verified hash is still the user's.
+      ({ session } = await ctx.sessions.create(record.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }, { ifPasswordHash: record.passwordHash }));
       recordEvent(ctx, request, "sign_in", user.id, { session: session.id, via: "token" });
       via = "credentials";
     } else {

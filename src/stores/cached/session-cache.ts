@@ -348,6 +348,8 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
     users: {
       ...inner.users,
       updateUserRoles: (id, roles, updatedAt) => revoking({ kind: "user", userId: id }, () => inner.users.updateUserRoles(id, roles, updatedAt)),
+      updateUserEmail: (id, email, updatedAt) => revoking({ kind: "user", userId: id }, () => inner.users.updateUserEmail(id, email, updatedAt)),
+      verifyEmail: (id, tokenHash, now) => revoking({ kind: "user", userId: id }, () => inner.users.verifyEmail(id, tokenHash, now)),
       deleteUser: (id) => revoking({ kind: "user", userId: id }, () => inner.users.deleteUser(id)),
     },
     sessions: {

@@ -1,6 +1,9 @@
 import { LatchError } from "../../core/errors.js";
 import type {
+  AccountToken,
   ListUsersOptions,
+  OutboxEntry,
+  OutboxMessage,
   RateLimitState,
   SecurityEvent,
   Session,
@@ -23,6 +26,11 @@ export function createMemoryStores(): Stores {
   const events: SecurityEvent[] = [];
   const limits = new Map<string, RateLimitState>();
   let keys: SigningKey[] = [];
+  let flushMark = 0;
+  /** Keyed by the token hash in hex. */
+  const tokens = new Map<string, AccountToken>();
+  const outbox = new Map<string, OutboxEntry & { nextAttemptAt: number; leaseOwner: string | null; sentAt: number | null }>();
+  const hex = (hash: Uint8Array): string => Buffer.from(hash).toString("hex");
 
   const copy = <T>(value: T): T => structuredClone(value);
   const live = (s: Session, now: number): boolean => s.idleExpiresAt > now && s.absoluteExpiresAt > now;
@@ -35,6 +43,27 @@ export function createMemoryStores(): Stores {
       if (keysOfOther.includes(user.usernameKey) || (user.emailKey !== null && keysOfOther.includes(user.emailKey))) return true;
     }
     return false;
+  }
+
+  function voidTokens(userId: string, purpose: AccountToken["purpose"]): void {
+    for (const [key, token] of tokens) if (token.userId === userId && token.purpose === purpose) tokens.delete(key);
+  }
+
+  function enqueue(message: OutboxMessage): void {
+    outbox.set(message.id, { ...copy(message), status: "queued", attempts: 0, nextAttemptAt: message.createdAt, leaseOwner: null, sentAt: null });
+  }
+
+  /** Takes the token if it is the user's and of this purpose; null when it is not there or has expired. */
+  function take(userId: string, hash: Uint8Array, purpose: AccountToken["purpose"], now: number): AccountToken | null {
+    const token = tokens.get(hex(hash));
+    if (token === undefined || token.userId !== userId || token.purpose !== purpose) return null;
+    tokens.delete(hex(hash));
+    return token.expiresAt > now ? token : null;
+  }
+
+  function leased(id: string, owner: string): (OutboxEntry & { nextAttemptAt: number; leaseOwner: string | null; sentAt: number | null }) | null {
+    const entry = outbox.get(id);
+    return entry !== undefined && entry.status === "queued" && entry.leaseOwner === owner ? entry : null;
   }
 
   function removeUserSessions(userId: string, exceptId?: string): number {
@@ -82,10 +111,48 @@ export function createMemoryStores(): Stores {
         users.set(id, next);
         return copy(next);
       },
+      async updateUserEmail(id, email, updatedAt) {
+        await tick();
+        const user = users.get(id);
+        if (!user) return null;
+        if (email !== null) {
+          for (const other of users.values()) {
+            if (other.id !== id && (other.usernameKey === email.emailKey || other.emailKey === email.emailKey)) {
+              throw new LatchError("conflict", "That email is already registered.");
+            }
+          }
+          if (user.usernameKey === email.emailKey) throw new LatchError("conflict", "That email is already registered.");
+        }
+        const next = { ...user, email: email?.email ?? null, emailKey: email?.emailKey ?? null, emailVerified: false, updatedAt };
+        users.set(id, next);
+        voidTokens(id, "verify");
+        return copy(next);
+      },
+      async verifyEmail(id, tokenHash, now) {
+        await tick();
+        const token = take(id, tokenHash, "verify", now);
+        const user = users.get(id);
+        if (token === null || !user || user.emailKey === null || token.emailKey !== user.emailKey) return null;
+        const next = { ...user, emailVerified: true, updatedAt: now };
+        users.set(id, next);
+        return copy(next);
+      },
+      async resetPassword(id, tokenHash, passwordHash, now, notice) {
+        await tick();
+        const user = users.get(id);
+        if (!user || take(id, tokenHash, "reset", now) === null) return null;
+        const next = { ...user, passwordHash, updatedAt: now };
+        users.set(id, next);
+        voidTokens(id, "reset");
+        if (notice !== null) enqueue(notice);
+        return copy(next);
+      },
       async deleteUser(id) {
         await tick();
         if (!users.delete(id)) return false;
         removeUserSessions(id);
+        for (const [key, token] of tokens) if (token.userId === id) tokens.delete(key);
+        for (const [key, entry] of outbox) if (entry.userId === id) outbox.delete(key);
         for (let i = events.length - 1; i >= 0; i -= 1) if (events[i]!.userId === id) events.splice(i, 1);
         return true;
       },
@@ -101,9 +168,11 @@ export function createMemoryStores(): Stores {
     },
 
     sessions: {
-      async createSession(session) {
+      async createSession(session, options) {
         await tick();
+        if (options?.ifPasswordHash !== undefined && users.get(session.userId)?.passwordHash !== options.ifPasswordHash) return false;
         sessions.set(session.id, copy(session));
+        return true;
       },
       async findSession(id, now): Promise<SessionWithUser | null> {
         await tick();
@@ -249,6 +318,129 @@ export function createMemoryStores(): Stores {
         const n = keys.length;
         keys = keys.filter((k) => k.retiredAt === null || k.retiredAt >= before);
         return n - keys.length;
+      },
+    },
+
+    marks: {
+      async raiseFlushMark() {
+        await tick();
+        flushMark += 1;
+        return flushMark;
+      },
+      async readFlushMark() {
+        await tick();
+        return flushMark;
+      },
+    },
+
+    mail: {
+      async queueMessage(message, options) {
+        await tick();
+        if (options?.voidTokens !== undefined && message.userId !== null) voidTokens(message.userId, options.voidTokens);
+        if (options?.token !== undefined) tokens.set(hex(options.token.hash), copy(options.token));
+        enqueue(message);
+      },
+      async findToken(hash, now) {
+        await tick();
+        const token = tokens.get(hex(hash));
+        return token !== undefined && token.expiresAt > now ? copy(token) : null;
+      },
+      async claimMessages(owner, now, { leaseMs, limit }) {
+        await tick();
+        const due = [...outbox.values()]
+          .filter((e) => e.status === "queued" && e.nextAttemptAt <= now)
+          .sort((a, b) => a.nextAttemptAt - b.nextAttemptAt)
+          .slice(0, limit);
+        for (const entry of due) {
+          entry.leaseOwner = owner;
+          entry.nextAttemptAt = now + leaseMs;
+          entry.attempts += 1;
+        }
+        return due.map(({ nextAttemptAt: _n, leaseOwner: _l, sentAt: _s, ...entry }) => copy(entry));
+      },
+      async markSent(id, owner, now) {
+        await tick();
+        const entry = leased(id, owner);
+        if (entry === null) return false;
+        Object.assign(entry, { status: "sent", sentAt: now, text: "", html: "", leaseOwner: null });
+        return true;
+      },
+      async markRetry(id, owner, nextAttemptAt) {
+        await tick();
+        const entry = leased(id, owner);
+        if (entry === null) return false;
+        Object.assign(entry, { nextAttemptAt, leaseOwner: null });
+        return true;
+      },
+      async markFailed(id, owner) {
+        await tick();
+        const entry = leased(id, owner);
+        if (entry === null) return false;
+        Object.assign(entry, { status: "failed", text: "", html: "", leaseOwner: null });
+        return true;
+      },
+      async retryNow(now) {
+        await tick();
+        let n = 0;
+        for (const e of outbox.values()) {
+          if (e.status === "queued" && e.leaseOwner === null && e.attempts > 0 && e.nextAttemptAt > now) {
+            e.nextAttemptAt = now;
+            n += 1;
+          }
+        }
+        return n;
+      },
+      async queueDepth() {
+        await tick();
+        return [...outbox.values()].filter((e) => e.status === "queued").length;
+      },
+      async nextDueAt() {
+        await tick();
+        const due = [...outbox.values()].filter((e) => e.status === "queued").map((e) => e.nextAttemptAt);
+        return due.length === 0 ? null : Math.min(...due);
+      },
+      async listUserMessages(userId, limit) {
+        await tick();
+        return [...outbox.values()]
+          .filter((e) => e.userId === userId)
+          .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1))
+          .slice(0, limit)
+          .map((e) => ({ id: e.id, kind: e.kind, to: e.to, status: e.status, attempts: e.attempts, createdAt: e.createdAt, sentAt: e.sentAt }));
+      },
+      async deleteUserMessages(userId) {
+        await tick();
+        let removed = 0;
+        for (const [key, entry] of outbox) {
+          if (entry.userId === userId) {
+            outbox.delete(key);
+            removed += 1;
+          }
+        }
+        return removed;
+      },
+      async deleteMessagesBefore(before, limit) {
+        await tick();
+        let removed = 0;
+        for (const [key, entry] of outbox) {
+          if (removed >= limit) break;
+          if (entry.status !== "queued" && entry.createdAt < before) {
+            outbox.delete(key);
+            removed += 1;
+          }
+        }
+        return removed;
+      },
+      async deleteExpiredTokens(now, limit) {
+        await tick();
+        let removed = 0;
+        for (const [key, token] of tokens) {
+          if (removed >= limit) break;
+          if (token.expiresAt <= now) {
+            tokens.delete(key);
+            removed += 1;
+          }
+        }
+        return removed;
       },
     },
 

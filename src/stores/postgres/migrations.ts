@@ -148,6 +148,66 @@ export const migrations: readonly Migration[] = [
         FOR EACH STATEMENT EXECUTE FUNCTION latch_notify_flush();
     `,
   },
+  {
+    version: 3,
+    name: "flush mark",
+    // One row per named counter; "flush" is the mark a writer raises when a
+    // revocation it wrote may not have reached Redis (see FlushMarkStore).
+    sql: `
+      CREATE TABLE store_marks (
+        name text PRIMARY KEY,
+        value bigint NOT NULL
+      );
+    `,
+  },
+  {
+    // Version 4 (3 and 5-6 belong to other changes; every missing version is applied, in order).
+    version: 4,
+    name: "verified email, account tokens, mail outbox",
+    sql: `
+      ALTER TABLE users ADD COLUMN email_verified boolean NOT NULL DEFAULT false;
+      -- A cached session carries email_verified too: announce its changes.
+      DROP TRIGGER users_announce_change ON users;
+      CREATE TRIGGER users_announce_change AFTER UPDATE OF id, username, email, email_verified, roles, created_at OR DELETE ON users
+        FOR EACH ROW EXECUTE FUNCTION latch_notify_user();
+
+      -- Single-use tokens mailed to users: only the SHA-256 of each token.
+      CREATE TABLE account_tokens (
+        hash bytea PRIMARY KEY,
+        purpose text NOT NULL,
+        user_id text COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        email_key text COLLATE "C",
+        created_at bigint NOT NULL,
+        expires_at bigint NOT NULL
+      );
+      CREATE INDEX account_tokens_user ON account_tokens (user_id, purpose);
+      CREATE INDEX account_tokens_expires_at ON account_tokens (expires_at);
+
+      -- The durable outbox. A queued message is due at next_attempt_at; a
+      -- sender takes it with FOR UPDATE SKIP LOCKED, sets lease_owner and
+      -- moves next_attempt_at to the end of its lease, so no other sender
+      -- takes it meanwhile. Bodies are dropped once sent or failed.
+      CREATE TABLE mail_outbox (
+        id text COLLATE "C" PRIMARY KEY,
+        user_id text COLLATE "C" REFERENCES users (id) ON DELETE CASCADE,
+        kind text NOT NULL,
+        recipient text NOT NULL,
+        subject text NOT NULL,
+        text_body text,
+        html_body text,
+        status text NOT NULL DEFAULT 'queued',
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at bigint NOT NULL,
+        lease_owner text,
+        last_error text,
+        created_at bigint NOT NULL,
+        sent_at bigint
+      );
+      CREATE INDEX mail_outbox_due ON mail_outbox (next_attempt_at) WHERE status = 'queued';
+      CREATE INDEX mail_outbox_user ON mail_outbox (user_id, created_at DESC);
+      CREATE INDEX mail_outbox_done ON mail_outbox (created_at) WHERE status <> 'queued';
+    `,
+  },
 ];
 
 /**

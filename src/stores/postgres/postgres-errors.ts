@@ -77,7 +77,7 @@ function redacted(error: pg.DatabaseError): Error {
 export function toLatchError(error: unknown): LatchError {
   if (error instanceof LatchError) return error;
   const cause = error instanceof pg.DatabaseError ? redacted(error) : error;
-  if (isUnavailable(error)) return new LatchError("unavailable", "The database is unavailable.", { cause });
+  if (isUnavailable(error)) return new LatchError("unavailable", "The database is unavailable.", { cause, backend: "database" });
   if (error instanceof pg.DatabaseError && error.code === "23505") {
     const message =
       error.table === "users" || error.table === "logins" ? "That username or email is already registered." : "That resource already exists.";

@@ -33,6 +33,7 @@ function newUser(overrides: Partial<UserRecord> = {}): UserRecord {
     usernameKey: `user_${tag}`,
     email: `mail_${tag}@example.com`,
     emailKey: `mail_${tag}@example.com`,
+    emailVerified: false,
     passwordHash: `$argon2id$v=19$m=19456,t=2,p=1$${randomBytes(8).toString("base64")}$${randomBytes(16).toString("base64")}`,
     roles: ["user"],
     createdAt: now,

@@ -1,5 +1,12 @@
 import pg from "pg";
 import type {
+  FlushMarkStore,
+  AccountToken,
+  MailKind,
+  MailStore,
+  OutboxEntry,
+  OutboxMessage,
+  OutboxStatus,
   RateLimitState,
   RateLimitStore,
   SecurityEvent,
@@ -86,12 +93,30 @@ export async function createPostgresStores(options: PostgresStoreOptions): Promi
     events: createSecurityEventStore(pool),
     limits: createRateLimitStore(pool),
     keys: createSigningKeyStore(pool),
+    marks: createFlushMarkStore(pool),
+    mail: createMailStore(pool),
     health: () => checkHealth(pool),
     close() {
       // pg throws if a pool is ended twice; shutdown paths often call close
       // more than once.
       closing ??= pool.end();
       return closing;
+    },
+  };
+}
+
+function createFlushMarkStore(pool: pg.Pool): FlushMarkStore {
+  return {
+    async raiseFlushMark() {
+      const result = await query<{ value: Int8 }>(pool, {
+        name: "latch_raise_flush_mark",
+        text: "INSERT INTO store_marks (name, value) VALUES ('flush', 1) ON CONFLICT (name) DO UPDATE SET value = store_marks.value + 1 RETURNING value",
+      });
+      return Number(result.rows[0]!.value);
+    },
+    async readFlushMark() {
+      const result = await query<{ value: Int8 }>(pool, { name: "latch_read_flush_mark", text: "SELECT value FROM store_marks WHERE name = 'flush'" });
+      return result.rows.length === 0 ? 0 : Number(result.rows[0]!.value);
     },
   };
 }
@@ -125,11 +150,14 @@ interface UserRow {
   email_key: string | null;
   password_hash: string;
   roles: string[];
+  email_verified: boolean;
   created_at: Int8;
   updated_at: Int8;
 }
 
 const USER_COLUMNS = "id, username, username_key, email, email_key, password_hash, roles, created_at, updated_at";
+/** The users columns as read back; `email_verified` is left to its default on insert. */
+const USER_READ_COLUMNS = `${USER_COLUMNS}, email_verified`;
 
 function toUserRecord(row: UserRow): UserRecord {
   return {
@@ -138,6 +166,7 @@ function toUserRecord(row: UserRow): UserRecord {
     usernameKey: row.username_key,
     email: row.email,
     emailKey: row.email_key,
+    emailVerified: row.email_verified,
     passwordHash: row.password_hash,
     roles: row.roles,
     createdAt: Number(row.created_at),
@@ -179,7 +208,7 @@ function createUserStore(pool: pg.Pool): UserStore {
     },
 
     async findUserById(id) {
-      const result = await query<UserRow>(pool, { text: `SELECT ${USER_COLUMNS} FROM users WHERE id = $1`, values: [id] });
+      const result = await query<UserRow>(pool, { text: `SELECT ${USER_READ_COLUMNS} FROM users WHERE id = $1`, values: [id] });
       const row = result.rows[0];
       return row ? toUserRecord(row) : null;
     },
@@ -187,7 +216,7 @@ function createUserStore(pool: pg.Pool): UserStore {
     async findUserByLogin(key) {
       const result = await query<UserRow>(pool, {
         name: "latch_find_user_by_login",
-        text: `SELECT ${USER_COLUMNS} FROM users WHERE id = (SELECT user_id FROM logins WHERE login_key = $1)`,
+        text: `SELECT ${USER_READ_COLUMNS} FROM users WHERE id = (SELECT user_id FROM logins WHERE login_key = $1)`,
         values: [key],
       });
       const row = result.rows[0];
@@ -204,16 +233,75 @@ function createUserStore(pool: pg.Pool): UserStore {
 
     async updateUserRoles(id, roles, updatedAt) {
       const result = await query<UserRow>(pool, {
-        text: `UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1 RETURNING ${USER_COLUMNS}`,
+        text: `UPDATE users SET roles = $2, updated_at = $3 WHERE id = $1 RETURNING ${USER_READ_COLUMNS}`,
         values: [id, roles, updatedAt],
       });
       const row = result.rows[0];
       return row ? toUserRecord(row) : null;
     },
 
+    async updateUserEmail(id, email, updatedAt) {
+      return transaction(pool, async (client) => {
+        const current = await query<{ email_key: string | null }>(client, { text: "SELECT email_key FROM users WHERE id = $1 FOR UPDATE", values: [id] });
+        const row = current.rows[0];
+        if (row === undefined) return null;
+        if (row.email_key !== null && row.email_key !== email?.emailKey) {
+          await query(client, { text: "DELETE FROM logins WHERE login_key = $1 AND user_id = $2", values: [row.email_key, id] });
+        }
+        if (email !== null && email.emailKey !== row.email_key) {
+          // A taken key is a unique violation here, mapped to conflict by toLatchError.
+          await query(client, { text: "INSERT INTO logins (login_key, user_id) VALUES ($1, $2)", values: [email.emailKey, id] });
+        }
+        await query(client, { text: "DELETE FROM account_tokens WHERE user_id = $1 AND purpose = 'verify'", values: [id] });
+        const updated = await query<UserRow>(client, {
+          text: `UPDATE users SET email = $2, email_key = $3, email_verified = false, updated_at = $4 WHERE id = $1 RETURNING ${USER_READ_COLUMNS}`,
+          values: [id, email?.email ?? null, email?.emailKey ?? null, updatedAt],
+        });
+        return toUserRecord(updated.rows[0]!);
+      });
+    },
+
+    async verifyEmail(id, tokenHash, now) {
+      // One statement: the token is deleted and the user marked verified
+      // together, and only for the email the token was sent to.
+      const result = await query<UserRow>(pool, {
+        text: `
+          WITH token AS (
+            DELETE FROM account_tokens WHERE hash = $2 AND purpose = 'verify' AND user_id = $1 RETURNING email_key, expires_at
+          )
+          UPDATE users u SET email_verified = true, updated_at = $3
+          FROM token WHERE u.id = $1 AND token.expires_at > $3 AND u.email_key = token.email_key
+          RETURNING ${USER_READ_COLUMNS.split(", ").map((c) => `u.${c}`).join(", ")}`,
+        values: [id, bytes(tokenHash), now],
+      });
+      const row = result.rows[0];
+      return row ? toUserRecord(row) : null;
+    },
+
+    async resetPassword(id, tokenHash, passwordHash, now, notice) {
+      return transaction(pool, async (client) => {
+        const taken = await query<{ expires_at: Int8 }>(client, {
+          text: "DELETE FROM account_tokens WHERE hash = $2 AND purpose = 'reset' AND user_id = $1 RETURNING expires_at",
+          values: [id, bytes(tokenHash)],
+        });
+        const token = taken.rows[0];
+        // An expired token is deleted all the same; nothing else changes.
+        if (token === undefined || Number(token.expires_at) <= now) return null;
+        const updated = await query<UserRow>(client, {
+          text: `UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1 RETURNING ${USER_READ_COLUMNS}`,
+          values: [id, passwordHash, now],
+        });
+        const row = updated.rows[0];
+        if (row === undefined) return null;
+        await query(client, { text: "DELETE FROM account_tokens WHERE user_id = $1 AND purpose = 'reset'", values: [id] });
+        if (notice !== null) await insertMessage(client, notice);
+        return toUserRecord(row);
+      });
+    },
+
     async deleteUser(id) {
-      // Sessions, security events and login keys go with the user through
-      // ON DELETE CASCADE, in the same statement.
+      // Sessions, security events, login keys, tokens and messages go with
+      // the user through ON DELETE CASCADE, in the same statement.
       const result = await query(pool, { text: "DELETE FROM users WHERE id = $1", values: [id] });
       return result.rowCount === 1;
     },
@@ -221,9 +309,9 @@ function createUserStore(pool: pg.Pool): UserStore {
     async listUsers(options) {
       const result =
         options.after === undefined
-          ? await query<UserRow>(pool, { text: `SELECT ${USER_COLUMNS} FROM users ORDER BY id LIMIT $1`, values: [options.limit] })
+          ? await query<UserRow>(pool, { text: `SELECT ${USER_READ_COLUMNS} FROM users ORDER BY id LIMIT $1`, values: [options.limit] })
           : await query<UserRow>(pool, {
-              text: `SELECT ${USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2`,
+              text: `SELECT ${USER_READ_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2`,
               values: [options.after, options.limit],
             });
       return result.rows.map(toUserRecord);
@@ -247,6 +335,7 @@ interface SessionWithUserRow extends SessionRow {
   username: string;
   email: string | null;
   roles: string[];
+  email_verified: boolean;
   user_created_at: Int8;
 }
 
@@ -274,22 +363,35 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
   const sweeperLock = advisoryLockKeys("sweeper", options.schema);
 
   return {
-    async createSession(session) {
-      await query(pool, {
-        name: "latch_create_session",
-        text: `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        values: [
-          session.id,
-          session.userId,
-          bytes(session.secretHash),
-          session.createdAt,
-          session.lastSeenAt,
-          session.idleExpiresAt,
-          session.absoluteExpiresAt,
-          session.userAgent,
-          session.ipAddress,
-        ],
+    async createSession(session, options) {
+      const values = [
+        session.id,
+        session.userId,
+        bytes(session.secretHash),
+        session.createdAt,
+        session.lastSeenAt,
+        session.idleExpiresAt,
+        session.absoluteExpiresAt,
+        session.userAgent,
+        session.ipAddress,
+      ];
+      if (options?.ifPasswordHash === undefined) {
+        await query(pool, { name: "latch_create_session", text: `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, values });
+        return true;
+      }
+      // FOR SHARE makes the check hold until commit: a password change
+      // (UPDATE users) waits for this insert, then its deleteUserSessions
+      // sees and ends the new session; or it committed first, and the row
+      // re-checked under the lock no longer matches, so nothing is inserted.
+      // The foreign key's own KEY SHARE lock would not wait for an UPDATE of
+      // password_hash.
+      const result = await query(pool, {
+        name: "latch_create_session_if_password",
+        text: `INSERT INTO sessions (${SESSION_COLUMNS})
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM users WHERE id = $2 AND password_hash = $10 FOR SHARE`,
+        values: [...values, options.ifPasswordHash],
       });
+      return result.rowCount === 1;
     },
 
     async findSession(id, now): Promise<SessionWithUser | null> {
@@ -300,7 +402,7 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
         text: `
           SELECT s.id, s.user_id, s.secret_hash, s.created_at, s.last_seen_at, s.idle_expires_at,
                  s.absolute_expires_at, s.user_agent, s.ip_address,
-                 u.username, u.email, u.roles, u.created_at AS user_created_at
+                 u.username, u.email, u.email_verified, u.roles, u.created_at AS user_created_at
           FROM sessions s JOIN users u ON u.id = s.user_id
           WHERE s.id = $1 AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2`,
         values: [id, now],
@@ -309,7 +411,14 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
       if (!row) return null;
       return {
         session: toSession(row),
-        user: { id: row.user_id, username: row.username, email: row.email, roles: row.roles, createdAt: Number(row.user_created_at) },
+        user: {
+          id: row.user_id,
+          username: row.username,
+          email: row.email,
+          emailVerified: row.email_verified,
+          roles: row.roles,
+          createdAt: Number(row.user_created_at),
+        },
       };
     },
 
@@ -586,6 +695,194 @@ function createSigningKeyStore(pool: pg.Pool): SigningKeyStore {
 
     async deleteSigningKeysRetiredBefore(before) {
       const result = await query(pool, { text: "DELETE FROM signing_keys WHERE retired_at < $1", values: [before] });
+      return result.rowCount ?? 0;
+    },
+  };
+}
+
+interface TokenRow {
+  hash: Buffer;
+  purpose: AccountToken["purpose"];
+  user_id: string;
+  email_key: string | null;
+  created_at: Int8;
+  expires_at: Int8;
+}
+
+interface OutboxRow {
+  id: string;
+  user_id: string | null;
+  kind: MailKind;
+  recipient: string;
+  subject: string;
+  text_body: string | null;
+  html_body: string | null;
+  status: OutboxStatus;
+  attempts: number;
+  created_at: Int8;
+  sent_at: Int8 | null;
+}
+
+const OUTBOX_COLUMNS = "id, user_id, kind, recipient, subject, text_body, html_body, status, attempts, created_at, sent_at";
+
+function toOutboxEntry(row: OutboxRow): OutboxEntry {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    kind: row.kind,
+    to: row.recipient,
+    subject: row.subject,
+    text: row.text_body ?? "",
+    html: row.html_body ?? "",
+    createdAt: Number(row.created_at),
+    status: row.status,
+    attempts: row.attempts,
+  };
+}
+
+async function insertMessage(db: pg.Pool | pg.PoolClient, message: OutboxMessage): Promise<void> {
+  await query(db, {
+    name: "latch_queue_message",
+    text: `
+      INSERT INTO mail_outbox (id, user_id, kind, recipient, subject, text_body, html_body, status, attempts, next_attempt_at, created_at)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $8)`,
+    values: [message.id, message.userId, message.kind, message.to, message.subject, message.text, message.html, message.createdAt],
+  });
+}
+
+function createMailStore(pool: pg.Pool): MailStore {
+  return {
+    async queueMessage(message, options) {
+      const token = options?.token;
+      const voidPurpose = options?.voidTokens;
+      if (token === undefined && voidPurpose === undefined) return insertMessage(pool, message);
+      await transaction(pool, async (client) => {
+        if (voidPurpose !== undefined && message.userId !== null) {
+          await query(client, { text: "DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2", values: [message.userId, voidPurpose] });
+        }
+        if (token !== undefined) {
+          await query(client, {
+            text: "INSERT INTO account_tokens (hash, purpose, user_id, email_key, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            values: [bytes(token.hash), token.purpose, token.userId, token.emailKey, token.createdAt, token.expiresAt],
+          });
+        }
+        await insertMessage(client, message);
+      });
+    },
+
+    async findToken(hash, now) {
+      const result = await query<TokenRow>(pool, {
+        text: "SELECT hash, purpose, user_id, email_key, created_at, expires_at FROM account_tokens WHERE hash = $1 AND expires_at > $2",
+        values: [bytes(hash), now],
+      });
+      const row = result.rows[0];
+      if (!row) return null;
+      return { hash: row.hash, purpose: row.purpose, userId: row.user_id, emailKey: row.email_key, createdAt: Number(row.created_at), expiresAt: Number(row.expires_at) };
+    },
+
+    async claimMessages(owner, now, { leaseMs, limit }) {
+      // SKIP LOCKED: senders in other processes pass over the rows this one
+      // is claiming instead of waiting, and never see them as due again
+      // once this commits (next_attempt_at has moved to the lease's end).
+      const result = await query<OutboxRow>(pool, {
+        name: "latch_claim_messages",
+        text: `
+          WITH due AS (
+            SELECT id FROM mail_outbox WHERE status = 'queued' AND next_attempt_at <= $1
+            ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
+          )
+          UPDATE mail_outbox m SET lease_owner = $3, next_attempt_at = $4, attempts = m.attempts + 1
+          FROM due WHERE m.id = due.id
+          RETURNING ${OUTBOX_COLUMNS.split(", ").map((c) => `m.${c}`).join(", ")}`,
+        values: [now, limit, owner, now + leaseMs],
+      });
+      return result.rows.map(toOutboxEntry);
+    },
+
+    async markSent(id, owner, now) {
+      const result = await query(pool, {
+        text: `
+          UPDATE mail_outbox SET status = 'sent', sent_at = $3, text_body = NULL, html_body = NULL, lease_owner = NULL, last_error = NULL
+          WHERE id = $1 AND lease_owner = $2 AND status = 'queued'`,
+        values: [id, owner, now],
+      });
+      return result.rowCount === 1;
+    },
+
+    async markRetry(id, owner, nextAttemptAt, error) {
+      const result = await query(pool, {
+        text: "UPDATE mail_outbox SET next_attempt_at = $3, last_error = $4, lease_owner = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'queued'",
+        values: [id, owner, nextAttemptAt, error],
+      });
+      return result.rowCount === 1;
+    },
+
+    async markFailed(id, owner, now, error) {
+      const result = await query(pool, {
+        text: `
+          UPDATE mail_outbox SET status = 'failed', last_error = $4, text_body = NULL, html_body = NULL, lease_owner = NULL, next_attempt_at = $3
+          WHERE id = $1 AND lease_owner = $2 AND status = 'queued'`,
+        values: [id, owner, now, error],
+      });
+      return result.rowCount === 1;
+    },
+
+    async retryNow(now) {
+      const result = await query(pool, {
+        text: "UPDATE mail_outbox SET next_attempt_at = $1 WHERE status = 'queued' AND lease_owner IS NULL AND attempts > 0 AND next_attempt_at > $1",
+        values: [now],
+      });
+      return result.rowCount ?? 0;
+    },
+
+    async queueDepth() {
+      const result = await query<{ n: string }>(pool, { text: "SELECT count(*) AS n FROM mail_outbox WHERE status = 'queued'" });
+      return Number(result.rows[0]!.n);
+    },
+
+    async nextDueAt() {
+      const result = await query<{ at: Int8 | null }>(pool, { text: "SELECT min(next_attempt_at) AS at FROM mail_outbox WHERE status = 'queued'" });
+      const at = result.rows[0]!.at;
+      return at === null ? null : Number(at);
+    },
+
+    async listUserMessages(userId, limit) {
+      const result = await query<OutboxRow>(pool, {
+        text: `SELECT ${OUTBOX_COLUMNS} FROM mail_outbox WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2`,
+        values: [userId, limit],
+      });
+      return result.rows.map((row) => ({
+        id: row.id,
+        kind: row.kind,
+        to: row.recipient,
+        status: row.status,
+        attempts: row.attempts,
+        createdAt: Number(row.created_at),
+        sentAt: row.sent_at === null ? null : Number(row.sent_at),
+      }));
+    },
+
+    async deleteUserMessages(userId) {
+      const result = await query(pool, { text: "DELETE FROM mail_outbox WHERE user_id = $1", values: [userId] });
+      return result.rowCount ?? 0;
+    },
+
+    async deleteMessagesBefore(before, limit) {
+      const result = await query(pool, {
+        text: `
+          DELETE FROM mail_outbox WHERE id IN (
+            SELECT id FROM mail_outbox WHERE status <> 'queued' AND created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED
+          )`,
+        values: [before, limit],
+      });
+      return result.rowCount ?? 0;
+    },
+
+    async deleteExpiredTokens(now, limit) {
+      const result = await query(pool, {
+        text: "DELETE FROM account_tokens WHERE hash IN (SELECT hash FROM account_tokens WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        values: [now, limit],
+      });
       return result.rowCount ?? 0;
     },
   };

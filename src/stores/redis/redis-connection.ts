@@ -78,7 +78,9 @@ const UNAVAILABLE_REPLIES = /^(OOM|BUSY|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|
 /**
  * Maps a failure to `LatchError("unavailable")` when it means Redis cannot
  * serve (connection refused or lost, timeout, out of memory, failover);
- * anything else, such as a script error, is a bug and is passed through.
+ * any other error reply (a script error, WRONGTYPE) is a bug or tampering
+ * and becomes `LatchError("internal")`. Either way the cause is a copy
+ * without the command and its arguments (see {@link loggable}).
  *
  * @example
  * redis.get(key).catch((error) => { throw redisError(error); });
@@ -87,8 +89,27 @@ export function redisError(error: unknown): unknown {
   if (error instanceof LatchError) return error;
   const name = error instanceof Error ? error.name : "";
   const message = error instanceof Error ? error.message : String(error);
-  if (name === "ReplyError" && !UNAVAILABLE_REPLIES.test(message)) return error;
-  return new LatchError("unavailable", "Redis is unavailable.", { cause: error });
+  const cause = loggable(error);
+  if (name === "ReplyError" && !UNAVAILABLE_REPLIES.test(message)) return new LatchError("internal", "A Redis command failed.", { cause });
+  return new LatchError("unavailable", "Redis is unavailable.", { cause, backend: "redis" });
+}
+
+/**
+ * A copy of a Redis failure that is safe to log. ioredis attaches the
+ * command to its errors (`command: { name, args }`, and `previousErrors`
+ * of the same): the arguments hold session handles, secret hashes, user
+ * agents, user names and emails, and a logger's error serializer copies
+ * every enumerable property. Only the name, the reply text (which never
+ * quotes arguments) and a socket error code are kept; the stack is that of
+ * the copy, made here.
+ */
+function loggable(error: unknown): Error {
+  if (!(error instanceof Error)) return new Error(String(error));
+  const copy = new Error(error.message) as Error & { code?: string };
+  copy.name = error.name;
+  const code = (error as NodeJS.ErrnoException).code;
+  if (typeof code === "string") copy.code = code;
+  return copy;
 }
 
 /**

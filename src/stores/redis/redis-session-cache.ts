@@ -7,7 +7,7 @@ import type { RedisClient } from "./redis-scripts.js";
 import { ownerBytes, packSession, packUser, sessionField, unpackSession, unpackUser } from "./session-codec.js";
 
 /** Lifetime of the epoch key: longer than any session can live. */
-const EPOCH_TTL_MS = 400 * 86_400_000;
+export const EPOCH_TTL_MS = 400 * 86_400_000;
 
 export interface SessionRead {
   /** Redis time of the read (ms). A refill of what the database says next must carry it. */
@@ -152,7 +152,7 @@ export function createRedisSessionCache(options: { redis: RedisClient; prefix: s
           ? ""
           : // A missing user still gets a (stale) placeholder: the key must record
             // who owns the session, and readers then find the user gone.
-            packUser(user ?? { id: session.userId, username: "", email: null, roles: [], createdAt: 0 }, { fresh: user !== null });
+            packUser(user ?? { id: session.userId, username: "", email: null, emailVerified: false, roles: [], createdAt: 0 }, { fresh: user !== null });
       return redisCall(async () => {
         const reply = (await scripts.put(
           keyForSession(session.id),

@@ -1,6 +1,6 @@
 import { publicUser } from "../../core/accounts.js";
 import { isSessionId } from "../../core/session-token.js";
-import type { RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, UserStore } from "../../core/store.js";
+import type { RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, UserRecord, UserStore } from "../../core/store.js";
 import { connectRedis, redisCall } from "./redis-connection.js";
 import { latchScripts } from "./redis-scripts.js";
 import type { RedisClient } from "./redis-scripts.js";
@@ -90,8 +90,26 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
   const cache = createRedisSessionCache({ redis, prefix });
 
   return {
-    async createSession(session) {
-      await writeWithUser(cache, users, session, { mode: "create" });
+    async createSession(session, createOptions) {
+      const expected = createOptions?.ifPasswordHash;
+      if (expected === undefined) {
+        await writeWithUser(cache, users, session, { mode: "create" });
+        return true;
+      }
+      // The password lives in the database and the session in Redis, so no
+      // one transaction covers both. Instead: take the Redis time of the
+      // user's key, read the hash, and write as a refill of that read, which
+      // the key refuses if a revocation (a password change ends every
+      // session of the user) marked it since. A password change that lands
+      // after the write ends the new session with the others.
+      for (let attempt = 0; attempt < 3; attempt += 1) {
+        const { at } = await cache.read(session.id);
+        const record = await users.findUserById(session.userId);
+        if (record === null || record.passwordHash !== expected) return false;
+        if ((await cache.write(session, { mode: "refill", user: publicUser(record), readAt: at })) === "ok") return true;
+        // "raced": some revocation or role change of this user since `at`; look at the password again.
+      }
+      return false;
     },
 
     async findSession(id, now): Promise<SessionWithUser | null> {
@@ -258,6 +276,17 @@ export async function createRedisStores(options: RedisStoresOptions): Promise<St
   const cache = createRedisSessionCache({ redis, prefix });
   const sessions = createRedisSessionStore({ redis, prefix, users: database.users });
 
+  /** A change to fields the copy next to the sessions carries (roles, email), as in updateUserRoles below. */
+  const client = redis;
+  async function refreshUser(id: string, write: () => Promise<UserRecord | null>): Promise<UserRecord | null> {
+    await cache.setUser({ id }, "stale");
+    const updated = await write();
+    if (updated === null) return null;
+    await cache.setUser(publicUser(updated), "set");
+    await publishRevocation(client, prefix, { kind: "user", userId: id });
+    return updated;
+  }
+
   const users: UserStore = {
     // Users live in the database; only the changes the Redis copies must follow are wrapped.
     ...database.users,
@@ -274,6 +303,12 @@ export async function createRedisStores(options: RedisStoresOptions): Promise<St
       return updated;
     },
 
+    updateUserEmail: (id, email, updatedAt) => refreshUser(id, () => database.users.updateUserEmail(id, email, updatedAt)),
+    verifyEmail: (id, tokenHash, now) => refreshUser(id, () => database.users.verifyEmail(id, tokenHash, now)),
+    // Changes no field of the copy kept next to sessions; ending the
+    // sessions is the caller's next call.
+    resetPassword: (id, tokenHash, passwordHash, now, notice) => database.users.resetPassword(id, tokenHash, passwordHash, now, notice),
+
     async deleteUser(id) {
       // Sessions go first, so a Redis failure leaves the user signed out
       // rather than deleted with live sessions; and again after, for any
@@ -289,10 +324,12 @@ export async function createRedisStores(options: RedisStoresOptions): Promise<St
 
   return {
     users,
+    ...(database.marks === undefined ? {} : { marks: database.marks }),
     sessions,
     events: database.events,
     limits: createRedisRateLimitStore({ redis, prefix }),
     keys: database.keys,
+    mail: database.mail,
     async health(): Promise<Record<string, StoreHealth>> {
       const [base, redisHealth] = await Promise.all([
         database.health().catch((): Record<string, StoreHealth> => ({ database: "down" })),

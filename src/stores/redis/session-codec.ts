@@ -25,7 +25,7 @@ import type { Session, User } from "../../core/store.js";
  * | … | rest | ipAddress, UTF-8 (flag 8) |
  *
  * A user snapshot: `"1"` (fresh) or `"0"` (must be re-read), one byte of id
- * length, the id, then JSON `[username, email, roles, createdAt]`.
+ * length, the id, then JSON `[username, email, roles, createdAt, emailVerified]`.
  */
 /**
  * The fixed-size prefix of a session value, field by field: the one source
@@ -197,7 +197,7 @@ export function packUser(user: User, options: { fresh: boolean }): Buffer {
   return Buffer.concat([
     Buffer.from(options.fresh ? "1" : "0"),
     ownerBytes(user.id),
-    Buffer.from(JSON.stringify([user.username, user.email, user.roles, user.createdAt]), "utf8"),
+    Buffer.from(JSON.stringify([user.username, user.email, user.roles, user.createdAt, user.emailVerified]), "utf8"),
   ]);
 }
 
@@ -214,6 +214,7 @@ export interface UnpackedUser {
 export function unpackUser(value: Buffer): UnpackedUser {
   const length = value[1]!;
   const id = value.toString("utf8", 2, 2 + length);
-  const [username, email, roles, createdAt] = JSON.parse(value.toString("utf8", 2 + length)) as [string, string | null, string[], number];
-  return { user: { id, username, email, roles, createdAt }, fresh: value[0] === 0x31 };
+  const [username, email, roles, createdAt, emailVerified] = JSON.parse(value.toString("utf8", 2 + length)) as [string, string | null, string[], number, boolean?];
+  // A copy written before emailVerified existed is not fresh: read the database.
+  return { user: { id, username, email, emailVerified: emailVerified === true, roles, createdAt }, fresh: value[0] === 0x31 && emailVerified !== undefined };
 }

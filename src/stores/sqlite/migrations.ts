@@ -78,6 +78,62 @@ export const migrations: ReadonlyArray<{ version: number; name: string; sql: str
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    name: "flush mark",
+    // One row per named counter; "flush" is the mark a writer raises when a
+    // revocation it wrote may not have reached Redis (see FlushMarkStore).
+    sql: `
+      CREATE TABLE store_marks (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
+  {
+    // Version 3 (2 and 4-5 belong to other changes; migrate() applies what is missing in order).
+    version: 3,
+    name: "verified email, account tokens, mail outbox",
+    sql: `
+      ALTER TABLE users ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 0;
+
+      -- Single-use tokens mailed to users: only the SHA-256 of each token.
+      CREATE TABLE account_tokens (
+        hash BLOB PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        email_key TEXT,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX account_tokens_user ON account_tokens(user_id, purpose);
+      CREATE INDEX account_tokens_expires_at ON account_tokens(expires_at);
+
+      -- The durable outbox. A queued message is due at next_attempt_at; a
+      -- sender that takes it sets lease_owner and moves next_attempt_at to
+      -- the end of its lease, so no other sender takes it meanwhile. Bodies
+      -- are dropped once a message is sent or failed (a body may hold a link).
+      CREATE TABLE mail_outbox (
+        id TEXT PRIMARY KEY,
+        user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        text_body TEXT,
+        html_body TEXT,
+        status TEXT NOT NULL DEFAULT 'queued',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        lease_owner TEXT,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        sent_at INTEGER
+      ) STRICT;
+      CREATE INDEX mail_outbox_due ON mail_outbox(next_attempt_at) WHERE status = 'queued';
+      CREATE INDEX mail_outbox_user ON mail_outbox(user_id, created_at);
+      CREATE INDEX mail_outbox_done ON mail_outbox(created_at) WHERE status <> 'queued';
+    `,
+  },
 ];
 
 /** Brings the database to the latest version. Safe to call on every start. */

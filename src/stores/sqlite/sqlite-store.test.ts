@@ -45,7 +45,7 @@ describe("sqlite store", () => {
     const stores = openSqliteStores({ path });
     const secretHash = Buffer.alloc(32, 7);
     await stores.users.createUser({
-      id: "u1", username: "u1", usernameKey: "u1", email: null, emailKey: null, passwordHash: "$argon2id$x",
+      id: "u1", username: "u1", usernameKey: "u1", email: null, emailKey: null, emailVerified: false, passwordHash: "$argon2id$x",
       roles: ["user"], createdAt: 1, updatedAt: 1,
     });
     await stores.sessions.createSession({

@@ -3,7 +3,21 @@ import { dirname } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import type { Database } from "better-sqlite3";
 import { LatchError } from "../../core/errors.js";
-import type { SecurityEvent, Session, SessionWithUser, SigningKey, StoreHealth, Stores, UserRecord } from "../../core/store.js";
+import type {
+  AccountToken,
+  MailKind,
+  OutboxEntry,
+  OutboxMessage,
+  OutboxStatus,
+  OutboxSummary,
+  SecurityEvent,
+  Session,
+  SessionWithUser,
+  SigningKey,
+  StoreHealth,
+  Stores,
+  UserRecord,
+} from "../../core/store.js";
 import { migrate } from "./migrations.js";
 
 export interface SqliteStores extends Stores {
@@ -25,8 +39,32 @@ interface UserRow {
   email_key: string | null;
   password_hash: string;
   roles: string;
+  email_verified: number;
   created_at: number;
   updated_at: number;
+}
+
+interface TokenRow {
+  hash: Buffer;
+  purpose: AccountToken["purpose"];
+  user_id: string;
+  email_key: string | null;
+  created_at: number;
+  expires_at: number;
+}
+
+interface OutboxRow {
+  id: string;
+  user_id: string | null;
+  kind: MailKind;
+  recipient: string;
+  subject: string;
+  text_body: string | null;
+  html_body: string | null;
+  status: OutboxStatus;
+  attempts: number;
+  created_at: number;
+  sent_at: number | null;
 }
 
 interface SessionRow {
@@ -44,6 +82,7 @@ interface SessionRow {
 interface SessionUserRow extends SessionRow {
   u_username: string;
   u_email: string | null;
+  u_email_verified: number;
   u_roles: string;
   u_created_at: number;
 }
@@ -79,6 +118,7 @@ function toUser(row: UserRow): UserRecord {
     usernameKey: row.username_key,
     email: row.email,
     emailKey: row.email_key,
+    emailVerified: row.email_verified === 1,
     passwordHash: row.password_hash,
     roles: splitRoles(row.roles),
     createdAt: row.created_at,
@@ -112,6 +152,29 @@ function toEvent(row: EventRow): SecurityEvent {
   };
 }
 
+function toToken(row: TokenRow): AccountToken {
+  return { hash: row.hash, purpose: row.purpose, userId: row.user_id, emailKey: row.email_key, createdAt: row.created_at, expiresAt: row.expires_at };
+}
+
+function toOutboxEntry(row: OutboxRow): OutboxEntry {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    kind: row.kind,
+    to: row.recipient,
+    subject: row.subject,
+    text: row.text_body ?? "",
+    html: row.html_body ?? "",
+    createdAt: row.created_at,
+    status: row.status,
+    attempts: row.attempts,
+  };
+}
+
+function toOutboxSummary(row: OutboxRow): OutboxSummary {
+  return { id: row.id, kind: row.kind, to: row.recipient, status: row.status, attempts: row.attempts, createdAt: row.created_at, sentAt: row.sent_at };
+}
+
 function toKey(row: KeyRow): SigningKey {
   return { kid: row.kid, alg: row.alg, publicJwk: row.public_jwk, privateJwk: row.private_jwk, createdAt: row.created_at, retiredAt: row.retired_at };
 }
@@ -126,7 +189,7 @@ function guard<T>(work: () => T): Promise<T> {
     return Promise.resolve(work());
   } catch (error) {
     if (error instanceof LatchError) return Promise.reject(error);
-    return Promise.reject(new LatchError("unavailable", "The database is unavailable.", { cause: error }));
+    return Promise.reject(new LatchError("unavailable", "The database is unavailable.", { cause: error, backend: "database" }));
   }
 }
 
@@ -167,8 +230,19 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address)
        VALUES (@id, @userId, @secretHash, @createdAt, @lastSeenAt, @idleExpiresAt, @absoluteExpiresAt, @userAgent, @ipAddress)`,
     ),
+    // The insert and the password check are one statement, so no password
+    // change can land between them (SQLite runs one writer at a time).
+    insertSessionIfPassword: db.prepare(
+      `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address)
+       SELECT @id, @userId, @secretHash, @createdAt, @lastSeenAt, @idleExpiresAt, @absoluteExpiresAt, @userAgent, @ipAddress
+       WHERE EXISTS (SELECT 1 FROM users WHERE id = @userId AND password_hash = @passwordHash)`,
+    ),
+    raiseMark: db.prepare<[], { value: number }>(
+      "INSERT INTO store_marks (name, value) VALUES ('flush', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+    ),
+    readMark: db.prepare<[], { value: number }>("SELECT value FROM store_marks WHERE name = 'flush'"),
     findSession: db.prepare<[string, number, number], SessionUserRow>(
-      `SELECT s.*, u.username AS u_username, u.email AS u_email, u.roles AS u_roles, u.created_at AS u_created_at
+      `SELECT s.*, u.username AS u_username, u.email AS u_email, u.email_verified AS u_email_verified, u.roles AS u_roles, u.created_at AS u_created_at
        FROM sessions s JOIN users u ON u.id = s.user_id
        WHERE s.id = ? AND s.idle_expires_at > ? AND s.absolute_expires_at > ?`,
     ),
@@ -216,7 +290,83 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     ),
     deleteRetiredKeys: db.prepare("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?"),
     dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
+
+    deleteLogin: db.prepare("DELETE FROM logins WHERE login_key = ? AND user_id = ?"),
+    updateEmail: db.prepare<[string | null, string | null, number, string], UserRow>(
+      "UPDATE users SET email = ?, email_key = ?, email_verified = 0, updated_at = ? WHERE id = ? RETURNING *",
+    ),
+    markVerified: db.prepare<[number, string, string], UserRow>(
+      "UPDATE users SET email_verified = 1, updated_at = ? WHERE id = ? AND email_key = ? RETURNING *",
+    ),
+    takeToken: db.prepare<[Buffer, string, string], TokenRow>("DELETE FROM account_tokens WHERE hash = ? AND purpose = ? AND user_id = ? RETURNING *"),
+    findToken: db.prepare<[Buffer, number], TokenRow>("SELECT * FROM account_tokens WHERE hash = ? AND expires_at > ?"),
+    insertToken: db.prepare(
+      `INSERT INTO account_tokens (hash, purpose, user_id, email_key, created_at, expires_at)
+       VALUES (@hash, @purpose, @userId, @emailKey, @createdAt, @expiresAt)`,
+    ),
+    voidTokens: db.prepare("DELETE FROM account_tokens WHERE user_id = ? AND purpose = ?"),
+    deleteExpiredTokens: db.prepare("DELETE FROM account_tokens WHERE hash IN (SELECT hash FROM account_tokens WHERE expires_at <= ? LIMIT ?)"),
+
+    insertMessage: db.prepare(
+      `INSERT INTO mail_outbox (id, user_id, kind, recipient, subject, text_body, html_body, status, attempts, next_attempt_at, created_at)
+       VALUES (@id, @userId, @kind, @to, @subject, @text, @html, 'queued', 0, @createdAt, @createdAt)`,
+    ),
+    // One statement, so one write transaction: two senders (processes on one
+    // file) cannot both take a message; the lease is next_attempt_at itself.
+    claimMessages: db.prepare<[{ owner: string; now: number; until: number; limit: number }], OutboxRow>(
+      `UPDATE mail_outbox SET lease_owner = @owner, next_attempt_at = @until, attempts = attempts + 1
+       WHERE id IN (SELECT id FROM mail_outbox WHERE status = 'queued' AND next_attempt_at <= @now ORDER BY next_attempt_at LIMIT @limit)
+       RETURNING *`,
+    ),
+    markSent: db.prepare(
+      `UPDATE mail_outbox SET status = 'sent', sent_at = ?, text_body = NULL, html_body = NULL, lease_owner = NULL, last_error = NULL
+       WHERE id = ? AND lease_owner = ? AND status = 'queued'`,
+    ),
+    markRetry: db.prepare(
+      "UPDATE mail_outbox SET next_attempt_at = ?, last_error = ?, lease_owner = NULL WHERE id = ? AND lease_owner = ? AND status = 'queued'",
+    ),
+    markFailed: db.prepare(
+      `UPDATE mail_outbox SET status = 'failed', last_error = ?, text_body = NULL, html_body = NULL, lease_owner = NULL, sent_at = NULL, next_attempt_at = ?
+       WHERE id = ? AND lease_owner = ? AND status = 'queued'`,
+    ),
+    retryNow: db.prepare("UPDATE mail_outbox SET next_attempt_at = ? WHERE status = 'queued' AND lease_owner IS NULL AND attempts > 0 AND next_attempt_at > ?"),
+    queueDepth: db.prepare<[], number>("SELECT count(*) FROM mail_outbox WHERE status = 'queued'").pluck(),
+    nextDue: db.prepare<[], number | null>("SELECT min(next_attempt_at) FROM mail_outbox WHERE status = 'queued'").pluck(),
+    listMessages: db.prepare<[string, number], OutboxRow>("SELECT * FROM mail_outbox WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?"),
+    deleteUserMessages: db.prepare("DELETE FROM mail_outbox WHERE user_id = ?"),
+    deleteOldMessages: db.prepare(
+      "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox WHERE status <> 'queued' AND created_at < ? LIMIT ?)",
+    ),
   };
+
+  const queueMessage = db.transaction((message: OutboxMessage, token: AccountToken | undefined, voidPurpose: AccountToken["purpose"] | undefined) => {
+    if (voidPurpose !== undefined && message.userId !== null) q.voidTokens.run(message.userId, voidPurpose);
+    if (token !== undefined) q.insertToken.run({ ...token, hash: Buffer.from(token.hash) });
+    q.insertMessage.run(message);
+  });
+  const updateUserEmail = db.transaction((id: string, email: { email: string; emailKey: string } | null, updatedAt: number): UserRecord | null => {
+    const current = q.userById.get(id);
+    if (current === undefined) return null;
+    if (current.email_key !== null && current.email_key !== email?.emailKey) q.deleteLogin.run(current.email_key, id);
+    if (email !== null && email.emailKey !== current.email_key) q.insertLogin.run(email.emailKey, id);
+    q.voidTokens.run(id, "verify");
+    return toUser(q.updateEmail.get(email?.email ?? null, email?.emailKey ?? null, updatedAt, id)!);
+  });
+  const verifyEmail = db.transaction((id: string, tokenHash: Uint8Array, now: number): UserRecord | null => {
+    const token = q.takeToken.get(Buffer.from(tokenHash), "verify", id);
+    if (token === undefined || token.expires_at <= now || token.email_key === null) return null;
+    const row = q.markVerified.get(now, id, token.email_key);
+    return row ? toUser(row) : null;
+  });
+  const resetPassword = db.transaction((id: string, tokenHash: Uint8Array, passwordHash: string, now: number, notice: OutboxMessage | null) => {
+    const token = q.takeToken.get(Buffer.from(tokenHash), "reset", id);
+    // An expired token is deleted all the same (it could never work again); nothing else changes.
+    if (token === undefined || token.expires_at <= now) return null;
+    if (q.updatePassword.run(passwordHash, now, id).changes !== 1) return null;
+    q.voidTokens.run(id, "reset");
+    if (notice !== null) q.insertMessage.run(notice);
+    return toUser(q.userById.get(id)!);
+  });
 
   const createUser = db.transaction((user: UserRecord) => {
     q.insertUser.run({ ...user, roles: joinRoles(user.roles) });
@@ -262,19 +412,41 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
         const row = q.updateRoles.get(joinRoles(roles), updatedAt, id);
         return row ? toUser(row) : null;
       }),
-      // Sessions, logins and events go with the user through ON DELETE CASCADE, in one statement.
+      updateUserEmail: (id, email, updatedAt) =>
+        guard(() => {
+          try {
+            return updateUserEmail(id, email, updatedAt);
+          } catch (error) {
+            if (isUniqueViolation(error)) throw new LatchError("conflict", "That email is already registered.", { cause: error });
+            throw error;
+          }
+        }),
+      verifyEmail: (id, tokenHash, now) => guard(() => verifyEmail(id, tokenHash, now)),
+      resetPassword: (id, tokenHash, passwordHash, now, notice) => guard(() => resetPassword(id, tokenHash, passwordHash, now, notice)),
+      // Sessions, logins, events, tokens and messages go with the user through ON DELETE CASCADE, in one statement.
       deleteUser: (id) => guard(() => q.deleteUser.run(id).changes === 1),
       listUsers: ({ limit, after }) => guard(() => q.listUsers.all(after ?? "", limit).map(toUser)),
     },
 
     sessions: {
-      createSession: (session) => guard(() => void q.insertSession.run(session)),
+      createSession: (session, options) =>
+        guard(() => {
+          if (options?.ifPasswordHash === undefined) return q.insertSession.run(session).changes === 1;
+          return q.insertSessionIfPassword.run({ ...session, passwordHash: options.ifPasswordHash }).changes === 1;
+        }),
       findSession: (id, now) => guard((): SessionWithUser | null => {
         const row = q.findSession.get(id, now, now);
         if (!row) return null;
         return {
           session: toSession(row),
-          user: { id: row.user_id, username: row.u_username, email: row.u_email, roles: splitRoles(row.u_roles), createdAt: row.u_created_at },
+          user: {
+            id: row.user_id,
+            username: row.u_username,
+            email: row.u_email,
+            emailVerified: row.u_email_verified === 1,
+            roles: splitRoles(row.u_roles),
+            createdAt: row.u_created_at,
+          },
         };
       }),
       touchSession: (id, at, idle) => guard(() => q.touchSession.run({ id, at, idle }).changes === 1),
@@ -312,6 +484,30 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       listSigningKeys: () => guard(() => q.listKeys.all().map(toKey)),
       addSigningKey: (key) => guard(() => addSigningKey(key)),
       deleteSigningKeysRetiredBefore: (before) => guard(() => q.deleteRetiredKeys.run(before).changes),
+    },
+
+    marks: {
+      raiseFlushMark: () => guard(() => q.raiseMark.get()!.value),
+      readFlushMark: () => guard(() => q.readMark.get()?.value ?? 0),
+    },
+
+    mail: {
+      queueMessage: (message, options) => guard(() => queueMessage(message, options?.token, options?.voidTokens)),
+      findToken: (hash, now) => guard(() => {
+        const row = q.findToken.get(Buffer.from(hash), now);
+        return row ? toToken(row) : null;
+      }),
+      claimMessages: (owner, now, { leaseMs, limit }) => guard(() => q.claimMessages.all({ owner, now, until: now + leaseMs, limit }).map(toOutboxEntry)),
+      markSent: (id, owner, now) => guard(() => q.markSent.run(now, id, owner).changes === 1),
+      markRetry: (id, owner, nextAttemptAt, error) => guard(() => q.markRetry.run(nextAttemptAt, error, id, owner).changes === 1),
+      markFailed: (id, owner, now, error) => guard(() => q.markFailed.run(error, now, id, owner).changes === 1),
+      retryNow: (now) => guard(() => q.retryNow.run(now, now).changes),
+      queueDepth: () => guard(() => q.queueDepth.get()!),
+      nextDueAt: () => guard(() => q.nextDue.get() ?? null),
+      listUserMessages: (userId, limit) => guard(() => q.listMessages.all(userId, limit).map(toOutboxSummary)),
+      deleteUserMessages: (userId) => guard(() => q.deleteUserMessages.run(userId).changes),
+      deleteMessagesBefore: (before, limit) => guard(() => q.deleteOldMessages.run(before, limit).changes),
+      deleteExpiredTokens: (now, limit) => guard(() => q.deleteExpiredTokens.run(now, limit).changes),
     },
 
     async health(): Promise<Record<string, StoreHealth>> {

@@ -4,6 +4,7 @@ import { createServer, Socket } from "node:net";
 import type { Server } from "node:net";
 import { after, describe, it } from "node:test";
 import { Redis } from "ioredis";
+import { pino } from "pino";
 import type { Session, Stores, UserRecord } from "../../core/store.js";
 import { POSTGRES_URL, REDIS_URL, serviceSkip } from "../../testing/services.js";
 import { createMemoryStores } from "../memory/memory-store.js";
@@ -212,5 +213,39 @@ describe("tiered store while Redis fails", { skip }, () => {
     await waitFor("the other process to refuse the copy", async () => (await direct.sessions.findSession(session.id, Date.now())) === null, 2000);
     assert.equal(await cached(session), false);
     assert.equal(await cutOff.sessions.findSession(session.id, Date.now()), null);
+  });
+});
+
+describe("tiered store logging a Redis error reply", { skip }, () => {
+  it("logs a WRONGTYPE reply without the command or its arguments (session handle, hashes, user agent)", async () => {
+    const prefix = testPrefix();
+    const lines: string[] = [];
+    // The server's real logger: pino with its standard error serializer, which
+    // copies every enumerable property of the error (ioredis attaches `command`).
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
+    const stores = createTieredStores({ database: createMemoryStores(), redis: connectRedis(REDIS_URL), prefix, logger });
+    const admin = new Redis(REDIS_URL);
+    try {
+      await waitFor("Redis in use", () => redisInUse(stores));
+      const user = newUser();
+      await stores.users.createUser(user);
+      const session = newSession(user.id);
+      await stores.sessions.createSession(session);
+      // The user's hash replaced by a string: every script on it now fails with WRONGTYPE.
+      const key = `${prefix}{${session.id.slice(0, 8)}}`;
+      await admin.del(key);
+      await admin.set(key, "not a hash");
+      assert.equal((await stores.sessions.findSession(session.id, Date.now()))?.session.id, session.id, "the database still answers");
+      const logged = lines.join("\n");
+      assert.match(logged, /WRONGTYPE/, "the reply itself is logged");
+      for (const secret of [session.id, session.id.slice(8), Buffer.from(session.secretHash).toString("hex"), Buffer.from(session.secretHash).toString("base64"), "fault-test/1.0", user.id, key]) {
+        assert.equal(logged.includes(secret), false, `the log holds ${secret}: ${logged}`);
+      }
+      assert.doesNotMatch(logged, /"command"|"args"|evalsha/i);
+    } finally {
+      admin.disconnect();
+      await stores.close();
+      await deleteKeysUnder(prefix);
+    }
   });
 });

@@ -2,10 +2,10 @@ import { publicUser } from "../../core/accounts.js";
 import { LatchError } from "../../core/errors.js";
 import { isSessionId } from "../../core/session-token.js";
 import type { Clock } from "../../core/runtime.js";
-import type { RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserStore } from "../../core/store.js";
+import type { FlushMarkStore, RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserRecord, UserStore } from "../../core/store.js";
 import { redisCall } from "../redis/redis-connection.js";
 import type { RedisClient } from "../redis/redis-connection.js";
-import { createRedisSessionCache } from "../redis/redis-session-cache.js";
+import { EPOCH_TTL_MS, createRedisSessionCache } from "../redis/redis-session-cache.js";
 import type { WriteOptions } from "../redis/redis-session-cache.js";
 import { DEFAULT_REDIS_PREFIX, closeRedis, createRedisRateLimitStore, whenReady } from "../redis/redis-store.js";
 import { publishRevocation, subscribeRevocations } from "../redis/revocations.js";
@@ -26,6 +26,8 @@ export interface TieredStoresOptions {
   logger?: TieredLogger | undefined;
   /** How often a Redis that is down is probed. Default 250 ms. */
   probeIntervalMs?: number | undefined;
+  /** How often the database's flush mark is read (see {@link FlushMarkStore}). Default 250 ms. */
+  markPollMs?: number | undefined;
   /** The times revoke-all announces (`before`); defaults to the system clock. */
   clock?: Clock | undefined;
 }
@@ -66,9 +68,16 @@ function live(session: Session, now: number): boolean {
  * That is one small key and no replay list: it needs no memory of what was
  * deleted (which a crash would lose), holds for a restarted Redis (empty)
  * and a paused one (full of old entries) alike, and costs a cold cache
- * once per outage. What it cannot cover is a partition that cuts off only
- * some processes: until the cut-off process reconnects, others may serve
- * a copy it revoked. Races in normal operation (a refill read from the
+ * once per outage.
+ *
+ * A process that cannot announce a revocation itself (cut off from Redis
+ * while the others are not, or the admin CLI started while Redis is down)
+ * also raises the database's flush mark. Every process reads the mark every
+ * `markPollMs` and, when it moved past the value recorded in
+ * `<prefix>flush-mark`, raises the epoch and announces a flush: so within
+ * about a quarter of a second no process serves a copy the cut-off one
+ * revoked. `settle()` tells a short-lived writer whether everything it
+ * revoked was announced. Races in normal operation (a refill read from the
  * database just before a revocation) are refused by the per-user marker
  * `d` instead: see `redis-scripts.ts`.
  *
@@ -89,9 +98,15 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
   /** Raised when this process may have left Redis with entries it should have changed. */
   let dirty = 0;
   let flushedDirty = 0;
+  /** Revoking writes whose mirror failed since the last successful flush (what `settle` reports). */
+  let unannounced = 0;
   let probing = false;
   let probeTimer: NodeJS.Timeout | undefined;
   let closed = false;
+  const marks: FlushMarkStore | undefined = database.marks;
+  const markKey = `${prefix}flush-mark`;
+  /** The highest database flush mark this process has seen applied in Redis. */
+  let appliedMark = -1;
 
   function scheduleProbe(delay = probeIntervalMs): void {
     if (closed || probing || probeTimer !== undefined) return;
@@ -116,33 +131,49 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
     scheduleProbe();
   }
 
-  async function probe(): Promise<void> {
-    if (closed || probing) return;
-    probing = true;
-    try {
-      await redisCall(() => redis.ping());
-      for (;;) {
-        const target = dirty;
-        if (flushedDirty < target) {
-          const bumped = await cache.bumpEpoch();
-          epoch = Math.max(epoch, bumped);
-          await publishRevocation(redis, prefix, { kind: "flush", before: bumped });
-        }
-        epoch = Math.max(epoch, await cache.readEpoch());
-        flushedDirty = target;
-        // A revocation written to the database while this probe ran was not
-        // mirrored either: flush again before going back to Redis.
-        if (dirty === target) break;
-      }
-      if (state === "down") logger.info({}, "Redis answers again: using it for sessions");
-      state = "ok";
-    } catch (error) {
-      lost(error);
-      probing = false;
-      scheduleProbe();
-      return;
+  /** Raises the epoch and announces a flush: every entry cached before now is stale for every process. */
+  async function flush(): Promise<void> {
+    const bumped = await cache.bumpEpoch();
+    epoch = Math.max(epoch, bumped);
+    await publishRevocation(redis, prefix, { kind: "flush", before: bumped });
+  }
+
+  /** Flushes until no write is left that Redis may have missed. Rejects if Redis fails meanwhile. */
+  async function flushDirty(): Promise<void> {
+    for (;;) {
+      const target = dirty;
+      const pending = unannounced;
+      if (flushedDirty < target) await flush();
+      epoch = Math.max(epoch, await cache.readEpoch());
+      flushedDirty = target;
+      unannounced -= pending;
+      // A revocation written to the database while this ran was not
+      // mirrored either: flush again before going back to Redis.
+      if (dirty === target) break;
     }
-    probing = false;
+  }
+
+  /** The probe under way, so that a caller waiting for "the" probe waits for the one that runs. */
+  let running: Promise<void> = Promise.resolve();
+
+  function probe(): Promise<void> {
+    if (closed || probing) return running;
+    probing = true;
+    running = (async () => {
+      try {
+        await redisCall(() => redis.ping());
+        await flushDirty();
+        if (state === "down") logger.info({}, "Redis answers again: using it for sessions");
+        state = "ok";
+      } catch (error) {
+        lost(error);
+        probing = false;
+        scheduleProbe();
+        return;
+      }
+      probing = false;
+    })();
+    return running;
   }
 
   redis.on("error", () => {});
@@ -179,7 +210,46 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
 
   // The first probe waits for the first connection attempt to end: a client
   // still connecting would fail it (no offline queue) and log a false alarm.
-  void whenReady(redis).then(probe);
+  // Revoking writes wait for it too (at most whenReady's 5 s and a ping's
+  // timeout), so that a process that has only just started, such as the
+  // admin CLI, mirrors them instead of skipping Redis.
+  const firstProbe = whenReady(redis).then(probe);
+
+  /**
+   * Reads the database's flush mark; when it moved past what Redis records
+   * as applied, flushes and records it. Only while Redis is in use: during
+   * an outage this process serves from the database, and its own return
+   * flushes anyway.
+   */
+  let checkingMark = false;
+  async function checkMark(): Promise<void> {
+    if (marks === undefined || checkingMark || closed || state !== "ok") return;
+    checkingMark = true;
+    let mark: number;
+    try {
+      mark = await marks.readFlushMark();
+    } catch {
+      // A database that does not answer is the requests' problem, and shows there.
+      checkingMark = false;
+      return;
+    }
+    try {
+      if (mark <= appliedMark) return;
+      const applied = Number((await redisCall(() => redis.get(markKey))) ?? 0);
+      if (applied < mark) {
+        await flush();
+        await redisCall(() => redis.set(markKey, String(mark), "PX", EPOCH_TTL_MS));
+        logger.info({ mark }, "A writer could not announce a revocation: flushed every cached session");
+      }
+      appliedMark = mark;
+    } catch (error) {
+      lost(error);
+    } finally {
+      checkingMark = false;
+    }
+  }
+  const markTimer = marks === undefined ? undefined : setInterval(() => void checkMark(), options.markPollMs ?? 250);
+  markTimer?.unref();
 
   /** Runs a Redis operation if Redis is in use; undefined when it is not or it failed (Redis then counts as down). */
   async function attempt<T>(operation: () => Promise<T>): Promise<{ value: T } | undefined> {
@@ -195,6 +265,22 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
   /** Mirrors a change already made in the database; if it cannot, Redis is flushed before it is used again. */
   async function mirror(operation: () => Promise<unknown>): Promise<void> {
     if ((await attempt(operation)) === undefined) dirty += 1;
+  }
+
+  /**
+   * Mirrors and announces a revocation already made in the database. If it
+   * cannot, Redis is flushed before this process uses it again, and the
+   * database's flush mark is raised before the write answers, so that the
+   * processes that can still reach Redis drop their copies too.
+   */
+  async function mirrorRevocation(operation: () => Promise<unknown>): Promise<void> {
+    if (state === "starting") await firstProbe;
+    if ((await attempt(operation)) !== undefined) return;
+    dirty += 1;
+    unannounced += 1;
+    // If the database cannot take the mark either, the write itself has
+    // most likely failed too; settle() tries again.
+    await marks?.raiseFlushMark().catch(() => {});
   }
 
   async function cacheSession(session: Session, write: Omit<WriteOptions, "epoch">): Promise<"ok" | "raced" | "gone" | undefined> {
@@ -219,9 +305,29 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
   }
 
   const sessions: SessionStore = {
-    async createSession(session) {
-      await database.sessions.createSession(session);
-      await cacheSession(session, { mode: "create" });
+    async createSession(session, createOptions) {
+      if (createOptions?.ifPasswordHash === undefined) {
+        await database.sessions.createSession(session);
+        await cacheSession(session, { mode: "create" });
+        return true;
+      }
+      // A sign-in that checked a password: the copy is written as a refill
+      // of a read made before the database insert, so the user's revocation
+      // marker refuses it if a password change (which ends the user's
+      // sessions) came in between. Written unconditionally, the copy could
+      // land after that change had removed the user's sessions from Redis,
+      // and outlive the database row. Refused, the first read refills it.
+      const before = await attempt(() => cache.read(session.id, { epoch }));
+      if (!(await database.sessions.createSession(session, createOptions))) return false;
+      if (before !== undefined) {
+        const readAt = before.value.at;
+        const first = await attempt(() => cache.write(session, { mode: "refill", readAt, epoch }));
+        if (first !== undefined && typeof first.value !== "string") {
+          const record = await database.users.findUserById(session.userId).catch(() => null);
+          if (record !== null) await attempt(() => cache.write(session, { mode: "refill", readAt, user: publicUser(record), epoch }));
+        }
+      }
+      return true;
     },
 
     async findSession(id, now): Promise<SessionWithUser | null> {
@@ -286,7 +392,7 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
     async deleteSession(id) {
       const userId = await database.sessions.deleteSession(id);
       if (isSessionId(id)) {
-        await mirror(async () => {
+        await mirrorRevocation(async () => {
           await cache.remove(id);
           await publish({ kind: "session", sessionId: id });
         });
@@ -297,7 +403,7 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
     async rotateSession(oldId, next) {
       const rotated = await database.sessions.rotateSession(oldId, next);
       if (!isSessionId(oldId)) return rotated;
-      await mirror(async () => {
+      await mirrorRevocation(async () => {
         if (!rotated) {
           await cache.remove(oldId);
           return;
@@ -317,7 +423,7 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
       const exceptId = deleteOptions?.exceptId;
       const before = clock.now();
       const removed = await database.sessions.deleteUserSessions(userId, deleteOptions);
-      await mirror(async () => {
+      await mirrorRevocation(async () => {
         await cache.removeUserSessions(userId, { exceptId });
         await publish({ kind: "user-sessions", userId, before, exceptId: exceptId ?? null });
       });
@@ -332,25 +438,34 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
     },
   };
 
+  /** A database write to fields the copy of the user in Redis carries (roles, email), mirrored. */
+  async function refreshUser(id: string, write: () => Promise<UserRecord | null>): Promise<UserRecord | null> {
+    const updated = await write();
+    if (updated !== null) {
+      // A role change is a revocation as much as a sign-out: announced, or the flush mark is raised.
+      await mirrorRevocation(async () => {
+        await cache.setUser(publicUser(updated), "set");
+        await publish({ kind: "user", userId: id });
+      });
+    }
+    return updated;
+  }
+
   const users: UserStore = {
     // Users live in the database alone; only the changes that copies in
     // Redis must follow are wrapped.
     ...database.users,
 
-    async updateUserRoles(id, roles, updatedAt) {
-      const updated = await database.users.updateUserRoles(id, roles, updatedAt);
-      if (updated !== null) {
-        await mirror(async () => {
-          await cache.setUser(publicUser(updated), "set");
-          await publish({ kind: "user", userId: id });
-        });
-      }
-      return updated;
-    },
+    updateUserRoles: (id, roles, updatedAt) => refreshUser(id, () => database.users.updateUserRoles(id, roles, updatedAt)),
+    updateUserEmail: (id, email, updatedAt) => refreshUser(id, () => database.users.updateUserEmail(id, email, updatedAt)),
+    verifyEmail: (id, tokenHash, now) => refreshUser(id, () => database.users.verifyEmail(id, tokenHash, now)),
+    // The password hash is not in the copy next to sessions; the caller ends
+    // the sessions next, through `sessions`.
+    resetPassword: (id, tokenHash, passwordHash, now, notice) => database.users.resetPassword(id, tokenHash, passwordHash, now, notice),
 
     async deleteUser(id) {
       const deleted = await database.users.deleteUser(id);
-      await mirror(async () => {
+      await mirrorRevocation(async () => {
         await cache.removeUserSessions(id, { dropUser: true });
         await publish({ kind: "user-sessions", userId: id, before: clock.now(), exceptId: null });
         await publish({ kind: "user", userId: id });
@@ -383,6 +498,10 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
     events: database.events,
     limits,
     keys: database.keys,
+    ...(marks === undefined ? {} : { marks }),
+    // The outbox and its tokens stay in the system of record: a message
+    // must survive a Redis restart.
+    mail: database.mail,
 
     async health(): Promise<Record<string, StoreHealth>> {
       const base = await database.health().catch((): Record<string, StoreHealth> => ({ database: "down" }));
@@ -400,8 +519,26 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
       return { ...base, redis: redisHealth };
     },
 
+    async settle() {
+      if (state === "starting") await firstProbe;
+      if (unannounced === 0) return;
+      if (state === "ok") {
+        try {
+          await flushDirty();
+        } catch (error) {
+          lost(error);
+        }
+      }
+      if (unannounced === 0) return;
+      // The mark was raised with each write; raise it once more in case one of those failed.
+      if (marks === undefined) throw new LatchError("unavailable", "Redis did not take the change, and this database keeps no flush mark: restart the servers to be sure they drop what they cached.");
+      await marks.raiseFlushMark();
+      throw new LatchError("unavailable", "Redis did not take the change: every server drops its cached sessions when it reads the mark left in the database (within a second).");
+    },
+
     async close() {
       closed = true;
+      if (markTimer !== undefined) clearInterval(markTimer);
       if (probeTimer !== undefined) clearTimeout(probeTimer);
       await subscription.close();
       await closeRedis(redis);

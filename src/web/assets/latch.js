@@ -57,6 +57,23 @@
 
   const SIGNED_OUT = "/account/signin?notice=signed-out";
 
+  // A link's token arrives in the fragment (never sent to a server). Keep it
+  // in memory and take it out of the address bar, so it is not left in the
+  // history or shown over a shoulder; it is sent only on submit.
+  let linkToken = "";
+  {
+    const match = /(?:^#|&)token=([A-Za-z0-9_-]+)/.exec(location.hash);
+    if (match) {
+      linkToken = match[1];
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+  }
+  function tokenFromLink() {
+    if (linkToken === "")
+      throw new ApiError("no_token", "This page needs the link from your email. Open the link again, or ask for a new one.");
+    return linkToken;
+  }
+
   // Each action calls the API and returns where to go next.
   const actions = {
     async signin(form) {
@@ -92,6 +109,29 @@
     async "delete-account"(form) {
       await api("DELETE", "/me", { password: field(form, "password") });
       return "/account/signin?notice=account-deleted";
+    },
+    async forgot(form) {
+      const login = field(form, "login").trim();
+      await api("POST", "/password/forgot", login.includes("@") ? { email: login } : { username: login });
+      return "/account/forgot?notice=reset-sent";
+    },
+    async "reset-password"(form) {
+      const newPassword = field(form, "newPassword");
+      if (newPassword !== field(form, "confirmPassword")) throw new ApiError("mismatch", "The new passwords do not match.");
+      await api("POST", "/password/reset", { token: tokenFromLink(), newPassword });
+      return "/account/signin?notice=password-reset";
+    },
+    async "verify-email"() {
+      await api("POST", "/email/verify", { token: tokenFromLink() });
+      return "/account/verify-email?notice=email-verified";
+    },
+    async "send-verification"() {
+      await api("POST", "/email/verify/send");
+      return withNotice("verification-sent");
+    },
+    async "change-email"(form) {
+      await api("POST", "/me/email", { email: field(form, "email").trim(), password: field(form, "password") });
+      return withNotice("email-changed");
     },
     async "set-roles"(form) {
       const roles = field(form, "roles")

@@ -21,8 +21,8 @@ function sessionRow(session: ApiSession, now: number): SafeHtml {
   // any other client input, and the template escapes it in the attribute too.
   return html`<tr${session.current && html` class="current"`}>
   <td><span title="${session.userAgent ?? ""}">${device}</span>${session.current && html`<span class="badge">This device</span>`}</td>
-  <td class="nowrap"><time datetime="${session.createdAt}">${formatDateTime(signedIn)}</time></td>
-  <td class="nowrap"><time datetime="${session.lastSeenAt}" title="${formatDateTime(lastSeen)}">${timeAgo(lastSeen, now)}</time></td>
+  <td class="nowrap" data-label="Signed in"><time datetime="${session.createdAt}">${formatDateTime(signedIn)}</time></td>
+  <td class="nowrap" data-label="Last seen"><time datetime="${session.lastSeenAt}" title="${formatDateTime(lastSeen)}">${timeAgo(lastSeen, now)}</time></td>
   <td>${actionForm(
     "revoke-session",
     html`<button type="submit" class="secondary small">Sign out<span class="visually-hidden"> ${session.current ? "this device" : `${device}, last seen ${timeAgo(lastSeen, now)}`}</span></button>`,
@@ -42,11 +42,33 @@ function accountPage(viewer: PageViewer, sessions: ApiSession[], now: number): S
 <h2 id="profile-heading">Profile</h2>
 <dl class="profile">
   <dt>Username</dt><dd data-field="username">${user.username}</dd>
-  <dt>Email</dt><dd data-field="email">${user.email ?? html`<span class="muted">none</span>`}</dd>
+  <dt>Email</dt><dd><span data-field="email">${user.email ?? html`<span class="muted">none</span>`}</span>${user.email !== null && (user.emailVerified ? html`<span class="badge" data-field="email-verified">Verified</span>` : html`<span class="badge unverified" data-field="email-verified">Not verified</span>`)}</dd>
   <dt>Roles</dt><dd data-field="roles">${user.roles.map((role) => html`<span class="role">${role}</span>`)}</dd>
   <dt>Member since</dt><dd><time datetime="${new Date(user.createdAt).toISOString()}">${formatDateTime(user.createdAt)}</time></dd>
 </dl>
+${user.email !== null && !user.emailVerified && actionForm(
+  "send-verification",
+  html`${formError()}<p class="muted">We sent a link to your email address. Did not get it?</p><div class="actions"><button type="submit" class="secondary">Send the verification message again</button></div>`,
+)}
 ${isAdmin && html`<p><a href="/account/admin">Go to the admin area</a>: users, roles and force sign-out.</p>`}
+</section>
+
+<section class="card" aria-labelledby="email-heading">
+<h2 id="email-heading">${user.email === null ? "Add an email address" : "Change email address"}</h2>
+${actionForm(
+  "change-email",
+  html`${formError()}
+<div class="field">
+  <label for="change-email">New email address</label>
+  <span class="hint" id="change-email-hint">We send a link to verify it${user.email !== null ? " and a notice to the old address" : ""}.</span>
+  <input type="email" id="change-email" name="email" autocomplete="email" required maxlength="320" aria-describedby="change-email-hint">
+</div>
+<div class="field">
+  <label for="change-email-password">Password, to confirm the change</label>
+  <input type="password" id="change-email-password" name="password" autocomplete="current-password" required maxlength="256">
+</div>
+<div class="actions"><button type="submit">${user.email === null ? "Add email address" : "Change email address"}</button></div>`,
+)}
 </section>
 
 <section class="card" aria-labelledby="sessions-heading">

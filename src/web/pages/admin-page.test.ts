@@ -16,6 +16,7 @@ async function addUsers(t: TestServer, count: number, prefix: string): Promise<v
       usernameKey: username,
       email: null,
       emailKey: null,
+      emailVerified: false,
       passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
       roles: ["user"],
       createdAt: t.clock.now(),

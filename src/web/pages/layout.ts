@@ -24,6 +24,11 @@ const NOTICES: Readonly<Record<string, string>> = {
   "session-signed-out": "That session has been signed out.",
   "roles-saved": "The roles have been saved. They apply on the user's next request.",
   "user-signed-out": "That user has been signed out of every session.",
+  "reset-sent": "If that account exists and has an email address, a link to reset its password is on its way. It works for 30 minutes.",
+  "password-reset": "Your password has been reset and every session signed out. Sign in with the new password.",
+  "email-verified": "Your email address is verified.",
+  "verification-sent": "A new verification link is on its way to your email address.",
+  "email-changed": "Your email address has been changed. We sent a link to the new address to verify it.",
 };
 
 /** The fixed text for a notice key from the query string, or null. */

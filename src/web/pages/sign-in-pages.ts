@@ -35,7 +35,7 @@ export function signInPages(app: FastifyInstance, ctx: ServerContext): void {
   <label for="signin-password">Password</label>
   <input type="password" id="signin-password" name="password" autocomplete="current-password" required maxlength="256">
 </div>
-<div class="actions"><button type="submit">Sign in</button></div>`,
+<div class="actions"><button type="submit">Sign in</button><a href="/account/forgot">Forgot your password?</a></div>`,
     );
     return sendPage(
       reply,
