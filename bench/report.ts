@@ -1,4 +1,5 @@
 import { barChartSvg } from "./chart.js";
+import { manyTable } from "./scenarios/many.js";
 import type { BarRow } from "./chart.js";
 import type { Report, VariantResult } from "./lib/results.js";
 
@@ -13,7 +14,7 @@ const bytes = (n: number | null | undefined): string => (n === null || n === und
 
 function group(name: string): BarRow["group"] {
   if (name === "ceiling") return "ceiling";
-  if (name === "seed") return "seed";
+  if (name === "seed" || name === "better-auth") return "seed"; // the products people would otherwise run: orange
   return name.startsWith("latch") ? "latch" : "baseline";
 }
 
@@ -168,6 +169,18 @@ export function renderMarkdown(report: Report, chartFile: string | null): string
     md.push("## GET /protected with a valid session", "");
     if (chartFile !== null) md.push(`![GET /protected req/s](${chartFile})`, "");
     md.push(...getTable(report.get), "");
+  }
+
+  if (report.many !== null && report.many.length > 0) {
+    md.push(
+      "## GET /protected with many sessions",
+      "",
+      `Every request carries the cookie of one of N live sessions, drawn uniformly or by Zipf (s = 1), after a warm-up of at least ${o.manyWarmupS} s, and for Latch until its cache stops filling (misses under 1% over 5 s, at most BENCH_MANY_WARMUP_MAX s), so that the steady state is measured: renewals (last-seen times are spread over one renewal interval before each server starts) and any re-reads included. ` +
+        "Latch's sessions were made through its own library, last-seen times spread over one renewal interval; the ceiling's Map holds the same cookies; the seed stack's Redis and better-auth's SQLite hold as many sessions in their own formats. " +
+        "× ceiling is the median over rounds of req/s divided by the ceiling's in the same round. Cache hit, store reads/s (cache misses), store writes/s (renewals reaching the store) and the event-loop delay p99 come from Latch's /metrics around the timed run.",
+      "",
+      ...manyTable(report.many),
+    );
   }
 
   if (report.login !== null) {

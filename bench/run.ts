@@ -2,13 +2,14 @@
  * `npm run bench`: every server variant side by side, in one run, on one
  * machine. See bench/README.md for the method and how to read the report.
  *
- *   npm run bench                         GET /protected, POST /login, sign-in storm, revocation, Redis memory
+ *   npm run bench                         GET /protected (one session, and 100,000 / 1,000,000), POST /login, sign-in storm, revocation, Redis memory
  *   npm run bench -- --quick              smoke run: 2 s per measurement, 1 round, 50 revocations
  *   npm run bench -- --soak               also the 5-minute RSS soak
  *   npm run bench -- --scenarios=get,login --variants=ceiling,seed,latch-sqlite
  *
  * Environment: BENCH_DURATION (10), BENCH_WARMUP (3), BENCH_ROUNDS (3),
  * BENCH_CONNECTIONS (50), BENCH_LOGIN_CONNECTIONS (20), BENCH_STORM_CONNECTIONS (20),
+ * BENCH_MANY_COUNTS (100000,1000000), BENCH_MANY_ACCESS (uniform,zipf), BENCH_MANY_WARMUP (35), BENCH_MANY_WARMUP_MAX (150),
  * BENCH_REVOCATIONS (1000), BENCH_MEMORY_SESSIONS (100000), BENCH_SETTLE (15: the longest wait, in
  * seconds, for CPU 0 to be quiet before each measurement; 0 turns it off),
  * BENCH_REDIS_URL (redis://127.0.0.1:6379), BENCH_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/postgres),
@@ -30,9 +31,10 @@ import { LOAD_CPU, ensureWrk } from "./lib/wrk.js";
 import { measureMemory } from "./memory.js";
 import { soak } from "./rss.js";
 import { getProtected, postLogin, signInStorm } from "./scenarios/http.js";
+import { manySessions } from "./scenarios/many.js";
 import { revocationDelay } from "./scenarios/revocation.js";
 
-const ALL_SCENARIOS = ["get", "login", "storm", "revocation", "memory"];
+const ALL_SCENARIOS = ["get", "many", "login", "storm", "revocation", "memory"];
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
 function flag(name: string): string | undefined {
@@ -67,6 +69,17 @@ function parseOptions(): RunOptions {
     stormConnections: Math.round(positiveNumber("BENCH_STORM_CONNECTIONS", 20)),
     revocations: Math.round(positiveNumber("BENCH_REVOCATIONS", quick ? 50 : 1000)),
     memorySessions: Math.round(positiveNumber("BENCH_MEMORY_SESSIONS", quick ? 20_000 : 100_000)),
+    manyCounts: (process.env.BENCH_MANY_COUNTS ?? (quick ? "20000" : "100000,1000000")).split(",").map((c) => {
+      const n = Number(c.trim());
+      if (!Number.isInteger(n) || n <= 0) throw new Error(`BENCH_MANY_COUNTS must be a comma list of positive integers, got "${c}"`);
+      return n;
+    }),
+    manyAccess: (process.env.BENCH_MANY_ACCESS ?? "uniform,zipf").split(",").map((a) => {
+      const v = a.trim();
+      if (v !== "uniform" && v !== "zipf") throw new Error(`BENCH_MANY_ACCESS must list uniform and/or zipf, got "${a}"`);
+      return v;
+    }),
+    manyWarmupS: positiveNumber("BENCH_MANY_WARMUP", quick ? 5 : 35),
     settleS: process.env.BENCH_SETTLE === "0" ? 0 : positiveNumber("BENCH_SETTLE", quick ? 2 : 15),
     scenarios,
     variants,
@@ -172,10 +185,19 @@ async function main(): Promise<number> {
     revocation: null,
     memory: null,
     rss: null,
+    many: null,
   };
 
   try {
     if (options.scenarios.includes("get")) report.get = await getProtected(selected, env, options);
+    if (options.scenarios.includes("many")) {
+      report.many = await manySessions(options.variants, { ...env, postgresAdminUrl, postgresDb }, options, {
+        counts: options.manyCounts,
+        access: options.manyAccess,
+        warmupS: options.manyWarmupS,
+        warmupMaxS: Math.max(options.manyWarmupS, positiveNumber("BENCH_MANY_WARMUP_MAX", options.quick ? 30 : 150)),
+      });
+    }
     if (options.scenarios.includes("login")) report.login = await postLogin(selected.filter((v) => v.signIn), env, options);
     if (options.scenarios.includes("storm")) report.storm = await signInStorm(selected.filter((v) => v.signIn), env, options);
     if (options.scenarios.includes("revocation")) {

@@ -2,11 +2,24 @@
 // cookie. No framework, no store, no I/O: what validating a session costs
 // when it costs nothing. POST /login (no password) creates a session and
 // sets the cookie so the harness can sign in the same way everywhere.
+// With BENCH_COOKIE_FILE (the many-sessions scenario), the Map starts with
+// one session per line of that file, so it holds as many sessions as the
+// Latch store it is compared with.
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 
 const sessions = new Map();
 const user = { id: "1", username: "bench.user", email: null, roles: ["user"], createdAt: new Date(0).toISOString() };
+if (process.env.BENCH_COOKIE_FILE) {
+  let n = 0;
+  for (const line of readFileSync(process.env.BENCH_COOKIE_FILE, "utf8").split("\n")) {
+    if (line === "") continue;
+    n += 1;
+    // A user object per session, as a store would hand out.
+    sessions.set(line, { user: { ...user, id: String(n), username: `many.${n}` }, expiresAt: Date.now() + 1_800_000 });
+  }
+}
 
 function sid(cookieHeader) {
   if (cookieHeader === undefined) return undefined;

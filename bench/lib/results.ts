@@ -13,6 +13,10 @@ export interface RunOptions {
   stormConnections: number;
   revocations: number;
   memorySessions: number;
+  /** The many-sessions scenario: session counts, access patterns, warm-up seconds. */
+  manyCounts: number[];
+  manyAccess: Array<"uniform" | "zipf">;
+  manyWarmupS: number;
   /** Longest wait for CPU 0 to be quiet before each measurement, seconds. */
   settleS: number;
   scenarios: string[];
@@ -142,4 +146,39 @@ export interface Report {
   revocation: RevocationResult | null;
   memory: MemoryResult | null;
   rss: RssResult | null;
+  many: ManyResult[] | null;
+}
+
+/** One timed run of the many-sessions scenario, with what the server's /metrics said about it. */
+export interface ManySample extends Sample {
+  /** Share of validations answered from the in-process cache (Latch only). */
+  hitRate: number | null;
+  /** Cache misses per second: each one a store read. */
+  storeReadsPerS: number | null;
+  /** Session writes (renewals) reaching the store per second. */
+  storeWritesPerS: number | null;
+  /** Event-loop delay p99 over the timed run (prom-client's monitor, reset by the scrape before it). */
+  loopP99Ms: number | null;
+  rssMiB: number | null;
+}
+
+export interface ManyResult {
+  name: string;
+  count: number;
+  access: "uniform" | "zipf";
+  status: "ok" | "unavailable" | "failed";
+  error: string | null;
+  samples: ManySample[];
+  /** Medians over the samples. */
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  cpuUsPerRequest: number | null;
+  hitRate: number | null;
+  storeReadsPerS: number | null;
+  storeWritesPerS: number | null;
+  loopP99Ms: number | null;
+  rssMiB: number | null;
+  /** Median over the rounds of req/s ÷ the ceiling's req/s in the same round. */
+  vsCeiling: number | null;
 }

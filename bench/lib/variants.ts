@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { freePort, lastLine, start, stop, waitForHttp } from "./processes.js";
 import type { Tracked } from "./processes.js";
 import { SERVER_CPU } from "./wrk.js";
+import { BETTER_AUTH_COOKIE, BETTER_AUTH_LOGIN, seedBetterAuthSessions } from "./better-auth-sessions.mjs";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const BASELINES = join(ROOT, "bench", "baselines");
@@ -66,7 +67,7 @@ async function post(url: string, body: string): Promise<Response> {
   return fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body, signal: AbortSignal.timeout(30_000) });
 }
 
-async function startBaseline(
+export async function startBaseline(
   name: string,
   script: string,
   env: BenchEnv,
@@ -114,6 +115,8 @@ export interface LatchStartOptions {
   redisUrl: string | null;
   username: string;
   port?: number;
+  /** More environment for this server (the many-sessions scenario's SESSION_CACHE_SIZE). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -124,7 +127,7 @@ export interface LatchStartOptions {
 export async function startLatch(name: string, env: BenchEnv, options: LatchStartOptions): Promise<Running> {
   const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
-  const tracked = pinnedNode(name, [join(options.distDir ?? env.distDir, "cli", "main.js"), "serve"], latchEnv(port, options.database, options.redisUrl), env.tmpDir);
+  const tracked = pinnedNode(name, [join(options.distDir ?? env.distDir, "cli", "main.js"), "serve"], { ...latchEnv(port, options.database, options.redisUrl), ...options.env }, env.tmpDir);
   try {
     await waitForHttp(tracked, `${url}/healthz`);
     const credentials = JSON.stringify({ username: options.username, password: LATCH_PASSWORD });
@@ -197,6 +200,19 @@ function compareVariants(): Variant[] {
   ];
 }
 
+/**
+ * What a many-sessions scenario needs to run the better-auth baseline:
+ * `seed({ dbPath, count, outFile })` writes `count` live sessions into
+ * better-auth's SQLite tables and one cookie value per line to `outFile`;
+ * start bench/baselines/better-auth.mjs with `env(dbPath)` (it signs with
+ * the same fixed secret) and send `Cookie: <cookieName>=<line>`.
+ */
+export const BETTER_AUTH_MANY = {
+  cookieName: BETTER_AUTH_COOKIE,
+  seed: seedBetterAuthSessions,
+  env: (dbPath: string): NodeJS.ProcessEnv => ({ BENCH_BETTER_AUTH_DB: dbPath }),
+};
+
 const needsPostgres = (env: BenchEnv): string | null => (env.postgresUrl === null ? "PostgreSQL is not reachable at BENCH_POSTGRES_URL" : null);
 const needsRedis = (env: BenchEnv): string | null => (env.redisUp ? null : `Redis is not reachable at ${env.redisUrl}`);
 const needsBoth = (env: BenchEnv): string | null => needsPostgres(env) ?? needsRedis(env);
@@ -242,6 +258,20 @@ export const VARIANTS: Variant[] = [
         env,
         { REDIS_URL: env.redisUrl, SESSION_SECRET: "keyboard cat" },
         { body: JSON.stringify({ username: "user1", password: "password" }), cookieName: "connect.sid" },
+        o?.port,
+      ),
+  },
+  {
+    name: "better-auth",
+    label: "better-auth on SQLite (getSession, cookie cache off)",
+    signIn: true,
+    start: (env, o) =>
+      startBaseline(
+        "better-auth",
+        "better-auth.mjs",
+        env,
+        BETTER_AUTH_MANY.env(join(env.tmpDir, "better-auth.db")),
+        { body: JSON.stringify(BETTER_AUTH_LOGIN), cookieName: BETTER_AUTH_MANY.cookieName },
         o?.port,
       ),
   },

@@ -17,6 +17,9 @@ export interface WrkOptions {
   cookie?: string;
   /** Per-request timeout; wrk's default of 2 s would count slow sign-ins as errors. */
   timeoutS?: number;
+  /** Another Lua script than bench.lua (the many-sessions scenario's many.lua), and its environment. */
+  script?: string;
+  scriptEnv?: NodeJS.ProcessEnv;
 }
 
 export interface WrkResult {
@@ -64,7 +67,7 @@ export async function wrk(options: WrkOptions): Promise<WrkResult> {
     `--timeout`,
     `${options.timeoutS ?? 5}s`,
     "-s",
-    SCRIPT,
+    options.script ?? SCRIPT,
     options.url,
   ];
   const env: NodeJS.ProcessEnv = {
@@ -72,6 +75,7 @@ export async function wrk(options: WrkOptions): Promise<WrkResult> {
     BENCH_METHOD: options.method ?? "GET",
     BENCH_BODY: options.body ?? "",
     BENCH_COOKIE: options.cookie ?? "",
+    ...options.scriptEnv,
   };
   const result = await run("wrk", "taskset", args, { env, timeoutMs: (options.durationS + 30) * 1000 });
   const line = result.stdout.split("\n").find((l) => l.startsWith("BENCH_JSON "));

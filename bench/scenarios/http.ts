@@ -16,12 +16,12 @@ import type { WrkOptions, WrkResult } from "../lib/wrk.js";
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 const fmt = (n: number): string => Math.round(n).toLocaleString("en-US");
 
-interface Slot {
+export interface Slot {
   variant: Variant;
   result: VariantResult;
 }
 
-function emptyResult(variant: Variant): VariantResult {
+export function emptyResult(variant: Variant): VariantResult {
   return {
     name: variant.name,
     label: variant.label,
@@ -45,7 +45,7 @@ function addNotes(target: { notes: string[] }, notes: string[]): void {
 }
 
 /** A timed wrk run with the server's CPU time read around it. */
-async function timed(running: Running, options: WrkOptions, round: number): Promise<Sample> {
+export async function timed(running: Running, options: WrkOptions, round: number): Promise<Sample> {
   const before = cpuMicros(running.process.pid);
   const coreBefore = coreMicros(SERVER_CPU);
   const started = performance.now();
@@ -71,7 +71,7 @@ async function timed(running: Running, options: WrkOptions, round: number): Prom
   };
 }
 
-function summarise(result: VariantResult): void {
+export function summarise(result: VariantResult): void {
   const rps = result.samples.map((s) => s.rps);
   result.rps = median(rps);
   result.rpsMin = min(rps);
@@ -89,14 +89,14 @@ function summarise(result: VariantResult): void {
 }
 
 /** Lets a burst of someone else's work on the server CPU pass (up to `settleS`) before a measurement. */
-async function settle(options: RunOptions): Promise<void> {
+export async function settle(options: RunOptions): Promise<void> {
   if (options.settleS <= 0) return;
   const { waitedMs, busy } = await waitForQuietCore(SERVER_CPU, { maxWaitMs: options.settleS * 1000 });
   if (waitedMs > 1_000) log(`  (waited ${(waitedMs / 1000).toFixed(1)} s for CPU ${SERVER_CPU} to be quiet; ${(busy * 100).toFixed(0)}% busy when measuring began)`);
 }
 
 /** Starts the variant; marks it unavailable (and returns null) when it cannot start. */
-async function startOrMark(slot: Slot, env: BenchEnv, options: RunOptions): Promise<Running | null> {
+export async function startOrMark(slot: Slot, env: BenchEnv, options: RunOptions): Promise<Running | null> {
   if (slot.result.status !== "ok") return null;
   await settle(options);
   const reason = slot.variant.unavailable?.(env) ?? null;

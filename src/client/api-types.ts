@@ -891,6 +891,11 @@ export interface operations {
                         stores: {
                             [key: string]: "ok" | "degraded" | "down";
                         };
+                        /** @description With WORKERS above 1: the worker processes ready, of all. */
+                        workers?: {
+                            ready: number;
+                            total: number;
+                        };
                     };
                 };
             };

@@ -77,6 +77,10 @@ export interface Config {
   logLevel: string;
   /** Concurrent password hashes allowed. */
   hashConcurrency: number;
+  /** Most sessions the in-process cache holds (SESSION_CACHE_SIZE); about 2.5 KB of memory each. */
+  sessionCacheSize: number;
+  /** Server processes on one port (WORKERS: a number, or `auto` for the available cores, resolved by the CLI). */
+  workers: number | "auto";
 }
 
 /** One line naming the variable, for start-up errors. */
@@ -212,6 +216,12 @@ const schema = z.object({
   SWEEP_INTERVAL: int(1, 86_400).default(300),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   HASH_CONCURRENCY: int(1, 64).default(1),
+  SESSION_CACHE_SIZE: int(1_000, 100_000_000).default(250_000),
+  WORKERS: z
+    .string()
+    .trim()
+    .refine((v) => v === "auto" || /^[1-9][0-9]{0,2}$/.test(v), { message: 'must be a number of processes (1 to 999) or "auto"' })
+    .default("1"),
 });
 
 /**
@@ -283,5 +293,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     sweepIntervalMs: e.SWEEP_INTERVAL * 1000,
     logLevel: e.LOG_LEVEL,
     hashConcurrency: e.HASH_CONCURRENCY,
+    sessionCacheSize: e.SESSION_CACHE_SIZE,
+    workers: e.WORKERS === "auto" ? "auto" : Number(e.WORKERS),
   };
 }

@@ -1,9 +1,14 @@
 import { constantTimeEqualText } from "./encoding.js";
+import { LatchError } from "./errors.js";
 import { csrfTokenFor, issueSessionToken, parseSessionToken, verifySessionSecret } from "./session-token.js";
 import type { Runtime } from "./runtime.js";
-import { LatchError } from "./errors.js";
 import { isCachedSessionStore } from "./store.js";
 import type { AuthMethod, CreateSessionOptions, Session, SessionStore, SessionWithUser, User } from "./store.js";
+
+function unlessUnavailable(error: unknown): false {
+  if (error instanceof LatchError && error.code === "unavailable") return false;
+  throw error;
+}
 
 export interface SessionPolicy {
   idleTimeoutMs: number;
@@ -63,9 +68,10 @@ export interface SessionManager {
    */
   validate(token: string | undefined): Promise<ValidSession | null>;
   /**
-   * {@link validate} without I/O, when the store can answer from memory and
-   * no renewal is due: the same answer `validate` would give, or undefined
-   * when `validate` must be called. Never writes.
+   * {@link validate} without I/O, when the store can answer from memory (and,
+   * when a renewal is due, can renew in memory: `renewCached`): the same
+   * answer `validate` would give, or undefined when `validate` must be
+   * called. Never waits for a write.
    */
   validateCached(token: string | undefined): ValidSession | null | undefined;
   /** A new id and secret for an existing session (password change); the old id stops working at once. */
@@ -95,6 +101,7 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
   // Only a store that keeps sessions in memory (it can peek) hands out the
   // same object twice; for any other, remembering would be work for nothing.
   const peek: ((id: string, now: number) => SessionWithUser | undefined) | null = isCachedSessionStore(store) ? store.peekSession.bind(store) : null;
+  const renew: ((id: string, lastSeenAt: number, idleExpiresAt: number) => Session | undefined) | null = isCachedSessionStore(store) ? store.renewCached.bind(store) : null;
   const secretMatches = peek === null ? (secret: string, session: Session) => verifySessionSecret(secret, session.secretHash) : cachedSecretMatches;
   function cachedSecretMatches(secret: string, session: Session): boolean {
     const known = verified.get(session);
@@ -148,7 +155,10 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
         const idleExpiresAt = Math.min(now + policy.idleTimeoutMs, session.absoluteExpiresAt);
         // Copy rather than mutate: the store (or a cache in front of it) may
         // hand the same object to concurrent requests.
-        if (await store.touchSession(session.id, now, idleExpiresAt)) {
+        // A renewal the store cannot take now (database down behind Redis)
+        // leaves the session valid until its known idle expiry: a read is
+        // never refused for a write that could not be made.
+        if (await store.touchSession(session.id, now, idleExpiresAt).catch(unlessUnavailable)) {
           session = { ...session, lastSeenAt: now, idleExpiresAt };
           renewed = true;
         }
@@ -163,8 +173,13 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       const found = peek?.(parsed.id, now);
       if (found === undefined) return undefined;
       if (!cachedSecretMatches(parsed.secret, found.session)) return null;
-      if (now - found.session.lastSeenAt >= policy.renewIntervalMs) return undefined;
-      return { session: found.session, user: found.user, secret: parsed.secret, renewed: false };
+      if (now - found.session.lastSeenAt < policy.renewIntervalMs) return { session: found.session, user: found.user, secret: parsed.secret, renewed: false };
+      // A renewal due: done in memory when the store defers the write (the
+      // session cache), else left to validate().
+      const session = renew?.(found.session.id, now, Math.min(now + policy.idleTimeoutMs, found.session.absoluteExpiresAt));
+      if (session === undefined) return undefined;
+      verified.set(session, verified.get(found.session)!);
+      return { session, user: found.user, secret: parsed.secret, renewed: true };
     },
 
     async rotate(current) {

@@ -168,6 +168,13 @@ export interface SessionStore {
    * by the caller. Returns whether a session was renewed.
    */
   touchSession(id: string, lastSeenAt: number, idleExpiresAt: number): Promise<boolean>;
+  /**
+   * {@link touchSession} for many sessions at once, in one transaction where
+   * the store has them (the session cache's write-behind batches renewals).
+   * Returns one result per touch, in order. Optional: without it, each is a
+   * `touchSession`.
+   */
+  touchSessions?(touches: ReadonlyArray<{ id: string; lastSeenAt: number; idleExpiresAt: number }>): Promise<boolean[]>;
   /** Removes a session. Returns the removed session's user id, or null if there was none. */
   deleteSession(id: string): Promise<string | null>;
   /**
@@ -554,6 +561,8 @@ export interface SessionCacheStats {
   hits: number;
   /** Validations that had to read the store. */
   misses: number;
+  /** Session renewals written to the store (each row of a batch counts). */
+  writes: number;
 }
 
 /**
@@ -570,6 +579,14 @@ export interface CachedSessionStore extends SessionStore {
    * the hot path skip the promise machinery.
    */
   peekSession(id: string, now: number): SessionWithUser | undefined;
+  /**
+   * Synchronous: {@link SessionStore.touchSession} applied to a session held
+   * in memory, its write to the store deferred (write-behind). Returns the
+   * renewed session, or undefined when only `touchSession` can do it (not
+   * held, or the write cannot be deferred). Lets the hot path renew without
+   * the promise machinery.
+   */
+  renewCached(id: string, lastSeenAt: number, idleExpiresAt: number): Session | undefined;
   /** The cache's counters (for /metrics). `serving` is false while it fails closed (its channel is down). */
   cacheStats(): SessionCacheStats;
 }

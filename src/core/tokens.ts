@@ -418,7 +418,17 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
 
   async function current(): Promise<KeyCache> {
     if (cache !== null && clock.now() - cache.loadedAt < refreshIntervalMs) return cache;
-    return load();
+    const known = cache;
+    if (known === null) return load();
+    // The store down (database outage behind Redis): the keys already known
+    // stay good. Keys are only added or retired, and deleted long after the
+    // last token they signed expired, so a stale list can only miss a key
+    // rotated in meanwhile (its tokens are refused as unknown_key until the
+    // store answers), never accept one it should not.
+    return load().catch((error: unknown) => {
+      if (isLatchError(error) && error.code === "unavailable") return known;
+      throw error;
+    });
   }
 
   const activeOf = (keys: SigningKey[]): SigningKey | undefined => keys.find((k) => k.retiredAt === null);

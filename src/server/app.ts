@@ -42,6 +42,11 @@ export interface BuildServerOptions {
   /** pino options or false; defaults to JSON logs at `config.logLevel`. */
   logger?: FastifyServerOptions["logger"];
   /**
+   * With several worker processes (WORKERS): how many are ready, as the
+   * primary last heard; GET /readyz answers 503 unless all are.
+   */
+  workers?: () => { ready: number; total: number };
+  /**
    * More routes, mounted after the API with the same context: the
    * composition root hands in the pages (src/web/index.ts's `webRoutes`),
    * so server/ never imports web/.
@@ -245,7 +250,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
 
   // Before any route: the API document learns routes as they are declared.
   await registerApiDocument(app, { cookieName: context.cookieName });
-  healthRoutes(app, context);
+  healthRoutes(app, context, options.workers);
   metricsRoute(app, context.metrics);
   accountRoutes(app, context);
   sessionRoutes(app, context);

@@ -81,3 +81,43 @@ describe("the fast path for validated GETs", () => {
     assert.equal(((await refused.json()) as { error: { code: string } }).error.code, "unauthenticated");
   });
 });
+
+describe("the fast path when a renewal is due", () => {
+  let t: TestServer;
+  let base: string;
+  let cache: ReturnType<typeof createSessionCache>;
+  let inner: ReturnType<typeof createMemoryStores>;
+
+  before(async () => {
+    inner = createMemoryStores();
+    // The server's own fake clock, so the test can make a renewal fall due.
+    cache = createSessionCache(inner, createManualChannel({ up: true }), { clock: { now: () => t.clock.now() }, writeBehindMs: 60_000 });
+    t = await createTestServer({ stores: cache.stores });
+    await t.app.listen({ port: 0, host: "127.0.0.1" });
+    base = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
+  });
+  after(() => t.close());
+
+  it("renews in memory, answers with the cookie re-sent exactly as Fastify does, and writes the renewal behind", async () => {
+    const a = await t.register("fast.path.renewed.a");
+    const b = await t.register("fast.path.renewed.b");
+    for (const u of [a, b]) assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: u.cookie } })).statusCode, 200);
+    t.clock.advance(t.context.config.session.renewIntervalMs + 1_000);
+    const before = t.fastPath.answered;
+    const viaFastPath = await fetch(`${base}/protected`, { headers: { cookie: `sid=${a.cookie}` } });
+    await viaFastPath.text();
+    assert.equal(t.fastPath.answered, before + 1, "answered by the fast path");
+    const viaFastify = await t.app.inject({ url: "/protected", cookies: { sid: b.cookie } });
+    const fastCookie = viaFastPath.headers.get("set-cookie");
+    const fastifyCookie = viaFastify.headers["set-cookie"];
+    assert.ok(fastCookie !== null && typeof fastifyCookie === "string", "both re-send the cookie");
+    assert.equal(fastCookie.replace(a.cookie, "<value>"), fastifyCookie.replace(b.cookie, "<value>"), "same attributes and expiry");
+    const renewedAt = t.clock.now();
+    assert.equal((await cache.stores.sessions.findSession(a.cookie.split(".")[0]!, renewedAt))?.session.lastSeenAt, renewedAt, "the cache has the slide");
+    await cache.flush();
+    assert.equal((await inner.sessions.findSession(a.cookie.split(".")[0]!, renewedAt))?.session.lastSeenAt, renewedAt, "and the store, after the batch");
+    const again = await fetch(`${base}/protected`, { headers: { cookie: `sid=${a.cookie}` } });
+    await again.text();
+    assert.equal(again.headers.get("set-cookie"), null, "no renewal until the next interval");
+  });
+});

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { sessionCookie } from "../auth/index.js";
 import type { User } from "../core/store.js";
 import type { ServerContext } from "./context.js";
 import { dashboardBody, protectedBody } from "./routes/session-routes.js";
@@ -52,8 +53,9 @@ export interface FastPath {
  *
  * Everything else goes to Fastify, untouched: another method or path, a query
  * string, an Authorization header, an Origin header (CORS), no cookie, a cache
- * miss, an invalid session (Fastify writes the 401), a renewal due (Fastify
- * writes it and re-sends the cookie). Nothing here writes to a store.
+ * miss, an invalid session (Fastify writes the 401), a renewal the cache
+ * cannot defer. A renewal it can defer is answered here with the cookie
+ * re-sent; nothing here waits for a store.
  *
  * Why bypass the framework: a validated GET is the request every signed-in
  * user makes all the time, and Fastify's per-request work (request and reply
@@ -82,12 +84,16 @@ export function createFastPath(ctx: ServerContext, headers: Readonly<Record<stri
     } catch {
       return false; // Fastify's path reports the failure properly
     }
-    // validateCached answers undefined when a renewal is due, so nothing here re-sends the cookie.
     if (valid === undefined || valid === null) return false;
     const answer = answerFor(valid.user);
     // writeHead with the whole list at once: no header was set before, so
     // Node writes the list as it is (still validating each name and value).
-    response.writeHead(200, answer.headers);
+    // A renewal (done in memory, written behind) re-sends the cookie with the
+    // new expiry, as the Fastify path does (src/server/auth.ts).
+    response.writeHead(
+      200,
+      valid.renewed ? [...answer.headers, "set-cookie", sessionCookie(ctx.cookieName, token, valid.session.idleExpiresAt, ctx.runtime.clock.now(), ctx.cookieOptions)] : answer.headers,
+    );
     response.end(answer.text);
     answered += 1;
     return true;

@@ -55,6 +55,15 @@ export function createMetrics(stores?: Partial<Pick<Stores, "sessions" | "mail">
         this.inc({ result: "miss" }, misses);
       },
     });
+    new Counter({
+      name: "latch_session_store_writes_total",
+      help: "Session renewals written to the store (the cache batches them: see SessionCacheOptions.writeBehindMs).",
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(cacheStats().writes);
+      },
+    });
   }
   const mail = stores?.mail;
   if (mail !== undefined) {

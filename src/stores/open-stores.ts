@@ -2,6 +2,7 @@ import type { Config } from "../core/config.js";
 import type { Clock } from "../core/runtime.js";
 import type { Stores } from "../core/store.js";
 import { createSessionCache } from "./cached/session-cache.js";
+import type { SessionCacheOptions } from "./cached/session-cache.js";
 import { createPostgresRevocationChannel, createPostgresStores } from "./postgres/index.js";
 import type { PostgresStores } from "./postgres/index.js";
 import { connectRedis, createRedisRevocationChannel, DEFAULT_REDIS_PREFIX } from "./redis/index.js";
@@ -32,20 +33,34 @@ export interface OpenStoresOptions {
  * @example
  * const stores = await openStores(loadConfig(process.env));
  */
-export async function openStores(config: Pick<Config, "database" | "redisUrl">, options: OpenStoresOptions = {}): Promise<Stores> {
+export async function openStores(config: Pick<Config, "database" | "redisUrl"> & Partial<Pick<Config, "session" | "sessionCacheSize">>, options: OpenStoresOptions = {}): Promise<Stores> {
   const clock = options.clock ?? { now: () => Date.now() };
+  const cacheOptions = { clock, ...sessionCacheOptions(config) };
   if (config.redisUrl === null) {
-    if (config.database.kind === "sqlite") return cachedSqlite(openSqliteStores({ path: config.database.path }), clock);
-    return cachedPostgres(await createPostgresStores({ url: config.database.url }), config.database.url, clock, options.logger);
+    if (config.database.kind === "sqlite") return cachedSqlite(openSqliteStores({ path: config.database.path }), clock, cacheOptions);
+    return cachedPostgres(await createPostgresStores({ url: config.database.url }), config.database.url, cacheOptions, options.logger);
   }
   const database = config.database.kind === "sqlite" ? openSqliteStores({ path: config.database.path }) : await createPostgresStores({ url: config.database.url });
 
   const redis = connectRedis(config.redisUrl);
   const tiered = createTieredStores({ database, redis, logger: options.logger, prefix: DEFAULT_REDIS_PREFIX, clock });
-  return createSessionCache(tiered, createRedisRevocationChannel({ redis, prefix: DEFAULT_REDIS_PREFIX }), { clock }).stores;
+  return createSessionCache(tiered, createRedisRevocationChannel({ redis, prefix: DEFAULT_REDIS_PREFIX }), cacheOptions).stores;
 }
 
 export { DATA_VERSION_CHECK_MS } from "./sqlite/index.js";
+
+/**
+ * The cache's size, and how long a renewal may wait to be written: at most a
+ * second, and never longer than the renewal interval, so that the store's
+ * copy of a session never falls more than one interval behind (a session
+ * renewed is at least 0.9 of its idle timeout from ending).
+ */
+function sessionCacheOptions(config: Partial<Pick<Config, "session" | "sessionCacheSize">>): Pick<SessionCacheOptions, "maxEntries" | "writeBehindMs"> {
+  return {
+    ...(config.sessionCacheSize === undefined ? {} : { maxEntries: config.sessionCacheSize }),
+    ...(config.session === undefined ? {} : { writeBehindMs: Math.min(1_000, config.session.renewIntervalMs) }),
+  };
+}
 
 /**
  * SQLite alone: the in-process cache is invalidated by this process's own
@@ -54,8 +69,8 @@ export { DATA_VERSION_CHECK_MS } from "./sqlite/index.js";
  * a session ended by the admin CLI or a resource server is refused within
  * 10 ms, and the hot path is a Map lookup instead of a joined query.
  */
-function cachedSqlite(sqlite: SqliteStores, clock: Clock): Stores {
-  return createSessionCache(sqlite, createDataVersionChannel(sqlite, clock), { clock }).stores;
+function cachedSqlite(sqlite: SqliteStores, clock: Clock, cacheOptions: SessionCacheOptions): Stores {
+  return createSessionCache(sqlite, createDataVersionChannel(sqlite, clock), cacheOptions).stores;
 }
 
 /**
@@ -65,7 +80,7 @@ function cachedSqlite(sqlite: SqliteStores, clock: Clock): Stores {
  * the listening connection is down or its heartbeat does not come back, the
  * cache serves nothing and every validation reads the database.
  */
-function cachedPostgres(database: PostgresStores, url: string, clock: Clock, logger?: TieredLogger): Stores {
+function cachedPostgres(database: PostgresStores, url: string, cacheOptions: SessionCacheOptions, logger?: TieredLogger): Stores {
   // A write that revokes answers only once this process's listener has heard
   // its own announcement: the other processes were signalled by the same
   // commit, so "refused by all" holds by the time the client can ask another
@@ -74,7 +89,7 @@ function cachedPostgres(database: PostgresStores, url: string, clock: Clock, log
   // contract's bound: that listener is down or about to be, and every cache
   // that missed the NOTIFY fails closed within a second.
   const channel = createPostgresRevocationChannel({ url });
-  const cache = createSessionCache(database, channel, { clock });
+  const cache = createSessionCache(database, channel, cacheOptions);
   // Transitions only, so an outage is one line each way, not one per retry.
   let state: "starting" | "up" | "down" = "starting";
   channel.onStatus((status) => {

@@ -255,6 +255,26 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.deepEqual(await s.sessions.listUserSessions(session.userId, now + 20), []);
       });
 
+      it("renews a batch of sessions in one call where the store offers it: live ones slide, deleted and expired ones stay gone, results in order", async (t) => {
+        const touchSessions = s.sessions.touchSessions;
+        if (touchSessions === undefined) return t.skip("this store renews one session at a time (touchSession)");
+        const live = await userWithSession();
+        const deleted = await userWithSession();
+        const expired = await userWithSession();
+        await s.sessions.deleteSession(deleted.session.id);
+        const at = live.session.lastSeenAt + 10 * minute;
+        const results = await touchSessions([
+          { id: live.session.id, lastSeenAt: at, idleExpiresAt: at + 30 * minute },
+          { id: deleted.session.id, lastSeenAt: at, idleExpiresAt: at + 30 * minute },
+          { id: expired.session.id, lastSeenAt: expired.session.idleExpiresAt + 1, idleExpiresAt: expired.session.idleExpiresAt + hour },
+        ]);
+        assert.deepEqual(results, [true, false, false]);
+        assert.equal((await s.sessions.findSession(live.session.id, at + 25 * minute))?.session.idleExpiresAt, at + 30 * minute);
+        assert.equal(await s.sessions.findSession(deleted.session.id, at), null);
+        assert.equal(await s.sessions.findSession(expired.session.id, expired.session.idleExpiresAt + 1), null);
+        assert.deepEqual(await touchSessions([]), []);
+      });
+
       it("reports a delete of an unknown session as null", async () => {
         assert.equal(await s.sessions.deleteSession(newSession(randomUUID()).id), null);
       });

@@ -21,6 +21,13 @@ const readySchema: FastifySchema = {
       properties: {
         status: { type: "string", enum: ["ok", "degraded"] },
         stores: { type: "object", additionalProperties: { type: "string", enum: ["ok", "degraded", "down"] }, description: "Each backend by name." },
+        workers: {
+          type: "object",
+          description: "With WORKERS above 1: the worker processes ready, of all.",
+          properties: { ready: { type: "integer" }, total: { type: "integer" } },
+          required: ["ready", "total"],
+          additionalProperties: false,
+        },
       },
       required: ["status", "stores"],
       additionalProperties: false,
@@ -29,17 +36,27 @@ const readySchema: FastifySchema = {
   },
 };
 
-/** GET /healthz (the process runs) and GET /readyz (the database answers). */
-export function healthRoutes(app: FastifyInstance, ctx: ServerContext): void {
+/** GET /healthz (the process runs) and GET /readyz (the database answers, or Redis does). */
+export function healthRoutes(app: FastifyInstance, ctx: ServerContext, workers?: () => { ready: number; total: number }): void {
   app.get("/healthz", { schema: healthSchema }, async () => ({ status: "ok" }));
 
   app.get("/readyz", { schema: readySchema }, async (_request, reply) => {
     const stores = await ctx.stores.health();
-    // The database (or the memory store standing in for it) is what serving needs; Redis only speeds it up.
-    if ((stores.database ?? stores.memory) !== "ok") {
+    // The database (or the memory store standing in for it) is what serving
+    // needs; with Redis, validation goes on from Redis while the database is
+    // down (writes answer 503), so that is "degraded", not unready.
+    const database = stores.database ?? stores.memory;
+    if (database !== "ok" && stores.redis !== "ok") {
       return reply.code(503).send({ error: { code: "unavailable", message: "The database is not answering." } });
     }
     const degraded = Object.values(stores).some((h) => h !== "ok");
-    return { status: degraded ? "degraded" : "ok", stores };
+    if (workers === undefined) return { status: degraded ? "degraded" : "ok", stores };
+    // Several processes on one port: a probe reaches one of them, and
+    // answers for all (a worker restarting makes the instance unready).
+    const count = workers();
+    if (count.ready < count.total) {
+      return reply.code(503).send({ error: { code: "unavailable", message: `${count.ready} of ${count.total} worker processes are ready.` } });
+    }
+    return { status: degraded ? "degraded" : "ok", stores, workers: count };
   });
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { randomFillSync } from "node:crypto";
 import { beforeEach, describe, it } from "node:test";
+import { LatchError } from "../../core/errors.js";
 import { createFakeClock } from "../../core/runtime.js";
 import type { FakeClock } from "../../core/runtime.js";
 import { issueSessionToken } from "../../core/session-token.js";
@@ -47,7 +48,7 @@ describe("the in-process session cache", () => {
     const session = await newSession();
     assert.ok(await cache.stores.sessions.findSession(session.id, clock.now()));
     assert.ok(await cache.stores.sessions.findSession(session.id, clock.now()));
-    assert.deepEqual(cache.stats(), { serving: true, entries: 1, hits: 1, misses: 1 });
+    assert.deepEqual(cache.stats(), { serving: true, entries: 1, hits: 1, misses: 1, writes: 0 });
   });
 
   it("answers peekSession from memory only: undefined on a miss, a revocation, an expiry or a channel outage", async () => {
@@ -190,5 +191,128 @@ describe("the in-process session cache", () => {
     const small = createSessionCache(inner, createManualChannel({ up: true }), { clock, maxEntries: 3 });
     for (let i = 0; i < 5; i += 1) await small.stores.sessions.findSession((await newSession()).id, clock.now());
     assert.equal(small.stats().entries, 3);
+  });
+
+  it("keeps serving an entry with a healthy channel however long it has been cached (no forced re-read by default)", async () => {
+    const unbounded = createSessionCache(inner, createManualChannel({ up: true }), { clock });
+    const session = await newSession({ idleExpiresAt: clock.now() + 3_000_000 });
+    await unbounded.stores.sessions.findSession(session.id, clock.now());
+    clock.advance(2_000_000);
+    assert.ok(await unbounded.stores.sessions.findSession(session.id, clock.now()));
+    assert.equal(unbounded.stats().misses, 1);
+  });
+
+  it("slides a cached session in memory at once and writes the renewals to the store in one batch later", async () => {
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
+    const a = await newSession();
+    const b = await newSession();
+    for (const s of [a, b]) await behind.stores.sessions.findSession(s.id, clock.now());
+    const at = clock.now() + 1_000;
+    assert.equal(await behind.stores.sessions.touchSession(a.id, at, at + 600_000), true);
+    assert.equal(await behind.stores.sessions.touchSession(b.id, at, at + 600_000), true);
+    assert.equal((await behind.stores.sessions.findSession(a.id, clock.now()))?.session.idleExpiresAt, at + 600_000, "the cache answers with the slide");
+    assert.equal((await inner.sessions.findSession(a.id, clock.now()))?.session.idleExpiresAt, a.idleExpiresAt, "the store has not been written yet");
+    assert.equal(behind.stats().writes, 0);
+    await behind.flush();
+    assert.equal((await inner.sessions.findSession(a.id, clock.now()))?.session.idleExpiresAt, at + 600_000);
+    assert.equal((await inner.sessions.findSession(b.id, clock.now()))?.session.lastSeenAt, at);
+    assert.equal(behind.stats().writes, 2);
+  });
+
+  it("writes pending renewals on close, so a restart loses no slide that was answered", async () => {
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
+    const session = await newSession();
+    await behind.stores.sessions.findSession(session.id, clock.now());
+    const at = clock.now() + 5_000;
+    await behind.stores.sessions.touchSession(session.id, at, at + 600_000);
+    const innerClose = inner.close;
+    let closedAfterWrite = false;
+    inner.close = async () => {
+      closedAfterWrite = (await inner.sessions.findSession(session.id, clock.now()))?.session.lastSeenAt === at;
+      await innerClose();
+    };
+    await behind.stores.close();
+    assert.equal(closedAfterWrite, true);
+  });
+
+  it("drops an entry whose batched renewal the store refused (ended meanwhile), and never revives it", async () => {
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
+    const session = await newSession();
+    await behind.stores.sessions.findSession(session.id, clock.now());
+    await behind.stores.sessions.touchSession(session.id, clock.now() + 1, clock.now() + 600_000);
+    // Deleted behind the cache's back (and its announcement not yet arrived).
+    await inner.sessions.deleteSession(session.id);
+    await behind.flush();
+    assert.equal(behind.stats().entries, 0);
+    assert.equal(await behind.stores.sessions.findSession(session.id, clock.now()), null);
+  });
+
+  it("keeps a renewal whose write failed (store down) for the next batch", async () => {
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
+    const session = await newSession();
+    await behind.stores.sessions.findSession(session.id, clock.now());
+    const at = clock.now() + 1_000;
+    await behind.stores.sessions.touchSession(session.id, at, at + 600_000);
+    const { touchSession, touchSessions } = inner.sessions;
+    const down = async (): Promise<never> => {
+      throw new Error("store down");
+    };
+    inner.sessions.touchSession = down;
+    inner.sessions.touchSessions = down;
+    await behind.flush();
+    assert.equal(behind.stats().writes, 0);
+    inner.sessions.touchSession = touchSession;
+    inner.sessions.touchSessions = touchSessions;
+    await behind.flush();
+    assert.equal((await inner.sessions.findSession(session.id, clock.now()))?.session.lastSeenAt, at);
+  });
+
+  it("evicts sessions nobody used since the last pass before hot ones, however old the hot ones are", async () => {
+    const small = createSessionCache(inner, createManualChannel({ up: true }), { clock, maxEntries: 3 });
+    const hot = await newSession();
+    await small.stores.sessions.findSession(hot.id, clock.now());
+    for (let i = 0; i < 6; i += 1) {
+      await small.stores.sessions.findSession((await newSession()).id, clock.now());
+      assert.ok(small.stores.sessions.peekSession!(hot.id, clock.now()), `the hot session stays (round ${i})`);
+    }
+    assert.equal(small.stats().entries, 3);
+  });
+
+  it("writes renewals made through a store outage longer than the idle timeout when the store returns (checked at the last moment the store knew)", async () => {
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
+    const session = await newSession({ idleExpiresAt: clock.now() + 10_000 });
+    await behind.stores.sessions.findSession(session.id, clock.now());
+    const { touchSession, touchSessions } = inner.sessions;
+    const down = async (): Promise<never> => {
+      throw new LatchError("unavailable");
+    };
+    inner.sessions.touchSession = down;
+    inner.sessions.touchSessions = down;
+    // Renewed every 5 s for 30 s: the store's own expiry (10 s) passes meanwhile.
+    for (let i = 0; i < 6; i += 1) {
+      clock.advance(5_000);
+      assert.ok(behind.stores.sessions.renewCached(session.id, clock.now(), clock.now() + 10_000), `renewal ${i}`);
+      await behind.flush();
+    }
+    inner.sessions.touchSession = touchSession;
+    inner.sessions.touchSessions = touchSessions;
+    await behind.flush();
+    assert.equal((await inner.sessions.findSession(session.id, clock.now()))?.session.idleExpiresAt, clock.now() + 10_000, "the store took the newest expiry");
+    assert.ok(behind.stores.sessions.peekSession(session.id, clock.now()), "the session is still served");
+  });
+
+  it("puts a session back when its sign-out failed because the store was down (nothing changed)", async () => {
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
+    const session = await newSession();
+    await behind.stores.sessions.findSession(session.id, clock.now());
+    const deleteSession = inner.sessions.deleteSession;
+    inner.sessions.deleteSession = async () => {
+      throw new LatchError("unavailable");
+    };
+    await assert.rejects(behind.stores.sessions.deleteSession(session.id), (e: unknown) => e instanceof LatchError && e.code === "unavailable");
+    assert.ok(behind.stores.sessions.peekSession(session.id, clock.now()), "still served from memory");
+    inner.sessions.deleteSession = deleteSession;
+    assert.equal(await behind.stores.sessions.deleteSession(session.id), session.userId);
+    assert.equal(behind.stores.sessions.peekSession(session.id, clock.now()), undefined);
   });
 });

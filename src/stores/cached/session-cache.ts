@@ -1,3 +1,4 @@
+import { LatchError } from "../../core/errors.js";
 import type { Clock } from "../../core/runtime.js";
 import type { CachedSessionStore, Session, SessionCacheStats, SessionWithUser, Stores } from "../../core/store.js";
 import type { Invalidation, RevocationChannel } from "../revocation-channel.js";
@@ -6,14 +7,27 @@ export type { Invalidation } from "../revocation-channel.js";
 
 export interface SessionCacheOptions {
   clock: Clock;
-  /** Most sessions kept; the oldest are dropped first. Default 100,000 (~40 MB at worst). */
+  /**
+   * Most sessions kept; past it, one not served since the eviction hand
+   * last passed is dropped (CLOCK). Default 250,000 (SESSION_CACHE_SIZE).
+   */
   maxEntries?: number;
   /**
    * How long an entry may be served before it is re-read, even with a healthy
-   * invalidation channel: a bound on staleness should a message ever be lost
-   * in a way the channel cannot report. Default 30 s.
+   * invalidation channel. Default: no limit. Every channel reports its own
+   * loss (Redis and PostgreSQL by a heartbeat that must come back within a
+   * second, SQLite's data_version cannot miss a commit), and the cache
+   * empties itself when it does, so a forced re-read would buy nothing but
+   * load: with 100,000 sessions a 30 s bound was 3,300 store reads a second
+   * through the slow path (docs/performance.md).
    */
   maxAgeMs?: number;
+  /**
+   * Renewals (idle-expiry slides) of cached sessions are applied to the entry
+   * at once and written to the store in one batch at most this often, in ms.
+   * Default 1,000. 0 writes each one through.
+   */
+  writeBehindMs?: number;
 }
 
 /** The stores with the cache in front: `sessions` can also answer from memory. */
@@ -29,12 +43,32 @@ export interface SessionCache {
   apply(invalidation: Invalidation): void;
   /** Entries and hit/miss counters, for metrics and tests. */
   stats(): SessionCacheStats;
+  /** Writes every pending renewal to the store now (closing the stores does too). */
+  flush(): Promise<void>;
 }
 
 interface Entry {
   value: SessionWithUser;
   cachedAt: number;
+  /** Served since the evictor last passed it: the CLOCK algorithm's reference bit. */
+  used: boolean;
 }
+
+/** A renewal applied to an entry and not yet written to the store. */
+interface PendingTouch {
+  lastSeenAt: number;
+  idleExpiresAt: number;
+}
+
+/** Most hot entries the eviction hand passes over before it drops one anyway. */
+const CLOCK_SPARES = 64;
+
+function isUnavailable(error: unknown): boolean {
+  return error instanceof LatchError && error.code === "unavailable";
+}
+
+/** Most renewals held back at once; past it they are written at once. */
+const MAX_PENDING_TOUCHES = 100_000;
 
 /**
  * An in-process cache in front of a session store, kept correct across
@@ -62,8 +96,9 @@ interface Entry {
  * buildServer({ stores: cache.stores, ... });
  */
 export function createSessionCache(inner: Stores, channel: RevocationChannel, options: SessionCacheOptions): SessionCache {
-  const maxEntries = options.maxEntries ?? 100_000;
-  const maxAgeMs = options.maxAgeMs ?? 30_000;
+  const maxEntries = options.maxEntries ?? 250_000;
+  const maxAgeMs = options.maxAgeMs ?? Number.POSITIVE_INFINITY;
+  const writeBehindMs = options.writeBehindMs ?? 1_000;
   const { clock } = options;
   const entries = new Map<string, Entry>();
   const byUser = new Map<string, Set<string>>();
@@ -72,8 +107,15 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
   let channelUp = false;
   let hits = 0;
   let misses = 0;
+  let writes = 0;
+  const pending = new Map<string, PendingTouch>();
+  let flushTimer: NodeJS.Timeout | null = null;
+  let flushing: Promise<void> | null = null;
 
   function drop(sessionId: string): void {
+    // A renewal of a session that is gone need not reach the store (nor could
+    // it revive it: a touch never matches a deleted or expired row).
+    pending.delete(sessionId);
     const entry = entries.get(sessionId);
     if (entry === undefined) return;
     entries.delete(sessionId);
@@ -83,11 +125,16 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
   }
 
   function dropUser(userId: string): void {
-    for (const id of byUser.get(userId) ?? []) entries.delete(id);
+    for (const id of byUser.get(userId) ?? []) {
+      entries.delete(id);
+      pending.delete(id);
+    }
     byUser.delete(userId);
   }
 
   function clear(): void {
+    // Pending renewals stay: they are writes this process owes the store, and
+    // a touch cannot revive a session that was ended meanwhile.
     entries.clear();
     byUser.clear();
     validAfter.clear();
@@ -122,18 +169,43 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
 
   function put(value: SessionWithUser, readEpoch: number): void {
     if (!channelUp || readEpoch !== epoch) return;
-    if (entries.size >= maxEntries) {
-      // Maps iterate in insertion order: the first key is the oldest entry.
-      const oldest = entries.keys().next().value;
-      if (oldest !== undefined) drop(oldest);
-    }
-    entries.set(value.session.id, { value, cachedAt: clock.now() });
+    if (entries.size >= maxEntries) evictOne();
+    entries.set(value.session.id, { value, cachedAt: clock.now(), used: false });
     let ids = byUser.get(value.session.userId);
     if (ids === undefined) {
       ids = new Set();
       byUser.set(value.session.userId, ids);
     }
     ids.add(value.session.id);
+  }
+
+  /**
+   * CLOCK (second chance). The hand is a live iterator over the Map (which
+   * iterates in insertion order and tolerates deletes while iterating): an
+   * entry served since the hand last passed has its bit cleared and is
+   * spared, the first one not served is dropped. Hot sessions stay however
+   * old they are, and a hit costs one boolean write (no reordering on the
+   * hot path). The hand spares at most {@link CLOCK_SPARES} entries per
+   * eviction, so one eviction never walks the whole cache (a stall) when
+   * everything is hot.
+   */
+  let hand: IterableIterator<[string, Entry]> = entries.entries();
+  function evictOne(): void {
+    for (let spared = 0; ; ) {
+      let next = hand.next();
+      if (next.done === true) {
+        hand = entries.entries();
+        next = hand.next();
+        if (next.done === true) return;
+      }
+      const [id, entry] = next.value;
+      if (!entry.used || spared >= CLOCK_SPARES) {
+        drop(id);
+        return;
+      }
+      entry.used = false;
+      spared += 1;
+    }
   }
 
   const poll = channel.poll?.bind(channel);
@@ -146,6 +218,7 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
     const { session } = entry.value;
     if (session.idleExpiresAt > now && session.absoluteExpiresAt > now && now - entry.cachedAt < maxAgeMs && !revokedByUser(session)) {
       hits += 1;
+      entry.used = true;
       return entry.value;
     }
     drop(id);
@@ -153,23 +226,115 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
   }
 
   function stats(): SessionCacheStats {
-    return { serving: channelUp, entries: entries.size, hits, misses };
+    return { serving: channelUp, entries: entries.size, hits, misses, writes };
   }
+
+  /**
+   * Writes the pending renewals. A renewal the store refuses (the session
+   * ended or expired meanwhile) drops the entry, so the next request reads
+   * the store; one that fails (store down) is kept for the next flush unless
+   * a newer one replaced it, so nothing is extended that the store did not
+   * agree to for longer than the outage.
+   */
+  async function flush(): Promise<void> {
+    // One batch at a time; a caller that arrives meanwhile (shutdown) waits
+    // for it and then writes what came after.
+    while (flushing !== null) await flushing;
+    if (flushTimer !== null) {
+      clearTimeout(flushTimer);
+      flushTimer = null;
+    }
+    if (pending.size === 0) return;
+    const batch = [...pending];
+    pending.clear();
+    flushing = (async () => {
+      try {
+        const touch = sessions.touchSessions;
+        const results =
+          touch !== undefined
+            ? await touch(batch.map(([id, t]) => ({ id, lastSeenAt: t.lastSeenAt, idleExpiresAt: t.idleExpiresAt })))
+            : await Promise.all(batch.map(([id, t]) => sessions.touchSession(id, t.lastSeenAt, t.idleExpiresAt)));
+        writes += batch.length;
+        batch.forEach(([id], i) => {
+          if (results[i] !== true) drop(id);
+        });
+      } catch {
+        // Kept for the next flush; a newer renewal of the same session keeps
+        // this one's lastSeenAt, the first of the unwritten chain: the store's
+        // guard ("not expired by lastSeenAt") must be checked against the
+        // moment the store last knew of, not against the newest slide, or a
+        // session kept alive through an outage longer than its idle timeout
+        // is ended the moment the store returns.
+        for (const [id, t] of batch) {
+          const newer = pending.get(id);
+          pending.set(id, newer === undefined ? t : { lastSeenAt: t.lastSeenAt, idleExpiresAt: newer.idleExpiresAt });
+        }
+      } finally {
+        flushing = null;
+        if (pending.size > 0) schedule();
+      }
+    })();
+    await flushing;
+  }
+
+  function schedule(): void {
+    if (flushTimer !== null) return;
+    flushTimer = setTimeout(() => void flush(), writeBehindMs);
+    flushTimer.unref();
+  }
+
 
   const sync = channel.sync?.bind(channel);
   // Local writes invalidate before and after the store call: before, so this
   // process stops serving the entry at once; after, so a read that ran
   // concurrently with the write cannot have re-filled it.
   async function revoking<T>(invalidation: Invalidation, write: () => Promise<T>): Promise<T> {
+    // A write the store refuses as unavailable (database down) changed
+    // nothing: the session's entry and unwritten renewals are put back, or
+    // the refused sign-out would end the session here after all (its other
+    // copies may have expired unrenewed during the outage).
+    const id = invalidation.kind === "session" ? invalidation.sessionId : undefined;
+    const entry = id === undefined ? undefined : entries.get(id);
+    const owed = id === undefined ? undefined : pending.get(id);
     apply(invalidation);
+    const appliedEpoch = epoch;
     let result: T;
     try {
       result = await write();
-    } finally {
+    } catch (error) {
       apply(invalidation);
+      if (id !== undefined && epoch === appliedEpoch + 1 && isUnavailable(error)) {
+        if (entry !== undefined && !entries.has(id)) put(entry.value, epoch);
+        if (owed !== undefined && !pending.has(id)) {
+          pending.set(id, owed);
+          schedule();
+        }
+      }
+      throw error;
     }
+    apply(invalidation);
     await sync?.();
     return result;
+  }
+
+  /**
+   * Write-behind: a live cached session slides in memory at once and in the
+   * store with the next batch. Other processes read the store's older expiry
+   * until then (at most writeBehindMs), which ends a session earlier, never
+   * later; a crash loses only the slide.
+   */
+  function renewInMemory(id: string, lastSeenAt: number, idleExpiresAt: number): Session | undefined {
+    if (writeBehindMs <= 0 || !channelUp || pending.size >= MAX_PENDING_TOUCHES) return undefined;
+    const entry = entries.get(id);
+    if (entry === undefined) return undefined;
+    const current = entry.value.session;
+    if (current.idleExpiresAt <= lastSeenAt || current.absoluteExpiresAt <= lastSeenAt) return undefined;
+    const session = { ...current, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, current.absoluteExpiresAt) };
+    entry.value = { session, user: entry.value.user };
+    // An unwritten renewal before this one keeps its lastSeenAt (see flush).
+    pending.set(id, { lastSeenAt: pending.get(id)?.lastSeenAt ?? lastSeenAt, idleExpiresAt: session.idleExpiresAt });
+    schedule();
+    return session;
   }
 
   const sessions = inner.sessions;
@@ -179,6 +344,7 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
   const wrapped: CachedStores = {
     ...inner,
     async close() {
+      await flush();
       await channel.close();
       await inner.close();
     },
@@ -215,8 +381,13 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
         put(found, readEpoch);
         return found;
       },
+      renewCached: renewInMemory,
+      // Through the cache, so its entries follow (never the inner batch alone).
+      touchSessions: (touches) => Promise.all(touches.map((t) => wrapped.sessions.touchSession(t.id, t.lastSeenAt, t.idleExpiresAt))),
       async touchSession(id, lastSeenAt, idleExpiresAt) {
+        if (renewInMemory(id, lastSeenAt, idleExpiresAt) !== undefined) return true;
         const touched = await sessions.touchSession(id, lastSeenAt, idleExpiresAt);
+        writes += 1;
         const entry = entries.get(id);
         if (entry !== undefined) {
           if (touched) {
@@ -245,5 +416,5 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
   channel.onStatus((status) => setChannelUp(status === "up"));
   setChannelUp(channel.up);
 
-  return { stores: wrapped, apply, stats };
+  return { stores: wrapped, apply, stats, flush };
 }

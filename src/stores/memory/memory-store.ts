@@ -225,6 +225,15 @@ export function createMemoryStores(): Stores {
         sessions.set(id, { ...session, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, session.absoluteExpiresAt) });
         return true;
       },
+      async touchSessions(touches) {
+        await tick();
+        return touches.map(({ id, lastSeenAt, idleExpiresAt }) => {
+          const session = sessions.get(id);
+          if (!session || !live(session, lastSeenAt)) return false;
+          sessions.set(id, { ...session, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, session.absoluteExpiresAt) });
+          return true;
+        });
+      },
       async deleteSession(id) {
         await tick();
         const session = sessions.get(id);

@@ -452,6 +452,23 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
       return result.rowCount === 1;
     },
 
+    async touchSessions(touches) {
+      if (touches.length === 0) return [];
+      // One statement for the whole batch (the session cache's write-behind),
+      // with touchSession's guard per row.
+      const result = await query<{ id: string }>(pool, {
+        name: "latch_touch_sessions",
+        text: `
+          UPDATE sessions s SET last_seen_at = t.at, idle_expires_at = LEAST(t.idle, s.absolute_expires_at)
+          FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(id, at, idle)
+          WHERE s.id = t.id AND s.idle_expires_at > t.at AND s.absolute_expires_at > t.at
+          RETURNING s.id`,
+        values: [touches.map((t) => t.id), touches.map((t) => t.lastSeenAt), touches.map((t) => t.idleExpiresAt)],
+      });
+      const renewed = new Set(result.rows.map((row) => row.id));
+      return touches.map((t) => renewed.has(t.id));
+    },
+
     async deleteSession(id) {
       const result = await query<{ user_id: string }>(pool, {
         name: "latch_delete_session",

@@ -512,6 +512,9 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     q.insertSession.run(sessionParams(next));
     return true;
   });
+  const touchMany = db.transaction((touches: ReadonlyArray<{ id: string; lastSeenAt: number; idleExpiresAt: number }>) =>
+    touches.map((t) => q.touchSession.run({ id: t.id, at: t.lastSeenAt, idle: t.idleExpiresAt }).changes === 1),
+  );
   const addSigningKey = db.transaction((key: SigningKey) => {
     q.retireKeys.run(key.createdAt);
     q.insertKey.run(key);
@@ -582,6 +585,8 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
         };
       }),
       touchSession: (id, at, idle) => guard(() => q.touchSession.run({ id, at, idle }).changes === 1),
+      // One commit for the whole batch: a commit, not the UPDATE, is most of a touch's cost.
+      touchSessions: (touches) => guard(() => touchMany(touches)),
       deleteSession: (id) => guard(() => q.deleteSession.get(id)?.user_id ?? null),
       rotateSession: (oldId, next) => guard(() => rotateSession(oldId, next)),
       listUserSessions: (userId, now) => guard(() => q.listUserSessions.all(userId, now, now).map(toSession)),

@@ -1,10 +1,10 @@
 import { publicUser } from "../../core/accounts.js";
+import { LatchError } from "../../core/errors.js";
 import { isSessionId } from "../../core/session-token.js";
 import type { Clock } from "../../core/runtime.js";
 import type { FlushMarkStore, RateLimitStore, SecondFactorStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserRecord, UserStore } from "../../core/store.js";
 import { redisCall } from "../redis/redis-connection.js";
 import type { RedisClient } from "../redis/redis-connection.js";
-import { LatchError } from "../../core/errors.js";
 import { EPOCH_TTL_MS, createRedisSessionCache } from "../redis/redis-session-cache.js";
 import type { WriteOptions } from "../redis/redis-session-cache.js";
 import { DEFAULT_REDIS_PREFIX, closeRedis, createRedisRateLimitStore, whenReady } from "../redis/redis-store.js";
@@ -345,7 +345,18 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
       }
       // A miss, or a copy that looks expired but may only have missed a
       // renewal made while Redis was unreachable: the database decides.
-      const found = await database.sessions.findSession(id, now);
+      // While the database is down, Redis's answer stands (the contract's
+      // database-down rule): a session it does not know, or holds expired,
+      // is refused (401), never a 503 for a read. Safe because every
+      // revoking write goes through Redis and its channel, and none can be
+      // acknowledged while the database is down (docs/stores.md).
+      let found: SessionWithUser | null;
+      try {
+        found = await database.sessions.findSession(id, now);
+      } catch (error) {
+        if (error instanceof LatchError && error.code === "unavailable") return null;
+        throw error;
+      }
       if (found !== null) await attempt(() => cache.write(found.session, { mode: "refill", user: found.user, readAt: at, epoch }));
       return found;
     },
@@ -360,6 +371,21 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
       if (renewed) await attempt(() => cache.touch(id, lastSeenAt, idleExpiresAt, { epoch }));
       // Gone or expired in the database: make sure no copy says otherwise.
       else await mirror(() => cache.remove(id));
+      return renewed;
+    },
+
+    async touchSessions(touches) {
+      // As touchSession, for a batch: the database first (in one statement
+      // where it can), then the copies of what it renewed.
+      const renewed = database.sessions.touchSessions
+        ? await database.sessions.touchSessions(touches)
+        : await Promise.all(touches.map((t) => database.sessions.touchSession(t.id, t.lastSeenAt, t.idleExpiresAt)));
+      await Promise.all(
+        touches.map((t, i) => {
+          if (!isSessionId(t.id)) return undefined;
+          return renewed[i] ? attempt(() => cache.touch(t.id, t.lastSeenAt, t.idleExpiresAt, { epoch })) : mirror(() => cache.remove(t.id));
+        }),
+      );
       return renewed;
     },
 
