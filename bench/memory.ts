@@ -115,7 +115,7 @@ async function latch(admin: Redis, url: string, n: number): Promise<Row> {
     const users = (database.users ?? built.users) as { createUser(u: unknown): Promise<void> };
     const now = Date.now();
     const userId = "0193a5f0-6c1e-7000-8000-000000000001";
-    await users.createUser({ id: userId, username: "memory.bench", usernameKey: "memory.bench", email: null, emailKey: null, passwordHash: "$argon2id$x", roles: ["user"], createdAt: now, updatedAt: now });
+    await users.createUser({ id: userId, username: "memory.bench", usernameKey: "memory.bench", email: null, emailKey: null, passwordHash: "$argon2id$x", roles: ["user"], mfa: false, createdAt: now, updatedAt: now });
     const manager = (sessionsModule.createSessionManager as (o: unknown) => { create(userId: string, m: unknown): Promise<unknown> })({
       store: sessionStore,
       runtime,

@@ -51,7 +51,7 @@ async function measure(name: string, stores: Stores, options: { creates?: number
   const sessions = createSessionManager({ store: stores.sessions, runtime, policy });
   const userId = `00000000-0000-7000-8000-${Date.now().toString(16).padStart(12, "0").slice(-12)}`;
   const now = Date.now();
-  await stores.users.createUser({ id: userId, username: `bench${now}`, usernameKey: `bench${now}`, email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], createdAt: now, updatedAt: now });
+  await stores.users.createUser({ id: userId, username: `bench${now}`, usernameKey: `bench${now}`, email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], mfa: false, createdAt: now, updatedAt: now });
   const creates = options.creates ?? 2000;
   const tokens: string[] = [];
   const started = process.hrtime.bigint();

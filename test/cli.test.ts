@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { Secret, TOTP } from "otpauth";
 import { Client, runLatch, startLatch } from "./support/latch-process.js";
 
 const dir = mkdtempSync(join(tmpdir(), "latch-cli-"));
@@ -18,6 +19,32 @@ async function cli(args: string[], extra: Record<string, string> = {}): Promise<
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
   return { code, stdout, stderr };
 }
+
+describe("the admin CLI and second factors", () => {
+  it("users reset-mfa removes a user's TOTP and ends their sessions", async () => {
+    // A database of its own: the suite below counts every user's sessions.
+    const own = { DATABASE_URL: `sqlite:${join(dir, "cli-mfa.db")}` };
+    const server = await startLatch(own);
+    try {
+      const client = new Client(server.url);
+      assert.equal((await client.request("POST", "/register", { username: "cli.mfa", password: "a long cli password" })).status, 201);
+      const { secret } = (await client.request("POST", "/mfa/totp")).body;
+      const code = TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: Date.now() });
+      assert.equal((await client.request("POST", "/mfa/totp/confirm", { code })).status, 200);
+      assert.equal((await new Client(server.url).request("POST", "/login", { username: "cli.mfa", password: "a long cli password" })).body.mfaRequired, true);
+      const reset = await cli(["users", "reset-mfa", "cli.mfa"], own);
+      assert.equal(reset.code, 0, reset.stderr);
+      // Its session and the pending sign-in that was waiting for a code.
+      assert.match(reset.stdout, /removed the second factors of cli\.mfa and revoked 2 session/);
+      assert.equal((await client.request("GET", "/me")).status, 401);
+      const again = await new Client(server.url).request("POST", "/login", { username: "cli.mfa", password: "a long cli password" });
+      assert.equal(again.status, 200);
+      assert.equal(again.body.user.mfa, false);
+    } finally {
+      await server.stop();
+    }
+  });
+});
 
 describe("the admin CLI", () => {
   it("creates a user, sets roles, revokes sessions, purges and deletes, with clear exit codes", async () => {

@@ -145,7 +145,7 @@ describe("recovery and verification pages in Chromium", { skip, timeout: 180_000
     assert.equal((await client.request("GET", "/me")).status, 401, "the reset ended the old session");
     await page.getByLabel("Username or email").fill("forgetful");
     await page.getByLabel("Password", { exact: true }).fill(NEW_PASSWORD);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
     await page.waitForURL(/\/account$/);
     await page.goto(link);
     await page.getByLabel("New password", { exact: true }).fill("yet another passphrase");

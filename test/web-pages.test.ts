@@ -94,10 +94,10 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
       // Signing in by email, and a wrong password shown in the form's alert first.
       await page.getByLabel("Username or email", { exact: true }).fill("web.person@example.com");
       await page.getByLabel("Password", { exact: true }).fill("not the password");
-      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
       await page.getByRole("alert").filter({ hasText: "Invalid username or password." }).waitFor();
       await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
-      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
       await page.waitForURL(/\/account$/);
 
       await page.getByLabel("Current password", { exact: true }).fill(PASSWORD);
@@ -130,7 +130,7 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
       await page.waitForURL(/\/account\/signin\?notice=account-deleted$/);
       await page.getByLabel("Username or email", { exact: true }).fill("web.person");
       await page.getByLabel("Password", { exact: true }).fill(NEW_PASSWORD);
-      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
       await page.getByRole("alert").filter({ hasText: "Invalid username or password." }).waitFor();
 
       assert.deepEqual(errors, []);
@@ -149,7 +149,7 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
       await page.goto(`${latch.url}/account/signin`);
       await page.getByLabel("Username or email", { exact: true }).fill(ADMIN.username);
       await page.getByLabel("Password", { exact: true }).fill(ADMIN.password);
-      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
       await page.waitForURL(/\/account$/);
       await page.getByRole("link", { name: "Go to the admin area" }).click();
       await page.waitForURL(/\/account\/admin$/);
@@ -213,7 +213,7 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
       await page.goto(`${latch.url}/account/signin`);
       await page.getByLabel("Username or email", { exact: true }).fill("web.phone.owner");
       await page.getByLabel("Password", { exact: true }).fill(PASSWORD);
-      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
       await page.waitForURL(/\/account$/);
       assert.equal(await page.locator("table.sessions tbody tr").count(), 2);
       // Runs in the page; typed loosely because this project's TypeScript has no DOM library.

@@ -57,6 +57,7 @@ export async function seedSessions(options: { databaseUrl: string; redisUrl: str
         emailKey: null,
         emailVerified: false,
         roles: ["user"],
+        mfa: false,
         passwordHash: PASSWORD_HASH,
         createdAt: started - 3_600_000,
         updatedAt: started - 3_600_000,

@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
 import { randomFillSync } from "node:crypto";
 import { before, describe, it } from "node:test";
+import { createFakeClock } from "../core/runtime.js";
 import { createSessionManager } from "../core/sessions.js";
 import type { SessionManager } from "../core/sessions.js";
 import type { Stores } from "../core/store.js";
 import type { TokenVerification } from "../core/tokens.js";
 import { createMemoryStores } from "../stores/memory/index.js";
 import { testUser } from "../stores/test-fixtures.js";
-import { createRequestAuthenticator } from "./request-auth.js";
+import { createRequestAuthenticator, sessionKind } from "./request-auth.js";
 
 describe("who is this request", () => {
   let stores: Stores;
@@ -69,5 +70,36 @@ describe("who is this request", () => {
     // The memory store has no in-process cache in front: nothing is known without a read.
     assert.equal(authenticator().cachedSession(token), undefined);
     assert.equal(authenticator().cachedSession("malformed"), null);
+  });
+});
+
+describe("session kinds", () => {
+  it("admit a pending sign-in only where its kind is asked for by name", async () => {
+    const stores = createMemoryStores();
+    const clock = createFakeClock(Date.now());
+    const sessions = createSessionManager({
+      store: stores.sessions,
+      runtime: { clock, random: (b) => void randomFillSync(b) },
+      policy: { idleTimeoutMs: 1_800_000, absoluteTimeoutMs: 86_400_000, renewIntervalMs: 60_000 },
+    });
+    const auth = createRequestAuthenticator({ sessions, cookieNames: ["sid"], bearer: null });
+    const user = testUser();
+    await stores.users.createUser(user);
+    const pending = await sessions.create(user.id, { userAgent: null, ipAddress: null }, { amr: ["pwd"], pendingForMs: 300_000 });
+    const full = await sessions.create(user.id, { userAgent: null, ipAddress: null }, { amr: ["pwd", "otp", "mfa"] });
+    assert.equal(sessionKind(pending.session), "pending_mfa");
+    assert.equal(sessionKind(full.session), "session");
+    assert.equal(pending.session.absoluteExpiresAt, clock.now() + 300_000, "5 minutes, idle and absolute alike");
+    assert.equal(pending.session.idleExpiresAt, clock.now() + 300_000);
+
+    assert.deepEqual(await auth.identify({ cookie: `sid=${pending.token}` }), { kind: "none" });
+    assert.equal(await auth.session(pending.token), null);
+    assert.equal((await auth.session(pending.token, "pending_mfa"))?.session.id, pending.session.id);
+    assert.equal(await auth.session(full.token, "pending_mfa"), null, "a full session is not a pending one");
+    const who = await auth.identify({ cookie: `sid=${full.token}` });
+    assert.equal(who.kind, "session");
+    assert.deepEqual(who.kind === "session" ? who.valid.session.amr : null, ["pwd", "otp", "mfa"]);
+    clock.advance(300_001);
+    assert.equal(await auth.session(pending.token, "pending_mfa"), null, "gone after 5 minutes");
   });
 });

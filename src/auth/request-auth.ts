@@ -14,23 +14,24 @@ import { readCookie } from "./session-cookie.js";
  */
 
 /**
- * What a live session lets its holder do. Every session is a full sign-in
- * today. A new state is added here and in {@link sessionKind} (a sign-in
- * waiting for its second factor: `"pending_mfa"`); since every lookup below
- * admits only the kind its caller names, `"session"` unless it says
- * otherwise, the new state authenticates nothing anywhere until the one route
- * that wants it (POST /login/mfa) asks for it by name.
+ * What a live session lets its holder do: `"session"`, a full sign-in, or
+ * `"pending_mfa"`, a sign-in whose password was right and whose second
+ * factor is still owed (`Session.pending`). Every lookup below admits only
+ * the kind its caller names, `"session"` unless it says otherwise, so a
+ * pending sign-in authenticates nothing anywhere (the guard, the fast path,
+ * the pages, Bearer issuance and checks, the Express and Fastify
+ * middleware) except the one route that asks for it by name: POST /login/mfa.
  */
-export type SessionKind = "session";
+export type SessionKind = "session" | "pending_mfa";
 
 /**
  * The kind of a stored session; the only place that reads a session's state.
  *
  * @example
- * sessionKind(found.session); // "session"
+ * sessionKind(found.session); // "session", or "pending_mfa" for a sign-in waiting for its code
  */
-export function sessionKind(_session: Session): SessionKind {
-  return "session";
+export function sessionKind(session: Session): SessionKind {
+  return session.pending ? "pending_mfa" : "session";
 }
 
 /** The outcome of looking at a request's credentials. */

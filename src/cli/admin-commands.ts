@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { createAccounts, normaliseRoles, refuseRemovingLastAdmin } from "../core/accounts.js";
 import type { Config } from "../core/config.js";
 import { isLatchError, LatchError } from "../core/errors.js";
-import { isUuid } from "../core/ids.js";
+import { isUuid, uuidv7 } from "../core/ids.js";
 import { loginKey } from "../core/identity.js";
 import { createPasswordHasher } from "../core/passwords.js";
 import type { Stores, UserRecord } from "../core/store.js";
@@ -19,6 +19,7 @@ export const ADMIN_USAGE = `Usage:
   latch users create <username> [--email <email>] [--admin]   (password from LATCH_PASSWORD or stdin)
   latch users roles <username|id> <role,role,...>             (sets the roles; "user" is always kept)
   latch users revoke-sessions <username|id>
+  latch users reset-mfa <username|id>                         (removes TOTP, recovery codes and passkeys; ends their sessions)
   latch users delete <username|id>
   latch sessions purge                                        (deletes expired sessions now)
   latch sessions revoke-all                                   (ends every session of every user: after an incident)`;
@@ -60,7 +61,7 @@ async function settled(stores: Stores, done: string): Promise<string> {
 export async function runAdminCommand(config: Config, args: string[], out: (line: string) => void, err: (line: string) => void): Promise<number> {
   const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { email: { type: "string" }, admin: { type: "boolean" } } });
   const [group, action, ...rest] = positionals;
-  const known = ["users create", "users roles", "users revoke-sessions", "users delete", "sessions purge", "sessions revoke-all"];
+  const known = ["users create", "users roles", "users revoke-sessions", "users reset-mfa", "users delete", "sessions purge", "sessions revoke-all"];
   if (!known.includes(`${group} ${action}`)) {
     err(ADMIN_USAGE);
     return 2;
@@ -89,6 +90,15 @@ export async function runAdminCommand(config: Config, args: string[], out: (line
         const user = await findUser(stores, rest[0]);
         const revoked = await stores.sessions.deleteUserSessions(user.id);
         out(await settled(stores, `revoked ${revoked} session(s) of ${user.username}`));
+        return 0;
+      }
+      case "users reset-mfa": {
+        // A lost device, from the operator's shell: as DELETE /admin/users/:id/mfa.
+        const user = await findUser(stores, rest[0]);
+        const removed = await stores.secondFactors.deleteSecondFactors(user.id);
+        const revoked = await stores.sessions.deleteUserSessions(user.id);
+        await stores.events.recordEvent({ id: uuidv7(runtime.clock, runtime.random), userId: user.id, type: "mfa_reset", at: runtime.clock.now(), ipAddress: null, userAgent: null, detail: { by: "cli", revoked: String(revoked) } });
+        out(removed ? `removed the second factors of ${user.username} and revoked ${revoked} session(s)` : `${user.username} had no second factor; revoked ${revoked} session(s)`);
         return 0;
       }
       case "users delete": {

@@ -64,6 +64,9 @@ export async function serve(config: Config): Promise<void> {
   if (config.production && config.tokenKeySecret === null) {
     app.log.warn("TOKEN_KEY_SECRET is not set: JWT signing keys are stored unsealed in the database");
   }
+  if (config.production && config.mfaKeySecret === null) {
+    app.log.warn("MFA_KEY_SECRET (or TOKEN_KEY_SECRET) is not set: TOTP secrets are stored unsealed in the database");
+  }
 
   // A changed TOKEN_ALG takes effect now: a key of it signs from this start
   // (the old key stays in the JWKS until its tokens expire). Not fatal: with

@@ -39,7 +39,7 @@ export const ROLE_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
 
 /** The user as responses show it: never the hash or the look-up keys. */
 export function publicUser(user: User): User {
-  return { id: user.id, username: user.username, email: user.email, emailVerified: user.emailVerified, roles: user.roles, createdAt: user.createdAt };
+  return { id: user.id, username: user.username, email: user.email, emailVerified: user.emailVerified, roles: user.roles, mfa: user.mfa, createdAt: user.createdAt };
 }
 
 /** Validates a roles list from input; "user" is always included. */
@@ -118,6 +118,7 @@ export function createAccounts(options: { users: UserStore; hasher: PasswordHash
         emailVerified: false,
         passwordHash: await hasher.hash(password),
         roles: [...new Set(["user", ...(input.roles ?? [])])],
+        mfa: false,
         createdAt: now,
         updatedAt: now,
       };

@@ -63,6 +63,12 @@ export interface Config {
   tokenAlgorithm: TokenAlgorithm;
   /** Seals signing keys at rest when set (32+ characters); null keeps them as plain JWK. */
   tokenKeySecret: string | null;
+  /**
+   * Seals TOTP secrets at rest (AES-256-GCM): MFA_KEY_SECRET, else
+   * TOKEN_KEY_SECRET, else null (stored unsealed, as signing keys are
+   * without TOKEN_KEY_SECRET; warned about in production).
+   */
+  mfaKeySecret: string | null;
   /** The `iss` claim of issued tokens. */
   issuer: string;
   eventRetentionDays: number;
@@ -205,6 +211,7 @@ const schema = z.object({
   TOKEN_ALG: z.enum(TOKEN_ALGORITHMS, { error: `must be one of ${TOKEN_ALGORITHMS.join(", ")} (case matters)` }).default(DEFAULT_TOKEN_ALGORITHM),
   TOKEN_ISSUER: z.string().trim().min(1).optional(),
   TOKEN_KEY_SECRET: z.string().min(32, "must be at least 32 characters (a random string; keep it out of the database)").optional(),
+  MFA_KEY_SECRET: z.string().min(32, "must be at least 32 characters (a random string; keep it out of the database)").optional(),
   EVENT_RETENTION_DAYS: int(1, 3650).default(90),
   SWEEP_INTERVAL: int(1, 86_400).default(300),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -280,6 +287,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     tokenTtlSeconds: e.TOKEN_TTL,
     tokenAlgorithm: e.TOKEN_ALG,
     tokenKeySecret: e.TOKEN_KEY_SECRET ?? null,
+    mfaKeySecret: e.MFA_KEY_SECRET ?? e.TOKEN_KEY_SECRET ?? null,
     issuer: e.TOKEN_ISSUER ?? "latch",
     eventRetentionDays: e.EVENT_RETENTION_DAYS,
     sweepIntervalMs: e.SWEEP_INTERVAL * 1000,

@@ -17,14 +17,18 @@ export type { Clock, FakeClock, RandomReader, Runtime } from "./runtime.js";
 
 // The store contract (what src/stores/ implement; see latch/stores/conformance).
 export { isCachedSessionStore } from "./store.js";
+export { AUTH_METHODS } from "./store.js";
 export type {
+  AuthMethod,
   CachedSessionStore,
   ListUsersOptions,
+  Passkey,
   RateLimitState,
   RateLimitStore,
   SecurityEvent,
   SecurityEventStore,
   SecurityEventType,
+  SecondFactorStore,
   Session,
   SessionCacheStats,
   SessionStore,
@@ -33,9 +37,11 @@ export type {
   SigningKeyStore,
   StoreHealth,
   Stores,
+  TotpCredential,
   User,
   UserRecord,
   UserStore,
+  WebAuthnChallenge,
 } from "./store.js";
 
 // Sessions and their tokens.

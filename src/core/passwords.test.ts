@@ -52,7 +52,7 @@ describe("password hashing", () => {
     const accounts = createAccounts({ users: stores.users, hasher, runtime: { clock, random: (bytes) => void randomFillSync(bytes) } });
     await stores.users.createUser({
       id: "legacy", username: "legacy", usernameKey: "legacy", email: null, emailKey: null, emailVerified: false,
-      passwordHash: bcrypt.hashSync("an old password", 4).replace(/^\$2b\$/, "$2y$"), roles: ["user"], createdAt: 1, updatedAt: 1,
+      passwordHash: bcrypt.hashSync("an old password", 4).replace(/^\$2b\$/, "$2y$"), roles: ["user"], mfa: false, createdAt: 1, updatedAt: 1,
     });
     const user = await accounts.findByLogin("legacy");
     assert.equal(await accounts.checkCredentials(user, "an old password"), true);

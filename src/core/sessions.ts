@@ -3,7 +3,7 @@ import { LatchError } from "./errors.js";
 import { csrfTokenFor, issueSessionToken, parseSessionToken, verifySessionSecret } from "./session-token.js";
 import type { Runtime } from "./runtime.js";
 import { isCachedSessionStore } from "./store.js";
-import type { CreateSessionOptions, Session, SessionStore, SessionWithUser, User } from "./store.js";
+import type { AuthMethod, CreateSessionOptions, Session, SessionStore, SessionWithUser, User } from "./store.js";
 
 function unlessUnavailable(error: unknown): false {
   if (error instanceof LatchError && error.code === "unavailable") return false;
@@ -21,6 +21,16 @@ export interface SessionMetadata {
   userAgent: string | null;
   /** Already truncated by the caller. */
   ipAddress: string | null;
+}
+
+export interface NewSessionOptions extends CreateSessionOptions {
+  /** How the holder signed in (RFC 8176). Default `["pwd"]`. */
+  amr?: AuthMethod[];
+  /**
+   * A sign-in waiting for its second factor, ending after this many ms
+   * (idle and absolute alike: it never slides past it).
+   */
+  pendingForMs?: number;
 }
 
 export interface NewSession {
@@ -47,8 +57,10 @@ export interface SessionManager {
    * verified against), the session is written only if that is still the
    * user's hash; otherwise, because a password change landed while the
    * sign-in ran, it rejects with `LatchError("invalid_credentials")`.
+   * `amr` and `pendingForMs` set how the holder signed in and make a pending
+   * sign-in (see {@link NewSessionOptions}).
    */
-  create(userId: string, metadata: SessionMetadata, options?: CreateSessionOptions): Promise<NewSession>;
+  create(userId: string, metadata: SessionMetadata, options?: NewSessionOptions): Promise<NewSession>;
   /**
    * The session and user for a cookie value, or null when the value is
    * malformed, unknown, expired or its secret does not match. Slides the idle
@@ -101,7 +113,7 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
     return true;
   }
 
-  function build(userId: string, metadata: SessionMetadata, createdAt: number, absoluteExpiresAt: number): NewSession {
+  function build(userId: string, metadata: SessionMetadata, createdAt: number, absoluteExpiresAt: number, state: Pick<Session, "amr" | "pending">): NewSession {
     const issued = issueSessionToken(userId, runtime.random);
     const session: Session = {
       id: issued.id,
@@ -113,16 +125,21 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       absoluteExpiresAt,
       userAgent: metadata.userAgent,
       ipAddress: metadata.ipAddress,
+      amr: [...state.amr],
+      pending: state.pending,
     };
     return { session, token: issued.token, csrfToken: csrfTokenFor(issued.secret) };
   }
 
   return {
     policy,
-    async create(userId, metadata, options) {
+    async create(userId, metadata, createOptions = {}) {
       const now = clock.now();
-      const created = build(userId, metadata, now, now + policy.absoluteTimeoutMs);
-      if (!(await store.createSession(created.session, options))) throw new LatchError("invalid_credentials");
+      const pending = createOptions.pendingForMs !== undefined;
+      const absoluteExpiresAt = now + (pending ? Math.min(createOptions.pendingForMs!, policy.absoluteTimeoutMs) : policy.absoluteTimeoutMs);
+      const created = build(userId, metadata, now, absoluteExpiresAt, { amr: createOptions.amr ?? ["pwd"], pending });
+      const storeOptions = createOptions.ifPasswordHash === undefined ? undefined : { ifPasswordHash: createOptions.ifPasswordHash };
+      if (!(await store.createSession(created.session, storeOptions))) throw new LatchError("invalid_credentials");
       return created;
     },
 
@@ -166,7 +183,7 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
     },
 
     async rotate(current) {
-      const next = build(current.userId, current, current.createdAt, current.absoluteExpiresAt);
+      const next = build(current.userId, current, current.createdAt, current.absoluteExpiresAt, current);
       return (await store.rotateSession(current.id, next.session)) ? next : null;
     },
 

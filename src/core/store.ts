@@ -25,6 +25,8 @@ export interface User {
   emailVerified: boolean;
   /** Always contains "user". */
   roles: string[];
+  /** The account has a second factor: a confirmed TOTP or at least one passkey. Kept by the {@link SecondFactorStore} methods that change it. */
+  mfa: boolean;
   createdAt: number;
 }
 
@@ -54,7 +56,21 @@ export interface Session {
   userAgent: string | null;
   /** The client address, truncated (/24 IPv4, /48 IPv6) before it reaches the store. */
   ipAddress: string | null;
+  /** How the holder signed in, in RFC 8176 terms: `["pwd"]`, `["pwd", "otp", "mfa"]`, `["hwk", "mfa"]`. */
+  amr: AuthMethod[];
+  /**
+   * A sign-in waiting for its second factor: the password was right, the
+   * code is still owed. It authenticates nothing but POST /login/mfa
+   * (src/auth/request-auth.ts `sessionKind` is the one place that reads
+   * this). Lives 5 minutes; never promoted: success starts a new session.
+   */
+  pending: boolean;
 }
+
+/** RFC 8176 authentication method references that Latch issues. */
+export type AuthMethod = "pwd" | "otp" | "hwk" | "mfa";
+
+export const AUTH_METHODS: readonly AuthMethod[] = ["pwd", "otp", "hwk", "mfa"];
 
 export interface SessionWithUser {
   session: Session;
@@ -87,6 +103,7 @@ export interface UserStore {
    * or drop that copy here, so live sessions see the new roles at once.
    */
   updateUserRoles(id: string, roles: string[], updatedAt: number): Promise<UserRecord | null>;
+  /** Deletes the user and, atomically with it, every session, security event and second factor of theirs. */
   /**
    * Replaces the email (null removes it) and marks it unverified, and voids
    * every verification token of the user, atomically. Returns the updated
@@ -186,6 +203,16 @@ export type SecurityEventType =
   | "throttled"
   | "user_deleted"
   | "token_issued"
+  | "totp_setup_started"
+  | "totp_enabled"
+  | "totp_disabled"
+  | "recovery_codes_generated"
+  | "recovery_code_used"
+  | "mfa_failed"
+  | "passkey_added"
+  | "passkey_renamed"
+  | "passkey_removed"
+  | "mfa_reset"
   | "password_reset_requested"
   | "password_reset"
   | "email_verified"
@@ -259,6 +286,117 @@ export interface SigningKeyStore {
   addSigningKey(key: SigningKey): Promise<void>;
   /** Deletes keys retired before `before`; returns how many. */
   deleteSigningKeysRetiredBefore(before: number): Promise<number>;
+}
+
+/**
+ * A user's TOTP (RFC 6238) credential. Secrets are stored sealed
+ * (src/core/second-factor-sealing.ts), never as the base32 text.
+ */
+export interface TotpCredential {
+  userId: string;
+  /** The confirmed secret, sealed; null while only a setup is pending. */
+  secret: string | null;
+  /** The highest time step a code was accepted for; a code of this step or an earlier one is refused (replay). 0 before any. */
+  lastUsedStep: number;
+  /** A setup waiting for its first code, sealed; the confirmed secret (if any) stays in force meanwhile. */
+  pendingSecret: string | null;
+  confirmedAt: number | null;
+  updatedAt: number;
+}
+
+/** A WebAuthn credential (a passkey) registered to a user. */
+export interface Passkey {
+  /** Public handle (what the API calls `id`); not the credential id. */
+  id: string;
+  userId: string;
+  /** The WebAuthn credential id, base64url; unique across users. */
+  credentialId: string;
+  /** COSE public key. */
+  publicKey: Uint8Array;
+  /** The signature counter last seen; 0 for authenticators that keep none. */
+  counter: number;
+  transports: string[];
+  /** 1 to 64 characters, chosen by the user. */
+  name: string;
+  createdAt: number;
+  lastUsedAt: number | null;
+}
+
+/**
+ * A WebAuthn challenge waiting for its answer: single use, short-lived, and
+ * bound to the browser that asked (the browser holds a random secret in a
+ * cookie; only its hash is here).
+ */
+export interface WebAuthnChallenge {
+  id: string;
+  purpose: "register" | "sign_in";
+  /** The user registering a passkey; null for a sign-in (anyone may ask). */
+  userId: string | null;
+  /** SHA-256 of the browser's secret, 32 bytes. */
+  secretHash: Uint8Array;
+  /** The challenge, base64url, as the options carried it. */
+  challenge: string;
+  expiresAt: number;
+}
+
+/**
+ * Second factors: TOTP with recovery codes, passkeys, and WebAuthn
+ * challenges. Every method that changes whether a user has a second factor
+ * (confirming or removing TOTP, adding or removing a passkey, removing them
+ * all) sets the user's `mfa` flag in the same atomic write; stores that keep
+ * a copy of the user next to sessions refresh or drop that copy, as for a
+ * role change.
+ */
+export interface SecondFactorStore {
+  /** The user's TOTP row (confirmed, pending, or both), or null. */
+  findTotp(userId: string): Promise<TotpCredential | null>;
+  /** Records a setup (a new pending secret, replacing an earlier pending one). False when the user does not exist. */
+  beginTotp(userId: string, pendingSecret: string, now: number): Promise<boolean>;
+  /**
+   * Atomically: the pending secret becomes the confirmed one, `step` becomes
+   * the last used step, the user's recovery codes are replaced by
+   * `recoveryCodeHashes`, and `mfa` is set. False, and nothing written, when
+   * the pending secret is no longer `pendingSecret` (a newer setup, or none).
+   */
+  confirmTotp(userId: string, pendingSecret: string, step: number, recoveryCodeHashes: string[], now: number): Promise<boolean>;
+  /**
+   * Accepts a code's time step once: atomically sets the last used step to
+   * `step` when a confirmed secret exists and its last used step is lower.
+   * False otherwise (a replayed or older code, or no TOTP). Concurrent
+   * callers with the same step: exactly one gets true.
+   */
+  useTotpStep(userId: string, step: number): Promise<boolean>;
+  /** Removes TOTP (confirmed and pending) and every recovery code; updates `mfa`. False when there was no TOTP row. */
+  deleteTotp(userId: string): Promise<boolean>;
+  /** Replaces every recovery code of the user with these hashes (hex SHA-256). */
+  replaceRecoveryCodes(userId: string, hashes: string[]): Promise<void>;
+  /** Deletes the user's recovery code with this hash: true once, then false. */
+  useRecoveryCode(userId: string, hash: string): Promise<boolean>;
+  /** How many unused recovery codes the user has. */
+  countRecoveryCodes(userId: string): Promise<number>;
+  /** Adds a passkey and sets `mfa`. Rejects with `LatchError("conflict")` when the credential id is registered already. */
+  createPasskey(passkey: Passkey): Promise<void>;
+  /** The user's passkeys, oldest first. */
+  listPasskeys(userId: string): Promise<Passkey[]>;
+  /** The passkey with this WebAuthn credential id, whoever's it is, or null. */
+  findPasskeyByCredentialId(credentialId: string): Promise<Passkey | null>;
+  /**
+   * Records a sign-in with the passkey: counter and last use set, only if the
+   * stored counter still equals `expectedCounter` (so two concurrent uses of
+   * one assertion cannot both pass). False otherwise, or when it is gone.
+   */
+  recordPasskeyUse(id: string, expectedCounter: number, counter: number, at: number): Promise<boolean>;
+  /** Renames the user's passkey; false when it is not theirs or unknown. */
+  renamePasskey(userId: string, id: string, name: string): Promise<boolean>;
+  /** Deletes the user's passkey and updates `mfa`; false when it is not theirs or unknown. */
+  deletePasskey(userId: string, id: string): Promise<boolean>;
+  /** Removes TOTP, recovery codes and passkeys (a lost device); `mfa` off. Returns whether anything was removed. */
+  deleteSecondFactors(userId: string): Promise<boolean>;
+  putChallenge(challenge: WebAuthnChallenge): Promise<void>;
+  /** Removes the challenge and returns it: once. Null when unknown or expired at `now`. */
+  takeChallenge(id: string, now: number): Promise<WebAuthnChallenge | null>;
+  /** Deletes up to `limit` challenges expired at `now`; returns how many. */
+  deleteExpiredChallenges(now: number, limit: number): Promise<number>;
 }
 
 /**
@@ -395,6 +533,7 @@ export interface Stores {
   events: SecurityEventStore;
   limits: RateLimitStore;
   keys: SigningKeyStore;
+  secondFactors: SecondFactorStore;
   /** The outbox and account tokens: always in the database, beside the users. */
   mail: MailStore;
   /** Each backend's health by name, e.g. `{ database: "ok", redis: "down" }`. Never rejects. */

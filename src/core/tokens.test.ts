@@ -23,13 +23,14 @@ function setup(options: { keys?: SigningKeyStore; clock?: FakeClock; ttlSeconds?
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString("base64url");
 
 describe("access tokens", () => {
-  it("are ES256 JWTs by default, with kid and typ, carrying iss, sub, sid, roles, iat and exp", async () => {
+  it("are ES256 JWTs by default, with kid and typ, carrying iss, sub, sid, roles, amr, iat and exp", async () => {
     const { tokens, clock } = setup({ ttlSeconds: 600 });
     const issued = await tokens.issue({ ...subject, roles: ["user", "admin"] });
     const header = decodeProtectedHeader(issued.token);
     assert.deepEqual(header, { alg: "ES256", kid: issued.kid, typ: "JWT" });
     const claims = decodeJwt(issued.token);
-    assert.deepEqual(Object.keys(claims).sort(), ["exp", "iat", "iss", "roles", "sid", "sub"]);
+    assert.deepEqual(Object.keys(claims).sort(), ["amr", "exp", "iat", "iss", "roles", "sid", "sub"]);
+    assert.deepEqual(claims.amr, ["pwd"]);
     assert.equal(claims.iss, "latch-test");
     assert.equal(claims.sub, subject.userId);
     assert.equal(claims.sid, SID);

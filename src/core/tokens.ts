@@ -50,6 +50,8 @@ export interface AccessTokenClaims {
   /** The public handle of the session the token was issued for. */
   sid: string;
   roles: string[];
+  /** How the session signed in (RFC 8176), as the session's `amr`. Tokens issued before it existed read as `["pwd"]`. */
+  amr: string[];
   iat: number;
   exp: number;
 }
@@ -66,6 +68,8 @@ export interface TokenSubject {
   /** The session's public handle (`Session.id`). */
   sessionId: string;
   roles: string[];
+  /** The session's `amr`. Default `["pwd"]`. */
+  amr?: readonly string[];
   /** Milliseconds; the token never outlives this (the session's expiry). */
   notAfter?: number;
 }
@@ -236,8 +240,9 @@ function reject(reason: TokenRejection, message: string): TokenVerification {
 }
 
 function isClaims(payload: Record<string, unknown>): boolean {
-  const { sub, sid, roles, iat, exp } = payload;
+  const { sub, sid, roles, amr, iat, exp } = payload;
   return (
+    (amr === undefined || (Array.isArray(amr) && amr.every((m) => typeof m === "string"))) &&
     typeof sub === "string" &&
     sub.length > 0 &&
     isSessionId(sid) &&
@@ -288,7 +293,9 @@ export async function verifyAccessToken(
       requiredClaims: ["sub", "sid", "iat", "exp"],
     });
     if (!isClaims(payload)) return reject("claims", "The access token's claims are invalid.");
-    return { valid: true, claims: payload as unknown as AccessTokenClaims, kid: header.kid };
+    const claims = payload as unknown as AccessTokenClaims;
+    if (claims.amr === undefined) claims.amr = ["pwd"];
+    return { valid: true, claims, kid: header.kid };
   } catch (error) {
     if (isLatchError(error)) throw error;
     if (error instanceof errors.JWTExpired) return reject("expired", "The access token has expired.");
@@ -523,9 +530,9 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
       const iat = Math.floor(now / 1000);
       const notAfter = subject.notAfter === undefined ? Infinity : Math.floor(subject.notAfter / 1000);
       const exp = Math.max(iat + 1, Math.min(iat + ttlSeconds, notAfter));
-      const claims: AccessTokenClaims = { iss: issuer, sub: subject.userId, sid: subject.sessionId, roles: [...subject.roles], iat, exp };
+      const claims: AccessTokenClaims = { iss: issuer, sub: subject.userId, sid: subject.sessionId, roles: [...subject.roles], amr: [...(subject.amr ?? ["pwd"])], iat, exp };
       const signingKey = await importOnce(privateKeys, key, () => openPrivateKey(key.privateJwk, key.kid, options.keySecret ?? null));
-      const token = await new SignJWT({ sid: claims.sid, roles: claims.roles })
+      const token = await new SignJWT({ sid: claims.sid, roles: claims.roles, amr: claims.amr })
         .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "JWT" })
         .setIssuer(issuer)
         .setSubject(claims.sub)

@@ -1,6 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
-import { checkRole, createValidator, failureBody, failureFromError, isValidator } from "./validate.js";
-import type { AuthFailure, LatchAuth, Validator, ValidatorOptions } from "./validate.js";
+import { checkRequirement, checkRole, createValidator, failureBody, failureFromError, isValidator } from "./validate.js";
+import type { AuthFailure, AuthRequirement, LatchAuth, Validator, ValidatorOptions } from "./validate.js";
 
 /**
  * Express middleware for resource servers: the drop-in replacement for the
@@ -9,7 +9,7 @@ import type { AuthFailure, LatchAuth, Validator, ValidatorOptions } from "./vali
  * Latch's Bearer JWTs against its JWKS, with no call to Latch per request.
  */
 
-export type { AuthFailure, JwksOptions, LatchAuth, LatchSession, LatchUser, Validator, ValidatorOptions } from "./validate.js";
+export type { AuthFailure, AuthRequirement, JwksOptions, LatchAuth, LatchSession, LatchUser, Validator, ValidatorOptions } from "./validate.js";
 export type { AccessTokenClaims } from "../core/tokens.js";
 export { createValidator, DEFAULT_SESSION_POLICY } from "./validate.js";
 
@@ -36,7 +36,7 @@ function refuse(res: Response, failure: AuthFailure): void {
   res.status(failure.status).json(failureBody(failure));
 }
 
-function middleware(validator: Validator, role: string | null): RequestHandler {
+function middleware(validator: Validator, role: string | null, requirement: AuthRequirement): RequestHandler {
   async function run(req: Request, res: Response, next: NextFunction): Promise<void> {
     let auth = req.latch;
     // requireRole after requireAuth on the same request validates once.
@@ -53,6 +53,8 @@ function middleware(validator: Validator, role: string | null): RequestHandler {
       const refusal = validator.authorize(auth, role);
       if (refusal !== null) return refuse(res, refusal);
     }
+    const refusal = validator.require(auth, requirement);
+    if (refusal !== null) return refuse(res, refusal);
     next();
   }
   return function latchMiddleware(req, res, next) {
@@ -78,9 +80,11 @@ function middleware(validator: Validator, role: string | null): RequestHandler {
  * app.get("/dashboard", requireAuth(latch), (req, res) => {
  *   res.json({ message: `Welcome, ${req.latch!.user.username}` });
  * });
+ * // Two factors (amr "mfa") or 403 forbidden: the step-up pattern in the README.
+ * app.post("/transfers", requireAuth(latch, { mfa: true }), handler);
  */
-export function requireAuth(options: LatchMiddlewareOptions): RequestHandler {
-  return middleware(validatorOf(options), null);
+export function requireAuth(options: LatchMiddlewareOptions, requirement?: AuthRequirement): RequestHandler {
+  return middleware(validatorOf(options), null, checkRequirement(requirement));
 }
 
 /**
@@ -90,7 +94,8 @@ export function requireAuth(options: LatchMiddlewareOptions): RequestHandler {
  *
  * @example
  * app.get("/admin", requireRole("admin", latch), (req, res) => res.json({ message: "Admin area" }));
+ * app.delete("/admin/users/:id", requireRole("admin", latch, { mfa: true }), handler);
  */
-export function requireRole(role: string, options: LatchMiddlewareOptions): RequestHandler {
-  return middleware(validatorOf(options), checkRole(role));
+export function requireRole(role: string, options: LatchMiddlewareOptions, requirement?: AuthRequirement): RequestHandler {
+  return middleware(validatorOf(options), checkRole(role), checkRequirement(requirement));
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from "fastify";
 import fp from "fastify-plugin";
-import { checkRole, createValidator, failureBody, failureFromError } from "./validate.js";
-import type { AuthFailure, LatchAuth, Validator, ValidatorOptions } from "./validate.js";
+import { checkRequirement, checkRole, createValidator, failureBody, failureFromError } from "./validate.js";
+import type { AuthFailure, AuthRequirement, LatchAuth, Validator, ValidatorOptions } from "./validate.js";
 
 /**
  * A Fastify plugin for resource servers: decorates `request.latch` and
@@ -9,7 +9,7 @@ import type { AuthFailure, LatchAuth, Validator, ValidatorOptions } from "./vali
  * same validation as the Express middleware.
  */
 
-export type { AuthFailure, JwksOptions, LatchAuth, LatchSession, LatchUser, Validator, ValidatorOptions } from "./validate.js";
+export type { AuthFailure, AuthRequirement, JwksOptions, LatchAuth, LatchSession, LatchUser, Validator, ValidatorOptions } from "./validate.js";
 export type { AccessTokenClaims } from "../core/tokens.js";
 export { createValidator, DEFAULT_SESSION_POLICY } from "./validate.js";
 
@@ -19,12 +19,19 @@ declare module "fastify" {
     latch: LatchAuth | null;
   }
   interface FastifyInstance {
-    /** preHandler: a signed-in user (session cookie or Bearer JWT), else 401. */
-    requireAuth: preHandlerAsyncHookHandler;
-    /** preHandler: a signed-in user with `role`, else 401 or 403. Checks the role name now. */
-    requireRole(role: string): preHandlerAsyncHookHandler;
+    /**
+     * preHandler: a signed-in user (session cookie or Bearer JWT), else 401.
+     * Called with a requirement instead (`app.requireAuth({ mfa: true })`), it
+     * returns a preHandler that also needs a two-factor sign-in, else 403.
+     */
+    requireAuth: RequireAuth;
+    /** preHandler: a signed-in user with `role` (and, with `{ mfa: true }`, two factors), else 401 or 403. Checks its arguments now. */
+    requireRole(role: string, requirement?: AuthRequirement): preHandlerAsyncHookHandler;
   }
 }
+
+/** `app.requireAuth`: a preHandler itself, or a factory of one for a requirement. */
+export type RequireAuth = preHandlerAsyncHookHandler & ((requirement: AuthRequirement) => preHandlerAsyncHookHandler);
 
 /** Options to build a validator, or `{ validator }` to share one already built. */
 export type LatchPluginOptions = ValidatorOptions | { validator: Validator };
@@ -60,19 +67,25 @@ async function latchPlugin(app: FastifyInstance, options: LatchPluginOptions): P
     return result.auth;
   }
 
-  const requireAuth: preHandlerAsyncHookHandler = async function requireAuth(request, reply) {
-    if ((await authenticate(request, reply)) === null) return reply;
-  };
-
-  app.decorate("requireAuth", requireAuth);
-  app.decorate("requireRole", function requireRole(role: string): preHandlerAsyncHookHandler {
-    const checked = checkRole(role);
-    return async function requireRoleHandler(request, reply) {
+  function guard(role: string | null, requirement: AuthRequirement): preHandlerAsyncHookHandler {
+    return async function latchGuard(request, reply) {
       const auth = await authenticate(request, reply);
       if (auth === null) return reply;
-      const refusal = validator.authorize(auth, checked);
+      const refusal = (role === null ? null : validator.authorize(auth, role)) ?? validator.require(auth, requirement);
       if (refusal !== null) return refuse(reply, refusal);
     };
+  }
+
+  const plain = guard(null, {});
+  // Fastify calls a preHandler with (request, reply); a requirement comes alone.
+  const requireAuth = function requireAuth(this: FastifyInstance, first: FastifyRequest | AuthRequirement, reply?: FastifyReply) {
+    if (reply === undefined) return guard(null, checkRequirement(first));
+    return plain.call(this, first as FastifyRequest, reply);
+  } as RequireAuth;
+
+  app.decorate("requireAuth", requireAuth);
+  app.decorate("requireRole", function requireRole(role: string, requirement?: AuthRequirement): preHandlerAsyncHookHandler {
+    return guard(checkRole(role), checkRequirement(requirement));
   });
 }
 
@@ -85,6 +98,7 @@ async function latchPlugin(app: FastifyInstance, options: LatchPluginOptions): P
  * await app.register(latchFastify, { sessions: stores.sessions, policy: config.session, jwks: { url, issuer: "latch" } });
  * app.get("/dashboard", { preHandler: app.requireAuth }, async (request) => ({ message: `Welcome, ${request.latch!.user.username}` }));
  * app.get("/admin", { preHandler: app.requireRole("admin") }, async () => ({ message: "Admin area" }));
+ * app.post("/transfers", { preHandler: app.requireAuth({ mfa: true }) }, handler); // 403 for a one-factor sign-in
  */
 export const latchFastify: FastifyPluginAsync<LatchPluginOptions> = fp(latchPlugin, { name: "latch", fastify: "5.x" });
 

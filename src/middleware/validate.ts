@@ -103,6 +103,8 @@ export interface LatchUser {
   username: string | null;
   email: string | null;
   roles: string[];
+  /** The account has a second factor; null on a JWKS-only server. */
+  mfa: boolean | null;
   createdAt: number | null;
 }
 
@@ -114,7 +116,22 @@ export interface LatchSession {
   lastSeenAt: number | null;
   idleExpiresAt: number | null;
   absoluteExpiresAt: number | null;
+  /** How the session signed in (RFC 8176: `pwd`, `otp`, `hwk`, `mfa`), from the store, or from the token on a JWKS-only server. */
+  amr: string[];
 }
+
+/** What a route asks of the sign-in beyond being signed in. */
+export interface AuthRequirement {
+  /**
+   * Only a sign-in with two factors (`amr` contains `mfa`: a password and a
+   * code, or a passkey that verified its user) passes; a one-factor session
+   * gets 403 `forbidden`, so the client can send the person to step up.
+   */
+  mfa?: boolean;
+}
+
+/** The 403 message for a one-factor sign-in where two are required. */
+export const MFA_REQUIRED_MESSAGE = "This needs a sign-in with a second factor: sign in again with a passkey, or with your password and a code.";
 
 /** What the middleware puts on the request as `latch`. */
 export interface LatchAuth {
@@ -150,6 +167,8 @@ export interface Validator {
   validate(request: RequestView): Promise<ValidationResult>;
   /** Null when `auth` has `role`; else the 403 to send. */
   authorize(auth: LatchAuth, role: string): AuthFailure | null;
+  /** Null when `auth` meets `requirement`; else the 403 to send. */
+  require(auth: LatchAuth, requirement: AuthRequirement): AuthFailure | null;
 }
 
 function failure(code: AuthFailure["code"], message: string, wwwAuthenticate: string | null = null): AuthFailure {
@@ -184,6 +203,20 @@ export function failureFromError(error: unknown): AuthFailure | null {
 }
 
 /**
+ * Validates an {@link AuthRequirement} at middleware creation.
+ *
+ * @example
+ * checkRequirement({ mfa: true }); // { mfa: true }
+ */
+export function checkRequirement(value: unknown): AuthRequirement {
+  if (value === undefined) return {};
+  if (typeof value !== "object" || value === null || Object.keys(value).some((k) => k !== "mfa") || !["undefined", "boolean"].includes(typeof (value as AuthRequirement).mfa)) {
+    throw new TypeError(`latch: the requirement must be like { mfa: true } (got ${JSON.stringify(value)})`);
+  }
+  return { ...(value as AuthRequirement) };
+}
+
+/**
  * Validates a role name at middleware creation, so a typo fails at start-up
  * rather than on every request.
  *
@@ -199,12 +232,12 @@ export function checkRole(role: unknown): string {
 }
 
 function userOf(user: User): LatchUser {
-  return { id: user.id, username: user.username, email: user.email, roles: [...user.roles], createdAt: user.createdAt };
+  return { id: user.id, username: user.username, email: user.email, roles: [...user.roles], mfa: user.mfa, createdAt: user.createdAt };
 }
 
 function sessionOf(session: Session): LatchSession {
   const { id, userId, createdAt, lastSeenAt, idleExpiresAt, absoluteExpiresAt } = session;
-  return { id, userId, createdAt, lastSeenAt, idleExpiresAt, absoluteExpiresAt };
+  return { id, userId, createdAt, lastSeenAt, idleExpiresAt, absoluteExpiresAt, amr: [...session.amr] };
 }
 
 function checkOptions(options: ValidatorOptions): void {
@@ -301,8 +334,8 @@ export function createValidator(options: ValidatorOptions): Validator {
           const { claims, found } = who;
           if (found === null) {
             // JWKS-only: the signature is all there is, so the claims are believed until exp.
-            const user: LatchUser = { id: claims.sub, username: null, email: null, roles: [...claims.roles], createdAt: null };
-            const session: LatchSession = { id: claims.sid, userId: claims.sub, createdAt: null, lastSeenAt: null, idleExpiresAt: null, absoluteExpiresAt: null };
+            const user: LatchUser = { id: claims.sub, username: null, email: null, roles: [...claims.roles], mfa: null, createdAt: null };
+            const session: LatchSession = { id: claims.sid, userId: claims.sub, createdAt: null, lastSeenAt: null, idleExpiresAt: null, absoluteExpiresAt: null, amr: [...claims.amr] };
             return { ok: true, auth: { via: "bearer", user, session, claims }, setCookie: null };
           }
           return { ok: true, auth: { via: "bearer", user: userOf(found.user), session: sessionOf(found.session), claims }, setCookie: null };
@@ -328,6 +361,11 @@ export function createValidator(options: ValidatorOptions): Validator {
       if (auth.user.roles.includes(role)) return null;
       return failure("forbidden", errorCodes.forbidden.message, auth.via === "bearer" ? 'Bearer error="insufficient_scope"' : null);
     },
+
+    require(auth, requirement) {
+      if (requirement.mfa !== true || auth.session.amr.includes("mfa")) return null;
+      return failure("forbidden", MFA_REQUIRED_MESSAGE, auth.via === "bearer" ? 'Bearer error="insufficient_user_authentication"' : null);
+    },
   };
 }
 
@@ -338,5 +376,5 @@ export function createValidator(options: ValidatorOptions): Validator {
  * const validator = isValidator(options) ? options : createValidator(options);
  */
 export function isValidator(value: unknown): value is Validator {
-  return typeof value === "object" && value !== null && typeof (value as Validator).validate === "function" && typeof (value as Validator).authorize === "function";
+  return typeof value === "object" && value !== null && typeof (value as Validator).validate === "function" && typeof (value as Validator).authorize === "function" && typeof (value as Validator).require === "function";
 }

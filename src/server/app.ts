@@ -5,7 +5,9 @@ import type { FastifyInstance, FastifyServerOptions } from "fastify";
 import { createAccounts } from "../core/accounts.js";
 import type { Config } from "../core/config.js";
 import { LatchError } from "../core/errors.js";
+import { relyingPartyOf } from "../core/passkeys.js";
 import { createPasswordHasher } from "../core/passwords.js";
+import { createSecondFactors } from "../core/second-factors.js";
 import type { PasswordHasher } from "../core/passwords.js";
 import type { Runtime } from "../core/runtime.js";
 import { createSessionManager } from "../core/sessions.js";
@@ -26,6 +28,8 @@ import { ownSessionRoutes } from "./routes/own-session-routes.js";
 import { privacyRoutes } from "./routes/privacy-routes.js";
 import { sessionRoutes } from "./routes/session-routes.js";
 import { tokenRoutes } from "./routes/token-routes.js";
+import { secondFactorRoutes } from "./routes/second-factor-routes.js";
+import { passkeyRoutes } from "./routes/passkey-routes.js";
 import { recoveryRoutes } from "./routes/recovery-routes.js";
 import { createMailQueue } from "./mail.js";
 
@@ -95,6 +99,8 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     sessions,
     accounts: createAccounts({ users: stores.users, hasher, runtime }),
     tokens,
+    factors: createSecondFactors({ store: stores.secondFactors, runtime, keySecret: config.mfaKeySecret }),
+    relyingParty: relyingPartyOf(config.publicUrl),
     auth: createRequestAuthenticator({
       sessions,
       cookieNames: [cookieName],
@@ -252,6 +258,8 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   privacyRoutes(app, context);
   adminRoutes(app, context);
   tokenRoutes(app, context);
+  secondFactorRoutes(app, context);
+  passkeyRoutes(app, context);
   recoveryRoutes(app, context);
   apiDocumentRoute(app);
   // More routes from the composition root (the pages): for browsers, not

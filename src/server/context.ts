@@ -1,7 +1,9 @@
 import type { CookieOptions, OriginPolicy, RequestAuthenticator } from "../auth/index.js";
 import type { Accounts } from "../core/accounts.js";
 import type { Config } from "../core/config.js";
+import type { RelyingParty } from "../core/passkeys.js";
 import type { Runtime } from "../core/runtime.js";
+import type { SecondFactors } from "../core/second-factors.js";
 import type { SessionManager } from "../core/sessions.js";
 import type { OutboxMessage, QueueMessageOptions, Stores } from "../core/store.js";
 import type { TokenService } from "../core/tokens.js";
@@ -16,6 +18,10 @@ export interface ServerContext {
   sessions: SessionManager;
   accounts: Accounts;
   tokens: TokenService;
+  /** TOTP and recovery codes (src/core/second-factors.ts). */
+  factors: SecondFactors;
+  /** Passkeys' relying party: PUBLIC_URL's host and origin. */
+  relyingParty: RelyingParty;
   /** Who is this request (src/auth/request-auth.ts): the guards, the fast path and the pages ask it. */
   auth: RequestAuthenticator;
   cookieName: string;

@@ -57,6 +57,10 @@ export function errorHandler(error: FastifyError | LatchError, request: FastifyR
     if ((code === "unavailable" || code === "internal") && outages?.failed(error, { reqId: request.id }) !== true) {
       request.log.error({ err: error, reqId: request.id }, "store failure");
     }
+  } else if ("validation" in error && error.validation !== undefined) {
+    // A route's JSON schema refused the input: say which part.
+    code = "invalid_input";
+    message = `Invalid ${error.validationContext ?? "request"}: ${error.message.replace(/^(body|params|querystring)\/?\s*/, "")}.`;
   } else if (error.code !== undefined && fastifyCodes[error.code] !== undefined) {
     const known = fastifyCodes[error.code]!;
     code = known.code;

@@ -10,9 +10,9 @@ describe("maintenance", () => {
     const clock = createFakeClock(Date.UTC(2026, 5, 1));
     const stores = createMemoryStores();
     const now = clock.now();
-    await stores.users.createUser({ id: "u", username: "u", usernameKey: "u", email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], createdAt: now, updatedAt: now });
+    await stores.users.createUser({ id: "u", username: "u", usernameKey: "u", email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], mfa: false, createdAt: now, updatedAt: now });
     const session = (id: string, idle: number) => ({
-      id, userId: "u", secretHash: Buffer.alloc(32), createdAt: now - 10, lastSeenAt: now - 10, idleExpiresAt: idle, absoluteExpiresAt: now + 1e9, userAgent: null, ipAddress: null,
+      id, userId: "u", secretHash: Buffer.alloc(32), createdAt: now - 10, lastSeenAt: now - 10, idleExpiresAt: idle, absoluteExpiresAt: now + 1e9, userAgent: null, ipAddress: null, amr: ["pwd" as const], pending: false,
     });
     for (let i = 0; i < 7; i += 1) await stores.sessions.createSession(session(`expired-${i}`, now - 1));
     await stores.sessions.createSession(session("live", now + 60_000));

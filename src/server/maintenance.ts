@@ -42,12 +42,16 @@ export function startMaintenance(options: MaintenanceOptions): () => void {
       const before = now - options.eventRetentionDays * 86_400_000;
       const events = await drain(() => options.stores.events.deleteEventsBefore(before, batch));
       const windows = await drain(() => options.stores.limits.deleteClosedWindows(now, batch));
+      const challenges = await drain(() => options.stores.secondFactors.deleteExpiredChallenges(now, batch));
       // Sent and failed messages keep only metadata; it goes with the events' retention.
       const messages = await drain(() => options.stores.mail.deleteMessagesBefore(before, batch));
       const tokens = await drain(() => options.stores.mail.deleteExpiredTokens(now, batch));
       await options.tokens?.prune();
-      if (sessions + events + windows + messages + tokens > 0) {
-        options.logger.info({ sessions, events, windows, messages, tokens }, "swept expired sessions and tokens, old security events and messages, and closed rate-limit windows");
+      if (sessions + events + windows + messages + tokens + challenges > 0) {
+        options.logger.info(
+          { sessions, events, windows, messages, tokens, challenges },
+          "swept expired sessions, tokens and WebAuthn challenges, old security events and messages, and closed rate-limit windows",
+        );
       }
     } catch (error) {
       options.logger.warn({ err: error }, "sweep failed; will retry");

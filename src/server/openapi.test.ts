@@ -10,7 +10,9 @@ import { LatchError } from "../core/errors.js";
 import type { Stores } from "../core/store.js";
 import { createMemoryStores } from "../stores/memory/memory-store.js";
 import { registeredRoutes } from "./openapi.js";
-import { createTestServer, TEST_PASSWORD } from "../testing/test-server.js";
+import { createTestServer, setCookieValue, TEST_PASSWORD } from "../testing/test-server.js";
+import { createSoftwareAuthenticator } from "../testing/software-authenticator.js";
+import { Secret, TOTP } from "otpauth";
 import type { SignedIn, TestServer } from "../testing/test-server.js";
 
 /**
@@ -81,6 +83,7 @@ function breakable(inner: Stores): { stores: Stores; down(): void } {
     events: wrap(inner.events),
     limits: wrap(inner.limits),
     keys: wrap(inner.keys),
+    secondFactors: wrap(inner.secondFactors),
     mail: wrap(inner.mail),
     health: async () => (broken ? { memory: "down" } : inner.health()),
   };
@@ -383,6 +386,80 @@ describe("GET /openapi.json", () => {
         for (const [template, options] of attempts) {
           let response: LightMyRequestResponse | undefined;
           for (let i = 0; i < 3 && response?.statusCode !== 429; i += 1) response = await call(throttled, options, "throttled", template);
+          assert.equal(response!.statusCode, 429, `${template}: ${response!.body}`);
+          assert.match(String(response!.headers["retry-after"]), /^\d+$/);
+        }
+      } finally {
+        await throttled.close();
+      }
+    });
+
+    it("for the second factors: TOTP, the second step, passkeys and the admin's reset", async () => {
+      const code = (secret: string, at = t.clock.now()): string => TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: at });
+      const user = await t.register();
+      await call(t, { method: "GET", url: "/mfa", cookies: { sid: user.cookie } }, "status");
+      const setup = await call(t, { method: "POST", url: "/mfa/totp", ...t.auth(user) }, "setup");
+      const secret = setup.json().secret as string;
+      await call(t, { method: "POST", url: "/mfa/totp/confirm", ...t.auth(user), payload: { code: "12345" } }, "wrong code");
+      await call(t, { method: "POST", url: "/mfa/totp/confirm", ...t.auth(user), payload: { code: code(secret) } }, "confirmed");
+      t.clock.advance(30_000);
+      await call(t, { method: "POST", url: "/mfa/recovery-codes", ...t.auth(user), payload: { password: "wrong password" } }, "wrong password");
+      await call(t, { method: "POST", url: "/mfa/recovery-codes", ...t.auth(user), payload: { password: TEST_PASSWORD } }, "new codes");
+      await call(t, { method: "GET", url: "/me/export", cookies: { sid: user.cookie } }, "export with TOTP");
+      const pending = await call(t, { method: "POST", url: "/login", payload: { username: user.username, password: TEST_PASSWORD } }, "mfa required");
+      assert.equal(pending.json().mfaRequired, true);
+      const pendingCookie = setCookieValue(pending)!;
+      await call(t, { method: "POST", url: "/token", payload: { username: user.username, password: TEST_PASSWORD } }, "token, mfa required");
+      await call(t, { method: "POST", url: "/login/mfa", cookies: { sid: pendingCookie }, payload: { code: "000000" === code(secret) ? "111111" : "000000" } }, "wrong code");
+      const done = await call(t, { method: "POST", url: "/login/mfa", cookies: { sid: pendingCookie }, payload: { code: code(secret) } }, "second step");
+      const strong = { ...user, cookie: setCookieValue(done)!, csrfToken: done.json().csrfToken as string };
+      await call(t, { method: "GET", url: "/me", cookies: { sid: strong.cookie } }, "two-factor session");
+      await call(t, { method: "DELETE", url: "/mfa/totp", ...t.auth(strong), payload: { password: TEST_PASSWORD } }, "off");
+
+      const rp = t.context.relyingParty;
+      const authenticator = createSoftwareAuthenticator();
+      const webauthnCookie = (response: LightMyRequestResponse): string => setCookieValue(response, "webauthn")!;
+      const options = await call(t, { method: "POST", url: "/passkeys/register/options", ...t.auth(strong) }, "registration options");
+      const created = authenticator.register({ challenge: options.json().options.challenge, rpId: rp.id, origin: rp.origin });
+      const withChallenge = (response: LightMyRequestResponse) => ({ cookies: { sid: strong.cookie, webauthn: webauthnCookie(response) }, headers: { "x-csrf-token": strong.csrfToken } });
+      const registered = await call(t, { method: "POST", url: "/passkeys/register", ...withChallenge(options), payload: { response: created, name: "Laptop" } }, "registered");
+      const passkeyId = registered.json().passkey.id as string;
+      const again = await t.app.inject({ method: "POST", url: "/passkeys/register/options", ...t.auth(strong) });
+      const twice = authenticator.register({ challenge: again.json().options.challenge, rpId: rp.id, origin: rp.origin });
+      await call(t, { method: "POST", url: "/passkeys/register", ...withChallenge(again), payload: { response: twice } }, "registered twice");
+      await call(t, { method: "GET", url: "/passkeys", cookies: { sid: strong.cookie } }, "list");
+      await call(t, { method: "PATCH", url: `/passkeys/${passkeyId}`, ...t.auth(strong), payload: { name: "Work laptop" } }, "renamed", "/passkeys/:id");
+      await call(t, { method: "PATCH", url: "/passkeys/01900000-0000-7000-8000-000000000000", ...t.auth(strong), payload: { name: "x" } }, "unknown", "/passkeys/:id");
+      const signInOptions = await call(t, { method: "POST", url: "/passkeys/login/options" }, "sign-in options");
+      const assertion = authenticator.assert({ challenge: signInOptions.json().options.challenge, rpId: rp.id, origin: rp.origin });
+      const viaPasskey = { cookies: { webauthn: webauthnCookie(signInOptions) }, payload: { response: assertion } };
+      await call(t, { method: "POST", url: "/passkeys/login", ...viaPasskey }, "signed in with a passkey");
+      await call(t, { method: "POST", url: "/passkeys/login", ...viaPasskey }, "replayed");
+      await call(t, { method: "DELETE", url: `/passkeys/${passkeyId}`, ...t.auth(strong) }, "removed", "/passkeys/:id");
+      await call(t, { method: "DELETE", url: `/passkeys/${passkeyId}`, ...t.auth(strong) }, "gone", "/passkeys/:id");
+
+      const admin = await t.registerAdmin();
+      await call(t, { method: "DELETE", url: `/admin/users/${user.userId}/mfa`, ...t.auth(admin) }, "reset", "/admin/users/:id/mfa");
+      await call(t, { method: "DELETE", url: "/admin/users/01900000-0000-7000-8000-000000000000/mfa", ...t.auth(admin) }, "unknown", "/admin/users/:id/mfa");
+    });
+
+    it("for the second factors when throttled: 429 with Retry-After", async () => {
+      const throttled = await createTestServer({ env: { THROTTLE_ACCOUNT_FAILURES: "1", THROTTLE_ADDRESS_FAILURES: "1" } });
+      try {
+        const user = await throttled.register();
+        const { secret } = (await throttled.app.inject({ method: "POST", url: "/mfa/totp", ...throttled.auth(user) })).json();
+        await throttled.app.inject({ method: "POST", url: "/mfa/totp/confirm", ...throttled.auth(user), payload: { code: TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: throttled.clock.now() }) } });
+        const pending = setCookieValue(await throttled.app.inject({ method: "POST", url: "/login", payload: { username: user.username, password: TEST_PASSWORD } }))!;
+        const attempts: Array<[string, InjectOptions & { method: string; url: string }]> = [
+          ["/login/mfa", { method: "POST", url: "/login/mfa", cookies: { sid: pending }, payload: { code: "000000" } }],
+          ["/mfa/totp", { method: "DELETE", url: "/mfa/totp", ...throttled.auth(user), payload: { password: "wrong password" } }],
+          ["/mfa/recovery-codes", { method: "POST", url: "/mfa/recovery-codes", ...throttled.auth(user), payload: { password: "wrong password" } }],
+          ["/passkeys/login", { method: "POST", url: "/passkeys/login", payload: { response: { id: "x" } } }],
+          ["/passkeys/login/options", { method: "POST", url: "/passkeys/login/options" }],
+        ];
+        for (const [template, options] of attempts) {
+          let response: LightMyRequestResponse | undefined;
+          for (let i = 0; i < 12 && response?.statusCode !== 429; i += 1) response = await call(throttled, options, "throttled", template);
           assert.equal(response!.statusCode, 429, `${template}: ${response!.body}`);
           assert.match(String(response!.headers["retry-after"]), /^\d+$/);
         }

@@ -98,6 +98,8 @@ export async function registerApiDocument(app: FastifyInstance, options: { cooki
         { name: "privacy", description: "Data export and erasure." },
         { name: "recovery", description: "Password reset and verified email." },
         { name: "admin", description: "Administration (role admin)." },
+        { name: "second factors", description: "TOTP with recovery codes, and the second step of a password sign-in." },
+        { name: "passkeys", description: "WebAuthn passkeys: registration, listing, removal and sign-in." },
         { name: "operations", description: "Health, readiness, metrics and this document." },
       ],
       // The cookie scheme names this server's cookie: `__Host-sid` in production.

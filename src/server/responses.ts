@@ -5,9 +5,9 @@ import type { Session, User } from "../core/store.js";
 /** Timestamps leave the server as ISO 8601 strings. */
 export const iso = (ms: number): string => new Date(ms).toISOString();
 
-/** The contract's user object: `{id, username, email, emailVerified, roles, createdAt}`; never a hash. */
-export function userJson(user: User): { id: string; username: string; email: string | null; emailVerified: boolean; roles: string[]; createdAt: string } {
-  return { id: user.id, username: user.username, email: user.email, emailVerified: user.emailVerified, roles: user.roles, createdAt: iso(user.createdAt) };
+/** The contract's user object: `{id, username, email, emailVerified, roles, mfa, createdAt}`; never a hash. */
+export function userJson(user: User): { id: string; username: string; email: string | null; emailVerified: boolean; roles: string[]; mfa: boolean; createdAt: string } {
+  return { id: user.id, username: user.username, email: user.email, emailVerified: user.emailVerified, roles: user.roles, mfa: user.mfa, createdAt: iso(user.createdAt) };
 }
 
 const userTexts = new WeakMap<User, string>();
@@ -34,6 +34,7 @@ export function sessionJson(session: Session): {
   lastSeenAt: string;
   idleExpiresAt: string;
   absoluteExpiresAt: string;
+  amr: string[];
 } {
   return {
     id: session.id,
@@ -41,6 +42,7 @@ export function sessionJson(session: Session): {
     lastSeenAt: iso(session.lastSeenAt),
     idleExpiresAt: iso(session.idleExpiresAt),
     absoluteExpiresAt: iso(session.absoluteExpiresAt),
+    amr: [...session.amr],
   };
 }
 

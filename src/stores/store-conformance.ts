@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { isLatchError } from "../core/errors.js";
-import type { AccountToken, OutboxMessage, SecurityEvent, Session, Stores, UserRecord } from "../core/store.js";
+import type { AccountToken, OutboxMessage, Passkey, SecurityEvent, Session, Stores, UserRecord } from "../core/store.js";
 import { testSession } from "./test-fixtures.js";
 
 /**
@@ -54,6 +54,7 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         emailVerified: false,
         passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
         roles: ["user"],
+        mfa: false,
         createdAt: now,
         updatedAt: now,
         ...overrides,
@@ -185,7 +186,7 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.ok(found);
         assert.deepEqual(Buffer.from(found.session.secretHash), Buffer.from(session.secretHash));
         assert.deepEqual({ ...found.session, secretHash: null }, { ...session, secretHash: null });
-        assert.deepEqual(found.user, { id: user.id, username: user.username, email: user.email, emailVerified: false, roles: user.roles, createdAt: user.createdAt });
+        assert.deepEqual(found.user, { id: user.id, username: user.username, email: user.email, emailVerified: false, roles: user.roles, mfa: false, createdAt: user.createdAt });
       });
 
       it("keeps null metadata", async () => {
@@ -659,6 +660,169 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         await s.mail.queueMessage(message(keeper), { token: gone });
         assert.ok((await s.mail.deleteExpiredTokens(Date.now(), 1000)) >= 1);
         assert.equal(await s.mail.deleteUserMessages(keeper.id), 1);
+      });
+    });
+
+    describe("second factors", () => {
+      const passkeyOf = (userId: string, overrides: Partial<Passkey> = {}): Passkey => ({
+        id: randomUUID(),
+        userId,
+        credentialId: randomBytes(16).toString("base64url"),
+        publicKey: randomBytes(77),
+        counter: 0,
+        transports: ["internal", "hybrid"],
+        name: "Laptop",
+        createdAt: Date.now(),
+        lastUsedAt: null,
+        ...overrides,
+      });
+
+      it("keeps amr and the pending state of a session, and its user's mfa flag", async () => {
+        const { session } = await userWithSession({ amr: ["pwd", "otp", "mfa"] });
+        assert.deepEqual((await s.sessions.findSession(session.id, Date.now()))?.session.amr, ["pwd", "otp", "mfa"]);
+        const { session: pending } = await userWithSession({ amr: ["pwd"], pending: true });
+        const found = await s.sessions.findSession(pending.id, Date.now());
+        assert.equal(found?.session.pending, true);
+        assert.equal(found?.user.mfa, false);
+        const { session: passkeyed } = await userWithSession({ amr: ["hwk", "mfa"], userAgent: null, ipAddress: null });
+        assert.deepEqual((await s.sessions.findSession(passkeyed.id, Date.now()))?.session.amr, ["hwk", "mfa"]);
+      });
+
+      it("starts TOTP pending, confirms it atomically with recovery codes, and sets mfa on the user and their live sessions", async () => {
+        const { user, session } = await userWithSession();
+        assert.equal(await s.secondFactors.findTotp(user.id), null);
+        assert.equal(await s.secondFactors.beginTotp(randomUUID(), "sealed-x", Date.now()), false, "no such user");
+        assert.equal(await s.secondFactors.beginTotp(user.id, "sealed-1", Date.now()), true);
+        assert.equal(await s.secondFactors.beginTotp(user.id, "sealed-2", Date.now()), true, "a newer setup replaces the pending one");
+        const pending = await s.secondFactors.findTotp(user.id);
+        assert.equal(pending?.secret, null);
+        assert.equal(pending?.pendingSecret, "sealed-2");
+        assert.equal((await s.users.findUserById(user.id))?.mfa, false);
+        assert.equal(await s.secondFactors.confirmTotp(user.id, "sealed-1", 100, ["a", "b"], Date.now()), false, "not the pending secret");
+        assert.equal(await s.secondFactors.countRecoveryCodes(user.id), 0);
+        assert.equal(await s.secondFactors.confirmTotp(user.id, "sealed-2", 100, ["a", "b", "c"], Date.now()), true);
+        const row = await s.secondFactors.findTotp(user.id);
+        assert.equal(row?.secret, "sealed-2");
+        assert.equal(row?.pendingSecret, null);
+        assert.equal(row?.lastUsedStep, 100);
+        assert.equal(await s.secondFactors.countRecoveryCodes(user.id), 3);
+        assert.equal((await s.users.findUserById(user.id))?.mfa, true);
+        assert.equal((await s.sessions.findSession(session.id, Date.now()))?.user.mfa, true, "a live session's user shows it at once");
+        // A new setup while TOTP is on leaves the confirmed secret in force.
+        await s.secondFactors.beginTotp(user.id, "sealed-3", Date.now());
+        assert.equal((await s.secondFactors.findTotp(user.id))?.secret, "sealed-2");
+      });
+
+      it("accepts a time step once: concurrent uses of one step, exactly one wins; earlier steps never", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        assert.equal(await s.secondFactors.useTotpStep(user.id, 5), false, "no TOTP");
+        await s.secondFactors.beginTotp(user.id, "sealed", Date.now());
+        assert.equal(await s.secondFactors.useTotpStep(user.id, 5), false, "only pending");
+        await s.secondFactors.confirmTotp(user.id, "sealed", 10, [], Date.now());
+        const results = await Promise.all(Array.from({ length: 8 }, () => s.secondFactors.useTotpStep(user.id, 11)));
+        assert.equal(results.filter(Boolean).length, 1);
+        assert.equal(await s.secondFactors.useTotpStep(user.id, 11), false);
+        assert.equal(await s.secondFactors.useTotpStep(user.id, 10), false);
+        assert.equal(await s.secondFactors.useTotpStep(user.id, 12), true);
+      });
+
+      it("uses a recovery code once, even concurrently, and replaces them all", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        await s.secondFactors.beginTotp(user.id, "sealed", Date.now());
+        await s.secondFactors.confirmTotp(user.id, "sealed", 1, ["h1", "h2"], Date.now());
+        const results = await Promise.all(Array.from({ length: 6 }, () => s.secondFactors.useRecoveryCode(user.id, "h1")));
+        assert.equal(results.filter(Boolean).length, 1);
+        assert.equal(await s.secondFactors.countRecoveryCodes(user.id), 1);
+        const other = newUser();
+        await s.users.createUser(other);
+        assert.equal(await s.secondFactors.useRecoveryCode(other.id, "h2"), false, "another user's code");
+        await s.secondFactors.replaceRecoveryCodes(user.id, ["n1", "n2", "n3"]);
+        assert.equal(await s.secondFactors.useRecoveryCode(user.id, "h2"), false);
+        assert.equal(await s.secondFactors.countRecoveryCodes(user.id), 3);
+        assert.equal(await s.secondFactors.deleteTotp(user.id), true);
+        assert.equal(await s.secondFactors.countRecoveryCodes(user.id), 0);
+        assert.equal(await s.secondFactors.findTotp(user.id), null);
+        assert.equal((await s.users.findUserById(user.id))?.mfa, false);
+        assert.equal(await s.secondFactors.deleteTotp(user.id), false);
+      });
+
+      it("stores passkeys byte for byte, unique by credential id, with mfa following them", async () => {
+        const { user, session } = await userWithSession();
+        const passkey = passkeyOf(user.id);
+        await s.secondFactors.createPasskey(passkey);
+        assert.equal((await s.users.findUserById(user.id))?.mfa, true);
+        assert.equal((await s.sessions.findSession(session.id, Date.now()))?.user.mfa, true);
+        const found = await s.secondFactors.findPasskeyByCredentialId(passkey.credentialId);
+        assert.ok(found);
+        assert.deepEqual(Buffer.from(found.publicKey), Buffer.from(passkey.publicKey));
+        assert.deepEqual({ ...found, publicKey: null }, { ...passkey, publicKey: null });
+        await assert.rejects(s.secondFactors.createPasskey(passkeyOf(user.id, { credentialId: passkey.credentialId })), (e) => isLatchError(e, "conflict"));
+        const second = passkeyOf(user.id, { createdAt: passkey.createdAt + 1, name: "Phone" });
+        await s.secondFactors.createPasskey(second);
+        assert.deepEqual((await s.secondFactors.listPasskeys(user.id)).map((p) => p.id), [passkey.id, second.id]);
+        assert.equal(await s.secondFactors.findPasskeyByCredentialId("nope"), null);
+        // The counter moves by compare-and-set.
+        const uses = await Promise.all([s.secondFactors.recordPasskeyUse(passkey.id, 0, 5, 1000), s.secondFactors.recordPasskeyUse(passkey.id, 0, 5, 1000)]);
+        assert.equal(uses.filter(Boolean).length, 1);
+        const used = await s.secondFactors.findPasskeyByCredentialId(passkey.credentialId);
+        assert.equal(used?.counter, 5);
+        assert.equal(used?.lastUsedAt, 1000);
+        const stranger = newUser();
+        await s.users.createUser(stranger);
+        assert.equal(await s.secondFactors.renamePasskey(stranger.id, passkey.id, "Mine"), false);
+        assert.equal(await s.secondFactors.deletePasskey(stranger.id, passkey.id), false);
+        assert.equal(await s.secondFactors.renamePasskey(user.id, passkey.id, "Work laptop"), true);
+        assert.equal((await s.secondFactors.listPasskeys(user.id))[0]?.name, "Work laptop");
+        assert.equal(await s.secondFactors.deletePasskey(user.id, passkey.id), true);
+        assert.equal((await s.users.findUserById(user.id))?.mfa, true, "one passkey is left");
+        assert.equal(await s.secondFactors.deletePasskey(user.id, second.id), true);
+        assert.equal((await s.users.findUserById(user.id))?.mfa, false);
+        assert.equal((await s.sessions.findSession(session.id, Date.now()))?.user.mfa, false);
+      });
+
+      it("removes every second factor at once, and with the user", async () => {
+        const user = newUser();
+        await s.users.createUser(user);
+        await s.secondFactors.beginTotp(user.id, "sealed", Date.now());
+        await s.secondFactors.confirmTotp(user.id, "sealed", 1, ["r1"], Date.now());
+        await s.secondFactors.createPasskey(passkeyOf(user.id));
+        assert.equal(await s.secondFactors.deleteSecondFactors(user.id), true);
+        assert.equal(await s.secondFactors.findTotp(user.id), null);
+        assert.deepEqual(await s.secondFactors.listPasskeys(user.id), []);
+        assert.equal(await s.secondFactors.countRecoveryCodes(user.id), 0);
+        assert.equal((await s.users.findUserById(user.id))?.mfa, false);
+        assert.equal(await s.secondFactors.deleteSecondFactors(user.id), false);
+
+        const gone = newUser();
+        await s.users.createUser(gone);
+        const passkey = passkeyOf(gone.id);
+        await s.secondFactors.createPasskey(passkey);
+        await s.secondFactors.beginTotp(gone.id, "sealed", Date.now());
+        await s.secondFactors.confirmTotp(gone.id, "sealed", 1, ["r1"], Date.now());
+        await s.users.deleteUser(gone.id);
+        assert.equal(await s.secondFactors.findPasskeyByCredentialId(passkey.credentialId), null);
+        assert.equal(await s.secondFactors.findTotp(gone.id), null);
+        assert.equal(await s.secondFactors.countRecoveryCodes(gone.id), 0);
+      });
+
+      it("hands a WebAuthn challenge out once, never after it expired, and sweeps expired ones", async () => {
+        const now = Date.now();
+        const challenge = { id: randomBytes(16).toString("base64url"), purpose: "sign_in" as const, userId: null, secretHash: randomBytes(32), challenge: "abc", expiresAt: now + minute };
+        await s.secondFactors.putChallenge(challenge);
+        const taken = await Promise.all([s.secondFactors.takeChallenge(challenge.id, now), s.secondFactors.takeChallenge(challenge.id, now)]);
+        assert.equal(taken.filter((c) => c !== null).length, 1);
+        const got = taken.find((c) => c !== null)!;
+        assert.deepEqual(Buffer.from(got.secretHash), challenge.secretHash);
+        assert.deepEqual({ ...got, secretHash: null }, { ...challenge, secretHash: null });
+        const old = { ...challenge, id: randomBytes(16).toString("base64url"), expiresAt: now + 10 };
+        await s.secondFactors.putChallenge(old);
+        assert.equal(await s.secondFactors.takeChallenge(old.id, now + 10), null, "expired");
+        const stale = { ...challenge, id: randomBytes(16).toString("base64url"), expiresAt: now - 1 };
+        await s.secondFactors.putChallenge(stale);
+        assert.ok((await s.secondFactors.deleteExpiredChallenges(now, 100)) >= 1);
+        assert.equal(await s.secondFactors.takeChallenge(stale.id, now - 10), null, "swept");
       });
     });
 

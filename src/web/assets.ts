@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import type { FastifyInstance } from "fastify";
 
 /**
@@ -31,7 +33,20 @@ function version(text: string): string {
  * Asset URLs with a content hash, so the year-long cache below can never
  * serve a stale script after an upgrade: a new build links a new URL.
  */
-export const assetUrls: { readonly script: string; readonly stylesheet: string; readonly icon: string } = {
+/**
+ * @simplewebauthn/browser's UMD bundle, read from the installed package at
+ * start-up (its package exports do not name the bundle, so it is found next
+ * to the package's entry point). It defines `window.SimpleWebAuthnBrowser`
+ * for the page script; served from this origin, so the pages' CSP stays
+ * `script-src 'self'`.
+ */
+export const WEBAUTHN_JS: string = readFileSync(
+  join(dirname(createRequire(import.meta.url).resolve("@simplewebauthn/browser")), "..", "dist", "bundle", "index.umd.min.js"),
+  "utf8",
+);
+
+export const assetUrls: { readonly script: string; readonly stylesheet: string; readonly icon: string; readonly webauthn: string } = {
+  webauthn: `/assets/simplewebauthn-browser.js?v=${version(WEBAUTHN_JS)}`,
   script: `/assets/latch.js?v=${version(LATCH_JS)}`,
   stylesheet: `/assets/latch.css?v=${version(LATCH_CSS)}`,
   icon: `/assets/latch.svg?v=${version(LATCH_ICON)}`,
@@ -40,7 +55,7 @@ export const assetUrls: { readonly script: string; readonly stylesheet: string; 
 const LONG_CACHE = "public, max-age=31536000, immutable";
 
 /**
- * GET /assets/latch.js, /assets/latch.css and /assets/latch.svg.
+ * GET /assets/latch.js, /assets/latch.css, /assets/latch.svg and /assets/simplewebauthn-browser.js.
  *
  * @example
  * assetRoutes(app);
@@ -48,6 +63,9 @@ const LONG_CACHE = "public, max-age=31536000, immutable";
 export function assetRoutes(app: FastifyInstance): void {
   app.get("/assets/latch.js", async (_request, reply) => {
     return reply.header("cache-control", LONG_CACHE).type("text/javascript; charset=utf-8").send(LATCH_JS);
+  });
+  app.get("/assets/simplewebauthn-browser.js", async (_request, reply) => {
+    return reply.header("cache-control", LONG_CACHE).type("text/javascript; charset=utf-8").send(WEBAUTHN_JS);
   });
   app.get("/assets/latch.css", async (_request, reply) => {
     return reply.header("cache-control", LONG_CACHE).type("text/css; charset=utf-8").send(LATCH_CSS);

@@ -3,6 +3,7 @@ import type { ServerContext } from "../server/context.js";
 import { assetRoutes } from "./assets.js";
 import { accountPages } from "./pages/account-page.js";
 import { adminPages } from "./pages/admin-page.js";
+import { secondFactorPages } from "./pages/second-factor-pages.js";
 import { recoveryPages } from "./pages/recovery-pages.js";
 import { signInPages } from "./pages/sign-in-pages.js";
 
@@ -22,5 +23,6 @@ export function webRoutes(app: FastifyInstance, ctx: ServerContext): void {
   signInPages(app, ctx);
   accountPages(app, ctx);
   adminPages(app, ctx);
+  secondFactorPages(app, ctx);
   recoveryPages(app, ctx);
 }

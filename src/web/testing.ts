@@ -30,7 +30,7 @@ export function assertNoInlineCode(body: string): void {
     assert.doesNotMatch(names, /\son[a-z]+\s*=/i, `no event-handler attribute: ${tag}`);
     assert.doesNotMatch(names, /\sstyle\s*=/i, `no style attribute: ${tag}`);
     assert.doesNotMatch(tag, /\s(?:href|src|action)="\s*javascript:/i, `no javascript: URL: ${tag}`);
-    if (/^<script\b/i.test(tag)) assert.match(tag, /\ssrc="\/assets\/latch\.js\?v=[\w-]+"/, "every script is the asset");
+    if (/^<script\b/i.test(tag)) assert.match(tag, /\ssrc="\/assets\/(?:latch|simplewebauthn-browser)\.js\?v=[\w-]+"/, "every script is one of the served assets");
   }
 }
 

@@ -12,10 +12,11 @@ describe("POST /register", () => {
     const response = await t.app.inject({ method: "POST", url: "/register", payload: { username: "Register.One", password: TEST_PASSWORD, email: "one@example.com" } });
     assert.equal(response.statusCode, 201);
     const body = response.json();
-    assert.deepEqual(Object.keys(body.user).sort(), ["createdAt", "email", "emailVerified", "id", "roles", "username"]);
+    assert.deepEqual(Object.keys(body.user).sort(), ["createdAt", "email", "emailVerified", "id", "mfa", "roles", "username"]);
     assert.equal(body.user.username, "Register.One");
     assert.equal(body.user.email, "one@example.com");
     assert.deepEqual(body.user.roles, ["user"]);
+    assert.equal(body.user.mfa, false);
     assert.match(body.csrfToken, /^[A-Za-z0-9_-]{43}$/);
     const cookie = setCookieValue(response)!;
     const me = await t.app.inject({ url: "/me", cookies: { sid: cookie } });

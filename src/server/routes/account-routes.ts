@@ -6,7 +6,7 @@ import { clearedSessionCookie } from "../../auth/index.js";
 import { recordEvent } from "../events.js";
 import { bodyObject, userJson } from "../responses.js";
 import { queueQuietly, queueVerification } from "../mail.js";
-import { startSession, verifySignIn } from "../sign-in.js";
+import { PENDING_SIGN_IN_MS, startSession, verifySignIn } from "../sign-in.js";
 import { countRegistration } from "../throttle.js";
 import { answer, errors, ref, security, unsafeMethodErrors, withHeaders } from "../api-schemas.js";
 
@@ -47,7 +47,12 @@ const loginSchema = {
   security: security.anyone,
   body: credentials,
   response: {
-    200: withHeaders(answer("Signed in: a new session cookie (never the one presented).", ref("SignedIn")), "Set-Cookie"),
+    200: withHeaders(
+      answer("Signed in: a new session cookie (never the one presented); or, for an account with TOTP, a pending sign-in's cookie and mfaRequired.", {
+        oneOf: [ref("SignedIn"), ref("MfaRequired")],
+      }),
+      "Set-Cookie",
+    ),
     ...errors(...unsafeMethodErrors, 401, 429, 503),
   },
 };
@@ -75,7 +80,14 @@ export function accountRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   app.post("/login", { schema: loginSchema }, async (request, reply) => {
-    const user = await verifySignIn(ctx, request);
+    const { user, needsCode } = await verifySignIn(ctx, request);
+    if (needsCode) {
+      // A pending sign-in in the session cookie: it authenticates nothing
+      // but POST /login/mfa (src/auth/request-auth.ts sessionKind).
+      const { session } = await startSession(ctx, request, reply, user, { amr: ["pwd"], pendingForMs: PENDING_SIGN_IN_MS });
+      recordEvent(ctx, request, "sign_in", user.id, { session: session.id, pending: "totp" });
+      return { mfaRequired: true, methods: ["totp", "recovery_code"] };
+    }
     const { session, csrfToken } = await startSession(ctx, request, reply, user);
     recordEvent(ctx, request, "sign_in", user.id, { session: session.id });
     return { user: userJson(publicUser(user)), csrfToken };

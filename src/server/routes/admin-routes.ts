@@ -92,6 +92,15 @@ const deleteUserSchema = {
   response: { 204: noBody("Deleted."), ...errors(...unsafeMethodErrors, 401, 404, 503) },
 };
 
+const resetMfaSchema = {
+  operationId: "resetUserSecondFactors",
+  summary: "Remove a user's TOTP, recovery codes and passkeys (a lost device) and end their sessions",
+  tags: ["admin"],
+  security: security.sessionWithCsrfOrBearer,
+  params: userId,
+  response: { 204: noBody("Removed; every session of the user ended."), ...errors(...unsafeMethodErrors, 401, 404, 503) },
+};
+
 /** Administration: GET /admin, /admin/users, PATCH /admin/users/:id, POST /admin/users/:id/revoke-sessions, DELETE /users/:id. */
 export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const admin = guard(ctx, { bearer: "allow", role: "admin" });
@@ -130,6 +139,24 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     recordEvent(ctx, request, "sessions_revoked", target.id, { count: String(revoked), by: authOf(request).user.id });
     return { revoked };
   });
+
+  app.delete<{ Params: { id: string } }>(
+    "/admin/users/:id/mfa",
+    {
+      preHandler: admin,
+      schema: resetMfaSchema,
+    },
+    async (request, reply) => {
+      const target = await ctx.stores.users.findUserById(request.params.id);
+      if (target === null) throw new LatchError("not_found", "No such user.");
+      await ctx.stores.secondFactors.deleteSecondFactors(target.id);
+      // Every session ends, the admin's own too when they reset themselves:
+      // whoever holds the lost device may be signed in with it.
+      const revoked = await ctx.stores.sessions.deleteUserSessions(target.id);
+      recordEvent(ctx, request, "mfa_reset", target.id, { by: authOf(request).user.id, revoked: String(revoked) });
+      return reply.code(204).send();
+    },
+  );
 
   app.delete<{ Params: { id: string } }>("/users/:id", { preHandler: admin, schema: deleteUserSchema }, async (request, reply) => {
     if (!(await ctx.stores.users.deleteUser(request.params.id))) throw new LatchError("not_found", "No such user.");

@@ -81,7 +81,8 @@ export function ownSessionRoutes(app: FastifyInstance, ctx: ServerContext): void
   app.get("/sessions", { preHandler: session, schema: listSchema }, async (request) => {
     const auth = authOf(request);
     const sessions = await ctx.stores.sessions.listUserSessions(auth.user.id, ctx.runtime.clock.now());
-    return { sessions: sessions.map((s) => listedSession(s, auth.session.id)) };
+    // A sign-in still waiting for its code is not a session the user has.
+    return { sessions: sessions.filter((s) => !s.pending).map((s) => listedSession(s, auth.session.id)) };
   });
 
   app.delete<{ Params: { id: string } }>("/sessions/:id", { preHandler: session, schema: deleteSchema }, async (request, reply) => {

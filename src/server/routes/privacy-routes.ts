@@ -28,10 +28,11 @@ const exportSchema = {
             email: nullableString,
             emailVerified: { type: "boolean" },
             roles: { type: "array", items: { type: "string" } },
+            mfa: { type: "boolean" },
             createdAt: isoTime,
             updatedAt: isoTime,
           },
-          required: ["id", "username", "email", "emailVerified", "roles", "createdAt", "updatedAt"],
+          required: ["id", "username", "email", "emailVerified", "roles", "mfa", "createdAt", "updatedAt"],
           additionalProperties: false,
         },
         sessions: {
@@ -44,10 +45,11 @@ const exportSchema = {
               lastSeenAt: isoTime,
               idleExpiresAt: isoTime,
               absoluteExpiresAt: isoTime,
+              amr: { type: "array", items: { type: "string" } },
               userAgent: nullableString,
               ipAddress: nullableString,
             },
-            required: ["id", "createdAt", "lastSeenAt", "idleExpiresAt", "absoluteExpiresAt", "userAgent", "ipAddress"],
+            required: ["id", "createdAt", "lastSeenAt", "idleExpiresAt", "absoluteExpiresAt", "amr", "userAgent", "ipAddress"],
             additionalProperties: false,
           },
         },
@@ -65,6 +67,21 @@ const exportSchema = {
             required: ["type", "at", "ipAddress", "userAgent", "detail"],
             additionalProperties: false,
           },
+        },
+        secondFactors: {
+          type: "object",
+          description: "Whether TOTP is on and which passkeys exist; never a secret, code or key.",
+          properties: {
+            totp: {
+              type: "object",
+              properties: { enabled: { type: "boolean" }, confirmedAt: { type: ["string", "null"], format: "date-time" }, recoveryCodesLeft: { type: "integer", minimum: 0 } },
+              required: ["enabled", "confirmedAt", "recoveryCodesLeft"],
+              additionalProperties: false,
+            },
+            passkeys: { type: "array", items: { $ref: "Passkey#" } },
+          },
+          required: ["totp", "passkeys"],
+          additionalProperties: false,
         },
         messages: {
           type: "array",
@@ -85,7 +102,7 @@ const exportSchema = {
           },
         },
       },
-      required: ["exportedAt", "profile", "sessions", "securityEvents", "messages"],
+      required: ["exportedAt", "profile", "sessions", "securityEvents", "secondFactors", "messages"],
       additionalProperties: false,
     }),
     ...errors(401, 503),
@@ -108,10 +125,13 @@ export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get("/me/export", { preHandler: session, schema: exportSchema }, async (request, reply) => {
     const { user: current } = authOf(request);
     const now = ctx.runtime.clock.now();
-    const [user, sessions, events, messages] = await Promise.all([
+    const [user, sessions, events, totp, recoveryCodesLeft, passkeys, messages] = await Promise.all([
       ctx.stores.users.findUserById(current.id),
       ctx.stores.sessions.listUserSessions(current.id, now),
       ctx.stores.events.listUserEvents(current.id, 10_000),
+      ctx.stores.secondFactors.findTotp(current.id),
+      ctx.stores.secondFactors.countRecoveryCodes(current.id),
+      ctx.stores.secondFactors.listPasskeys(current.id),
       ctx.stores.mail.listUserMessages(current.id, 10_000),
     ]);
     if (user === null) throw new LatchError("unauthenticated");
@@ -126,8 +146,14 @@ export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
         email: user.email,
         emailVerified: user.emailVerified,
         roles: user.roles,
+        mfa: user.mfa,
         createdAt: iso(user.createdAt),
         updatedAt: iso(user.updatedAt),
+      },
+      // Whether TOTP is on and which passkeys exist; never a secret, a code or a key.
+      secondFactors: {
+        totp: { enabled: totp?.secret != null, confirmedAt: totp?.confirmedAt == null ? null : iso(totp.confirmedAt), recoveryCodesLeft },
+        passkeys: passkeys.map((p) => ({ id: p.id, name: p.name, createdAt: iso(p.createdAt), lastUsedAt: p.lastUsedAt === null ? null : iso(p.lastUsedAt) })),
       },
       sessions: sessions.map((s) => ({ ...sessionJson(s), userAgent: s.userAgent, ipAddress: s.ipAddress })),
       securityEvents: events.map((e) => ({ type: e.type, at: iso(e.at), ipAddress: e.ipAddress, userAgent: e.userAgent, detail: e.detail })),
@@ -145,6 +171,7 @@ export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     await countAccountAttempt(ctx, request, user.id, user.id);
     if (!(await ctx.accounts.checkCredentials(user, body.password))) throw new LatchError("invalid_credentials", "The password is wrong.");
     await recordSuccess(ctx, user.id);
+    // One call erases the user, their sessions, security events and second factors.
     // Queued messages first (a notice must not go out about an erased
     // account); then one call erases the user, their sessions, security
     // events, tokens and any message left.

@@ -30,7 +30,7 @@ describe("the signed-in user's endpoints", () => {
     const response = await t.app.inject({ url: "/me", cookies: { sid: cookie } });
     assert.equal(response.statusCode, 200);
     const { session } = response.json();
-    assert.deepEqual(Object.keys(session).sort(), ["absoluteExpiresAt", "createdAt", "id", "idleExpiresAt", "lastSeenAt"]);
+    assert.deepEqual(Object.keys(session).sort(), ["absoluteExpiresAt", "amr", "createdAt", "id", "idleExpiresAt", "lastSeenAt"]);
     assert.notEqual(session.id, cookie);
     assert.ok(!response.body.includes(cookie.split(".")[1]!), "the secret part never appears in a response");
     assert.equal(Date.parse(session.absoluteExpiresAt) - Date.parse(session.createdAt), 3600_000);

@@ -1,11 +1,12 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import type { Session, User } from "../../core/store.js";
+import { LatchError } from "../../core/errors.js";
+import type { AuthMethod, Session, User } from "../../core/store.js";
 import { authOf, guard, runGuard } from "../auth.js";
 import { throttleAddress, truncateAddress } from "../client-address.js";
 import type { ServerContext } from "../context.js";
 import { recordEvent, userAgentOf } from "../events.js";
 import { bodyObject } from "../responses.js";
-import { verifySignIn } from "../sign-in.js";
+import { verifySecondFactor, verifySignIn } from "../sign-in.js";
 import { refuseOver } from "../throttle.js";
 import { answer, errors, ref, security, unsafeMethodErrors } from "../api-schemas.js";
 
@@ -44,7 +45,13 @@ const tokenSchema = {
   "x-body-optional": true,
   body: {
     type: "object",
-    properties: { username: { type: "string" }, email: { type: "string" }, password: { type: "string" } },
+    properties: {
+      username: { type: "string" },
+      email: { type: "string" },
+      password: { type: "string" },
+      code: { type: "string", description: "For an account with TOTP: the 6-digit code (or send recoveryCode)." },
+      recoveryCode: { type: "string" },
+    },
   },
   response: {
     200: answer("The token, under both names (`token` and `access_token`).", {
@@ -96,10 +103,18 @@ export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
     let via: "session" | "credentials";
     if (wantsCredentials(body)) {
       await countTokenRequest(ctx, request);
-      const record = await verifySignIn(ctx, request);
-      user = record;
-      // As for POST /login: only while the verified hash is still the user's.
-      ({ session } = await ctx.sessions.create(record.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }, { ifPasswordHash: record.passwordHash }));
+      const signIn = await verifySignIn(ctx, request);
+      user = signIn.user;
+      // As for POST /login: the session is created only while the verified hash is still the user's.
+      let amr: AuthMethod[] = ["pwd"];
+      if (signIn.needsCode) {
+        if (typeof body.code !== "string" && typeof body.recoveryCode !== "string") {
+          recordEvent(ctx, request, "sign_in_failed", user.id, { reason: "mfa required", via: "token" });
+          throw new LatchError("mfa_required");
+        }
+        amr = await verifySecondFactor(ctx, request, signIn.user, { code: body.code, recoveryCode: body.recoveryCode });
+      }
+      ({ session } = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }, { amr, ifPasswordHash: signIn.user.passwordHash }));
       recordEvent(ctx, request, "sign_in", user.id, { session: session.id, via: "token" });
       via = "credentials";
     } else {
@@ -109,7 +124,7 @@ export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
     }
     // The token never outlives its session: a resource server that checks
     // only the signature then cannot accept it past the session's end either.
-    const issued = await ctx.tokens.issue({ userId: user.id, sessionId: session.id, roles: user.roles, notAfter: session.idleExpiresAt });
+    const issued = await ctx.tokens.issue({ userId: user.id, sessionId: session.id, roles: user.roles, amr: session.amr, notAfter: session.idleExpiresAt });
     recordEvent(ctx, request, "token_issued", user.id, { session: session.id, kid: issued.kid, via });
     return { token: issued.token, access_token: issued.token, token_type: "Bearer", expires_in: issued.expiresIn };
   });

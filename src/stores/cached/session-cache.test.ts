@@ -29,10 +29,10 @@ describe("the in-process session cache", () => {
   async function newSession(overrides: Partial<Session> = {}): Promise<Session> {
     n += 1;
     const userId = `user-${n}`;
-    await inner.users.createUser({ id: userId, username: userId, usernameKey: userId, email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], createdAt: 1, updatedAt: 1 });
+    await inner.users.createUser({ id: userId, username: userId, usernameKey: userId, email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], mfa: false, createdAt: 1, updatedAt: 1 });
     const issued = issueSessionToken(userId, (b) => void randomFillSync(b));
     const now = clock.now();
-    const session = { id: issued.id, userId, secretHash: issued.secretHash, createdAt: now, lastSeenAt: now, idleExpiresAt: now + 600_000, absoluteExpiresAt: now + 3_600_000, userAgent: null, ipAddress: null, ...overrides };
+    const session = { id: issued.id, userId, secretHash: issued.secretHash, createdAt: now, lastSeenAt: now, idleExpiresAt: now + 600_000, absoluteExpiresAt: now + 3_600_000, userAgent: null, ipAddress: null, amr: ["pwd" as const], pending: false, ...overrides };
     await inner.sessions.createSession(session);
     return session;
   }
@@ -70,7 +70,7 @@ describe("the in-process session cache", () => {
 
   it("lets the session manager validate a cached session synchronously, and only then", async () => {
     const manager = createSessionManager({ store: cache.stores.sessions, runtime: { clock, random: (b) => void randomFillSync(b) }, policy: { idleTimeoutMs: 600_000, absoluteTimeoutMs: 3_600_000, renewIntervalMs: 60_000 } });
-    await inner.users.createUser({ id: "u-sync", username: "u-sync", usernameKey: "u-sync", email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], createdAt: 1, updatedAt: 1 });
+    await inner.users.createUser({ id: "u-sync", username: "u-sync", usernameKey: "u-sync", email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], mfa: false, createdAt: 1, updatedAt: 1 });
     const { token } = await manager.create("u-sync", { userAgent: null, ipAddress: null });
     assert.equal(manager.validateCached(token), undefined, "not in memory: the async path must run");
     assert.ok(await manager.validate(token));
@@ -86,7 +86,7 @@ describe("the in-process session cache", () => {
 
   it("refuses any other secret for a cached session once its own has been remembered, wherever the secrets differ", async () => {
     const manager = createSessionManager({ store: cache.stores.sessions, runtime: { clock, random: (b) => void randomFillSync(b) }, policy: { idleTimeoutMs: 600_000, absoluteTimeoutMs: 3_600_000, renewIntervalMs: 60_000 } });
-    await inner.users.createUser({ id: "u-memo", username: "u-memo", usernameKey: "u-memo", email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], createdAt: 1, updatedAt: 1 });
+    await inner.users.createUser({ id: "u-memo", username: "u-memo", usernameKey: "u-memo", email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], mfa: false, createdAt: 1, updatedAt: 1 });
     const { token, session } = await manager.create("u-memo", { userAgent: null, ipAddress: null });
     const secret = token.slice(session.id.length + 1);
     const flip = (c: string): string => (c === "A" ? "B" : "A");

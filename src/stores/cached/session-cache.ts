@@ -338,6 +338,9 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
   }
 
   const sessions = inner.sessions;
+  const factors = inner.secondFactors;
+  // The writes that change a user's mfa flag drop their cached sessions' user copies, as a role change does.
+  const userChange = (userId: string): Invalidation => ({ kind: "user", userId });
   const wrapped: CachedStores = {
     ...inner,
     async close() {
@@ -351,6 +354,14 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
       updateUserEmail: (id, email, updatedAt) => revoking({ kind: "user", userId: id }, () => inner.users.updateUserEmail(id, email, updatedAt)),
       verifyEmail: (id, tokenHash, now) => revoking({ kind: "user", userId: id }, () => inner.users.verifyEmail(id, tokenHash, now)),
       deleteUser: (id) => revoking({ kind: "user", userId: id }, () => inner.users.deleteUser(id)),
+    },
+    secondFactors: {
+      ...factors,
+      confirmTotp: (userId, ...rest) => revoking(userChange(userId), () => factors.confirmTotp(userId, ...rest)),
+      deleteTotp: (userId) => revoking(userChange(userId), () => factors.deleteTotp(userId)),
+      createPasskey: (passkey) => revoking(userChange(passkey.userId), () => factors.createPasskey(passkey)),
+      deletePasskey: (userId, id) => revoking(userChange(userId), () => factors.deletePasskey(userId, id)),
+      deleteSecondFactors: (userId) => revoking(userChange(userId), () => factors.deleteSecondFactors(userId)),
     },
     sessions: {
       ...sessions,

@@ -2,6 +2,7 @@ import { LatchError } from "../../core/errors.js";
 import type {
   AccountToken,
   ListUsersOptions,
+  Passkey,
   OutboxEntry,
   OutboxMessage,
   RateLimitState,
@@ -11,7 +12,9 @@ import type {
   SigningKey,
   StoreHealth,
   Stores,
+  TotpCredential,
   UserRecord,
+  WebAuthnChallenge,
 } from "../../core/store.js";
 import { publicUser } from "../../core/accounts.js";
 
@@ -26,6 +29,33 @@ export function createMemoryStores(): Stores {
   const events: SecurityEvent[] = [];
   const limits = new Map<string, RateLimitState>();
   let keys: SigningKey[] = [];
+  const totps = new Map<string, TotpCredential>();
+  /** userId → recovery code hashes. */
+  const recoveryCodes = new Map<string, Set<string>>();
+  const passkeys = new Map<string, Passkey>();
+  const challenges = new Map<string, WebAuthnChallenge>();
+
+  /** Recomputes the user's `mfa` flag from what they have, as the SQL stores do in the same write. */
+  function refreshMfa(userId: string): void {
+    const user = users.get(userId);
+    if (!user) return;
+    const mfa = totps.get(userId)?.secret != null || [...passkeys.values()].some((p) => p.userId === userId);
+    if (user.mfa !== mfa) users.set(userId, { ...user, mfa });
+  }
+
+  function removeSecondFactors(userId: string): boolean {
+    let removed = totps.delete(userId);
+    removed = recoveryCodes.delete(userId) || removed;
+    for (const [id, p] of passkeys) {
+      if (p.userId === userId) {
+        passkeys.delete(id);
+        removed = true;
+      }
+    }
+    for (const [id, c] of challenges) if (c.userId === userId) challenges.delete(id);
+    refreshMfa(userId);
+    return removed;
+  }
   let flushMark = 0;
   /** Keyed by the token hash in hex. */
   const tokens = new Map<string, AccountToken>();
@@ -149,7 +179,9 @@ export function createMemoryStores(): Stores {
       },
       async deleteUser(id) {
         await tick();
-        if (!users.delete(id)) return false;
+        if (!users.has(id)) return false;
+        removeSecondFactors(id);
+        users.delete(id);
         removeUserSessions(id);
         for (const [key, token] of tokens) if (token.userId === id) tokens.delete(key);
         for (const [key, entry] of outbox) if (entry.userId === id) outbox.delete(key);
@@ -318,6 +350,126 @@ export function createMemoryStores(): Stores {
         const n = keys.length;
         keys = keys.filter((k) => k.retiredAt === null || k.retiredAt >= before);
         return n - keys.length;
+      },
+    },
+
+    secondFactors: {
+      async findTotp(userId) {
+        await tick();
+        const row = totps.get(userId);
+        return row ? copy(row) : null;
+      },
+      async beginTotp(userId, pendingSecret, now) {
+        await tick();
+        if (!users.has(userId)) return false;
+        const row = totps.get(userId);
+        totps.set(userId, { userId, secret: row?.secret ?? null, lastUsedStep: row?.lastUsedStep ?? 0, pendingSecret, confirmedAt: row?.confirmedAt ?? null, updatedAt: now });
+        return true;
+      },
+      async confirmTotp(userId, pendingSecret, step, hashes, now) {
+        await tick();
+        const row = totps.get(userId);
+        if (!row || row.pendingSecret !== pendingSecret) return false;
+        totps.set(userId, { userId, secret: pendingSecret, lastUsedStep: step, pendingSecret: null, confirmedAt: now, updatedAt: now });
+        recoveryCodes.set(userId, new Set(hashes));
+        refreshMfa(userId);
+        return true;
+      },
+      async useTotpStep(userId, step) {
+        await tick();
+        const row = totps.get(userId);
+        if (!row || row.secret === null || row.lastUsedStep >= step) return false;
+        totps.set(userId, { ...row, lastUsedStep: step });
+        return true;
+      },
+      async deleteTotp(userId) {
+        await tick();
+        const removed = totps.delete(userId);
+        recoveryCodes.delete(userId);
+        refreshMfa(userId);
+        return removed;
+      },
+      async replaceRecoveryCodes(userId, hashes) {
+        await tick();
+        if (users.has(userId)) recoveryCodes.set(userId, new Set(hashes));
+      },
+      async useRecoveryCode(userId, hash) {
+        await tick();
+        return recoveryCodes.get(userId)?.delete(hash) ?? false;
+      },
+      async countRecoveryCodes(userId) {
+        await tick();
+        return recoveryCodes.get(userId)?.size ?? 0;
+      },
+      async createPasskey(passkey) {
+        await tick();
+        if (!users.has(passkey.userId)) throw new LatchError("not_found", "No such user.");
+        for (const p of passkeys.values()) {
+          if (p.credentialId === passkey.credentialId) throw new LatchError("conflict", "That passkey is registered already.");
+        }
+        passkeys.set(passkey.id, copy(passkey));
+        refreshMfa(passkey.userId);
+      },
+      async listPasskeys(userId) {
+        await tick();
+        return [...passkeys.values()]
+          .filter((p) => p.userId === userId)
+          .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1))
+          .map(copy);
+      },
+      async findPasskeyByCredentialId(credentialId) {
+        await tick();
+        for (const p of passkeys.values()) if (p.credentialId === credentialId) return copy(p);
+        return null;
+      },
+      async recordPasskeyUse(id, expectedCounter, counter, at) {
+        await tick();
+        const p = passkeys.get(id);
+        if (!p || p.counter !== expectedCounter) return false;
+        passkeys.set(id, { ...p, counter, lastUsedAt: at });
+        return true;
+      },
+      async renamePasskey(userId, id, name) {
+        await tick();
+        const p = passkeys.get(id);
+        if (!p || p.userId !== userId) return false;
+        passkeys.set(id, { ...p, name });
+        return true;
+      },
+      async deletePasskey(userId, id) {
+        await tick();
+        const p = passkeys.get(id);
+        if (!p || p.userId !== userId) return false;
+        passkeys.delete(id);
+        refreshMfa(userId);
+        return true;
+      },
+      async deleteSecondFactors(userId) {
+        await tick();
+        return removeSecondFactors(userId);
+      },
+      async putChallenge(challenge) {
+        await tick();
+        challenges.set(challenge.id, copy(challenge));
+      },
+      async takeChallenge(id, now) {
+        await tick();
+        const c = challenges.get(id);
+        if (!c) return null;
+        challenges.delete(id);
+        return c.expiresAt > now ? c : null;
+      },
+      async deleteExpiredChallenges(now, limit) {
+        await tick();
+        let removed = 0;
+        for (const [id, c] of challenges) {
+          if (removed >= limit) break;
+          if (c.expiresAt <= now) {
+            challenges.delete(id);
+            removed += 1;
+          }
+        }
+        return removed;
       },
     },
 

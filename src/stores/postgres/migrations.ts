@@ -208,6 +208,61 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX mail_outbox_done ON mail_outbox (created_at) WHERE status <> 'queued';
     `,
   },
+  {
+    version: 5,
+    name: "second factors: amr and pending sign-ins on sessions, TOTP, recovery codes, passkeys, WebAuthn challenges",
+    sql: `
+      -- Existing sessions were password sign-ins.
+      ALTER TABLE sessions ADD COLUMN amr text[] NOT NULL DEFAULT '{pwd}';
+      ALTER TABLE sessions ADD COLUMN pending boolean NOT NULL DEFAULT false;
+      -- Kept by the second-factor writes in the same statement, so a
+      -- session's user (one joined read) says whether the account has one.
+      ALTER TABLE users ADD COLUMN mfa boolean NOT NULL DEFAULT false;
+      -- A cached session carries its user's mfa flag: announce its changes
+      -- like a role change. A trigger of its own, so the one of version 2
+      -- stays as released.
+      CREATE TRIGGER users_announce_mfa AFTER UPDATE OF mfa ON users
+        FOR EACH ROW WHEN (NEW.mfa IS DISTINCT FROM OLD.mfa) EXECUTE FUNCTION latch_notify_user();
+
+      CREATE TABLE totp_credentials (
+        user_id text COLLATE "C" PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+        secret text,
+        last_used_step bigint NOT NULL DEFAULT 0,
+        pending_secret text,
+        confirmed_at bigint,
+        updated_at bigint NOT NULL
+      );
+
+      CREATE TABLE recovery_codes (
+        user_id text COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        code_hash text COLLATE "C" NOT NULL,
+        PRIMARY KEY (user_id, code_hash)
+      );
+
+      CREATE TABLE passkeys (
+        id text COLLATE "C" PRIMARY KEY,
+        user_id text COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        credential_id text COLLATE "C" NOT NULL UNIQUE,
+        public_key bytea NOT NULL,
+        counter bigint NOT NULL,
+        transports text[] NOT NULL,
+        name text NOT NULL,
+        created_at bigint NOT NULL,
+        last_used_at bigint
+      );
+      CREATE INDEX passkeys_user_id ON passkeys (user_id, created_at);
+
+      CREATE TABLE webauthn_challenges (
+        id text COLLATE "C" PRIMARY KEY,
+        purpose text NOT NULL,
+        user_id text COLLATE "C" REFERENCES users (id) ON DELETE CASCADE,
+        secret_hash bytea NOT NULL,
+        challenge text NOT NULL,
+        expires_at bigint NOT NULL
+      );
+      CREATE INDEX webauthn_challenges_expires_at ON webauthn_challenges (expires_at);
+    `,
+  },
 ];
 
 /**

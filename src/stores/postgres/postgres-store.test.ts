@@ -36,6 +36,7 @@ function newUser(overrides: Partial<UserRecord> = {}): UserRecord {
     emailVerified: false,
     passwordHash: `$argon2id$v=19$m=19456,t=2,p=1$${randomBytes(8).toString("base64")}$${randomBytes(16).toString("base64")}`,
     roles: ["user"],
+    mfa: false,
     createdAt: now,
     updatedAt: now,
     ...overrides,
@@ -54,6 +55,8 @@ function newSession(userId: string, overrides: Partial<Session> = {}): Session {
     absoluteExpiresAt: now + 3_600_000,
     userAgent: null,
     ipAddress: null,
+    amr: ["pwd"],
+    pending: false,
     ...overrides,
   };
 }

@@ -1,5 +1,7 @@
 import pg from "pg";
 import type {
+  AuthMethod,
+  Passkey,
   FlushMarkStore,
   AccountToken,
   MailKind,
@@ -21,6 +23,9 @@ import type {
   Stores,
   UserRecord,
   UserStore,
+  SecondFactorStore,
+  TotpCredential,
+  WebAuthnChallenge,
 } from "../../core/store.js";
 import { advisoryLockKeys } from "./advisory-locks.js";
 import { migrate } from "./migrations.js";
@@ -95,6 +100,7 @@ export async function createPostgresStores(options: PostgresStoreOptions): Promi
     keys: createSigningKeyStore(pool),
     marks: createFlushMarkStore(pool),
     mail: createMailStore(pool),
+    secondFactors: createSecondFactorStore(pool),
     health: () => checkHealth(pool),
     close() {
       // pg throws if a pool is ended twice; shutdown paths often call close
@@ -151,13 +157,14 @@ interface UserRow {
   password_hash: string;
   roles: string[];
   email_verified: boolean;
+  mfa: boolean;
   created_at: Int8;
   updated_at: Int8;
 }
 
 const USER_COLUMNS = "id, username, username_key, email, email_key, password_hash, roles, created_at, updated_at";
 /** The users columns as read back; `email_verified` is left to its default on insert. */
-const USER_READ_COLUMNS = `${USER_COLUMNS}, email_verified`;
+const USER_READ_COLUMNS = `${USER_COLUMNS}, email_verified, mfa`;
 
 function toUserRecord(row: UserRow): UserRecord {
   return {
@@ -168,6 +175,7 @@ function toUserRecord(row: UserRow): UserRecord {
     emailKey: row.email_key,
     emailVerified: row.email_verified,
     passwordHash: row.password_hash,
+    mfa: row.mfa,
     roles: row.roles,
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
@@ -329,6 +337,8 @@ interface SessionRow {
   absolute_expires_at: Int8;
   user_agent: string | null;
   ip_address: string | null;
+  amr: string[];
+  pending: boolean;
 }
 
 interface SessionWithUserRow extends SessionRow {
@@ -336,10 +346,11 @@ interface SessionWithUserRow extends SessionRow {
   email: string | null;
   roles: string[];
   email_verified: boolean;
+  mfa: boolean;
   user_created_at: Int8;
 }
 
-const SESSION_COLUMNS = "id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address";
+const SESSION_COLUMNS = "id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address, amr, pending";
 
 function toSession(row: SessionRow): Session {
   return {
@@ -352,6 +363,8 @@ function toSession(row: SessionRow): Session {
     absoluteExpiresAt: Number(row.absolute_expires_at),
     userAgent: row.user_agent,
     ipAddress: row.ip_address,
+    amr: row.amr as AuthMethod[],
+    pending: row.pending,
   };
 }
 
@@ -374,9 +387,11 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
         session.absoluteExpiresAt,
         session.userAgent,
         session.ipAddress,
+        session.amr,
+        session.pending,
       ];
       if (options?.ifPasswordHash === undefined) {
-        await query(pool, { name: "latch_create_session", text: `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, values });
+        await query(pool, { name: "latch_create_session", text: `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, values });
         return true;
       }
       // FOR SHARE makes the check hold until commit: a password change
@@ -388,7 +403,7 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
       const result = await query(pool, {
         name: "latch_create_session_if_password",
         text: `INSERT INTO sessions (${SESSION_COLUMNS})
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM users WHERE id = $2 AND password_hash = $10 FOR SHARE`,
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text[], $11::boolean FROM users WHERE id = $2 AND password_hash = $12 FOR SHARE`,
         values: [...values, options.ifPasswordHash],
       });
       return result.rowCount === 1;
@@ -401,8 +416,8 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
         name: "latch_find_session",
         text: `
           SELECT s.id, s.user_id, s.secret_hash, s.created_at, s.last_seen_at, s.idle_expires_at,
-                 s.absolute_expires_at, s.user_agent, s.ip_address,
-                 u.username, u.email, u.email_verified, u.roles, u.created_at AS user_created_at
+                 s.absolute_expires_at, s.user_agent, s.ip_address, s.amr, s.pending,
+                 u.username, u.email, u.email_verified, u.roles, u.mfa, u.created_at AS user_created_at
           FROM sessions s JOIN users u ON u.id = s.user_id
           WHERE s.id = $1 AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2`,
         values: [id, now],
@@ -417,6 +432,7 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
           email: row.email,
           emailVerified: row.email_verified,
           roles: row.roles,
+          mfa: row.mfa,
           createdAt: Number(row.user_created_at),
         },
       };
@@ -470,7 +486,7 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
         text: `
           WITH old AS (DELETE FROM sessions WHERE id = $1 AND user_id = $3 RETURNING id)
           INSERT INTO sessions (${SESSION_COLUMNS})
-          SELECT $2, $3, $4::bytea, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::text, $10::text FROM old`,
+          SELECT $2, $3, $4::bytea, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::text, $10::text, $11::text[], $12::boolean FROM old`,
         values: [
           oldId,
           next.id,
@@ -482,6 +498,8 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
           next.absoluteExpiresAt,
           next.userAgent,
           next.ipAddress,
+          next.amr,
+          next.pending,
         ],
       });
       return result.rowCount === 1;
@@ -881,6 +899,229 @@ function createMailStore(pool: pg.Pool): MailStore {
     async deleteExpiredTokens(now, limit) {
       const result = await query(pool, {
         text: "DELETE FROM account_tokens WHERE hash IN (SELECT hash FROM account_tokens WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        values: [now, limit],
+      });
+      return result.rowCount ?? 0;
+    },
+  };
+}
+
+interface TotpRow {
+  user_id: string;
+  secret: string | null;
+  last_used_step: Int8;
+  pending_secret: string | null;
+  confirmed_at: Int8 | null;
+  updated_at: Int8;
+}
+
+interface PasskeyRow {
+  id: string;
+  user_id: string;
+  credential_id: string;
+  public_key: Buffer;
+  counter: Int8;
+  transports: string[];
+  name: string;
+  created_at: Int8;
+  last_used_at: Int8 | null;
+}
+
+const PASSKEY_COLUMNS = "id, user_id, credential_id, public_key, counter, transports, name, created_at, last_used_at";
+
+function toPasskey(row: PasskeyRow): Passkey {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    credentialId: row.credential_id,
+    publicKey: row.public_key,
+    counter: Number(row.counter),
+    transports: row.transports,
+    name: row.name,
+    createdAt: Number(row.created_at),
+    lastUsedAt: row.last_used_at === null ? null : Number(row.last_used_at),
+  };
+}
+
+// The user's mfa flag from what they have, as a statement to run last in
+// each second-factor write's transaction. The trigger of migration 5
+// announces a change of it to every process's session cache.
+const REFRESH_MFA = `
+  UPDATE users SET mfa = (EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = $1 AND secret IS NOT NULL)
+                          OR EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1))
+  WHERE id = $1`;
+
+function createSecondFactorStore(pool: pg.Pool): SecondFactorStore {
+  const refreshMfa = (client: pg.PoolClient, userId: string): Promise<unknown> => query(client, { text: REFRESH_MFA, values: [userId] });
+  return {
+    async findTotp(userId) {
+      const result = await query<TotpRow>(pool, {
+        text: "SELECT user_id, secret, last_used_step, pending_secret, confirmed_at, updated_at FROM totp_credentials WHERE user_id = $1",
+        values: [userId],
+      });
+      const row = result.rows[0];
+      if (!row) return null;
+      const credential: TotpCredential = {
+        userId: row.user_id,
+        secret: row.secret,
+        lastUsedStep: Number(row.last_used_step),
+        pendingSecret: row.pending_secret,
+        confirmedAt: row.confirmed_at === null ? null : Number(row.confirmed_at),
+        updatedAt: Number(row.updated_at),
+      };
+      return credential;
+    },
+
+    async beginTotp(userId, pendingSecret, now) {
+      const result = await query(pool, {
+        text: `
+          INSERT INTO totp_credentials (user_id, pending_secret, updated_at)
+          SELECT $1, $2, $3 FROM users WHERE id = $1
+          ON CONFLICT (user_id) DO UPDATE SET pending_secret = EXCLUDED.pending_secret, updated_at = EXCLUDED.updated_at`,
+        values: [userId, pendingSecret, now],
+      });
+      return result.rowCount === 1;
+    },
+
+    confirmTotp(userId, pendingSecret, step, hashes, now) {
+      return transaction(pool, async (client) => {
+        const confirmed = await query(client, {
+          text: `
+            UPDATE totp_credentials SET secret = pending_secret, pending_secret = NULL, last_used_step = $3, confirmed_at = $4, updated_at = $4
+            WHERE user_id = $1 AND pending_secret = $2`,
+          values: [userId, pendingSecret, step, now],
+        });
+        if (confirmed.rowCount !== 1) return false;
+        await query(client, { text: "DELETE FROM recovery_codes WHERE user_id = $1", values: [userId] });
+        await query(client, { text: "INSERT INTO recovery_codes (user_id, code_hash) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING", values: [userId, hashes] });
+        await refreshMfa(client, userId);
+        return true;
+      });
+    },
+
+    async useTotpStep(userId, step) {
+      // One statement: concurrent uses of one code serialise on the row, and
+      // the second sees the first's step.
+      const result = await query(pool, {
+        text: "UPDATE totp_credentials SET last_used_step = $2 WHERE user_id = $1 AND secret IS NOT NULL AND last_used_step < $2",
+        values: [userId, step],
+      });
+      return result.rowCount === 1;
+    },
+
+    deleteTotp(userId) {
+      return transaction(pool, async (client) => {
+        const removed = await query(client, { text: "DELETE FROM totp_credentials WHERE user_id = $1", values: [userId] });
+        await query(client, { text: "DELETE FROM recovery_codes WHERE user_id = $1", values: [userId] });
+        await refreshMfa(client, userId);
+        return removed.rowCount === 1;
+      });
+    },
+
+    async replaceRecoveryCodes(userId, hashes) {
+      await transaction(pool, async (client) => {
+        await query(client, { text: "DELETE FROM recovery_codes WHERE user_id = $1", values: [userId] });
+        await query(client, {
+          text: "INSERT INTO recovery_codes (user_id, code_hash) SELECT id, unnest($2::text[]) FROM users WHERE id = $1 ON CONFLICT DO NOTHING",
+          values: [userId, hashes],
+        });
+      });
+    },
+
+    async useRecoveryCode(userId, hash) {
+      const result = await query(pool, { text: "DELETE FROM recovery_codes WHERE user_id = $1 AND code_hash = $2", values: [userId, hash] });
+      return result.rowCount === 1;
+    },
+
+    async countRecoveryCodes(userId) {
+      const result = await query<{ n: number }>(pool, { text: "SELECT count(*)::int AS n FROM recovery_codes WHERE user_id = $1", values: [userId] });
+      return result.rows[0]?.n ?? 0;
+    },
+
+    async createPasskey(passkey) {
+      await transaction(pool, async (client) => {
+        await query(client, {
+          text: `INSERT INTO passkeys (${PASSKEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+          values: [
+            passkey.id,
+            passkey.userId,
+            passkey.credentialId,
+            bytes(passkey.publicKey),
+            passkey.counter,
+            passkey.transports,
+            passkey.name,
+            passkey.createdAt,
+            passkey.lastUsedAt,
+          ],
+        });
+        await refreshMfa(client, passkey.userId);
+      });
+    },
+
+    async listPasskeys(userId) {
+      const result = await query<PasskeyRow>(pool, { text: `SELECT ${PASSKEY_COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at, id`, values: [userId] });
+      return result.rows.map(toPasskey);
+    },
+
+    async findPasskeyByCredentialId(credentialId) {
+      const result = await query<PasskeyRow>(pool, { text: `SELECT ${PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = $1`, values: [credentialId] });
+      const row = result.rows[0];
+      return row ? toPasskey(row) : null;
+    },
+
+    async recordPasskeyUse(id, expectedCounter, counter, at) {
+      const result = await query(pool, {
+        text: "UPDATE passkeys SET counter = $3, last_used_at = $4 WHERE id = $1 AND counter = $2",
+        values: [id, expectedCounter, counter, at],
+      });
+      return result.rowCount === 1;
+    },
+
+    async renamePasskey(userId, id, name) {
+      const result = await query(pool, { text: "UPDATE passkeys SET name = $3 WHERE id = $2 AND user_id = $1", values: [userId, id, name] });
+      return result.rowCount === 1;
+    },
+
+    deletePasskey(userId, id) {
+      return transaction(pool, async (client) => {
+        const removed = await query(client, { text: "DELETE FROM passkeys WHERE id = $2 AND user_id = $1", values: [userId, id] });
+        await refreshMfa(client, userId);
+        return removed.rowCount === 1;
+      });
+    },
+
+    deleteSecondFactors(userId) {
+      return transaction(pool, async (client) => {
+        let removed = 0;
+        for (const table of ["totp_credentials", "recovery_codes", "passkeys", "webauthn_challenges"]) {
+          const result = await query(client, { text: `DELETE FROM ${table} WHERE user_id = $1`, values: [userId] });
+          if (table !== "webauthn_challenges") removed += result.rowCount ?? 0;
+        }
+        await refreshMfa(client, userId);
+        return removed > 0;
+      });
+    },
+
+    async putChallenge(challenge) {
+      await query(pool, {
+        text: "INSERT INTO webauthn_challenges (id, purpose, user_id, secret_hash, challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        values: [challenge.id, challenge.purpose, challenge.userId, bytes(challenge.secretHash), challenge.challenge, challenge.expiresAt],
+      });
+    },
+
+    async takeChallenge(id, now) {
+      const result = await query<{ id: string; purpose: WebAuthnChallenge["purpose"]; user_id: string | null; secret_hash: Buffer; challenge: string; expires_at: Int8 }>(pool, {
+        text: "DELETE FROM webauthn_challenges WHERE id = $1 RETURNING id, purpose, user_id, secret_hash, challenge, expires_at",
+        values: [id],
+      });
+      const row = result.rows[0];
+      if (!row || Number(row.expires_at) <= now) return null;
+      return { id: row.id, purpose: row.purpose, userId: row.user_id, secretHash: row.secret_hash, challenge: row.challenge, expiresAt: Number(row.expires_at) };
+    },
+
+    async deleteExpiredChallenges(now, limit) {
+      const result = await query(pool, {
+        text: "DELETE FROM webauthn_challenges WHERE id IN (SELECT id FROM webauthn_challenges WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         values: [now, limit],
       });
       return result.rowCount ?? 0;

@@ -152,7 +152,7 @@ export function createRedisSessionCache(options: { redis: RedisClient; prefix: s
           ? ""
           : // A missing user still gets a (stale) placeholder: the key must record
             // who owns the session, and readers then find the user gone.
-            packUser(user ?? { id: session.userId, username: "", email: null, emailVerified: false, roles: [], createdAt: 0 }, { fresh: user !== null });
+            packUser(user ?? { id: session.userId, username: "", email: null, emailVerified: false, roles: [], mfa: false, createdAt: 0 }, { fresh: user !== null });
       return redisCall(async () => {
         const reply = (await scripts.put(
           keyForSession(session.id),

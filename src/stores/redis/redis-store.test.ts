@@ -151,7 +151,7 @@ describe("redis session store", { skip }, () => {
     const read = await cache.read(sessions[0]!.id);
     await stores.users.updateUserRoles(user.id, ["user", "admin"], Date.now());
     // A reader that fetched the user before the change must not write it back.
-    assert.equal(await cache.refillUser({ id: user.id, username: user.username, email: null, emailVerified: false, roles: ["user"], createdAt: user.createdAt }, read.at), false);
+    assert.equal(await cache.refillUser({ id: user.id, username: user.username, email: null, emailVerified: false, roles: ["user"], mfa: false, createdAt: user.createdAt }, read.at), false);
     assert.deepEqual((await stores.sessions.findSession(sessions[0]!.id, Date.now()))?.user.roles, ["user", "admin"]);
   });
 
@@ -160,7 +160,7 @@ describe("redis session store", { skip }, () => {
     const session = sessions[0]!;
     const cache = createRedisSessionCache({ redis: admin, prefix });
     await stores.sessions.deleteSession(session.id);
-    const profile = { id: user.id, username: user.username, email: null, emailVerified: false, roles: user.roles, createdAt: user.createdAt };
+    const profile = { id: user.id, username: user.username, email: null, emailVerified: false, roles: user.roles, mfa: false, createdAt: user.createdAt };
     // A reader missed in Redis, read the session from the database, and was
     // overtaken by the revocation before writing it back.
     const staleReadAt = Date.now() - 5_000;

@@ -1,6 +1,6 @@
 import { publicUser } from "../../core/accounts.js";
 import { isSessionId } from "../../core/session-token.js";
-import type { RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, UserRecord, UserStore } from "../../core/store.js";
+import type { RateLimitStore, SecondFactorStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, UserRecord, UserStore } from "../../core/store.js";
 import { connectRedis, redisCall } from "./redis-connection.js";
 import { latchScripts } from "./redis-scripts.js";
 import type { RedisClient } from "./redis-scripts.js";
@@ -322,11 +322,32 @@ export async function createRedisStores(options: RedisStoresOptions): Promise<St
     },
   };
 
+  // Second factors live in the database; the writes that change a user's
+  // mfa flag mark the copy kept next to their sessions stale, first (as a
+  // role change does), and announce the change.
+  async function userChanged<T>(userId: string, write: () => Promise<T>): Promise<T> {
+    await cache.setUser({ id: userId }, "stale");
+    const result = await write();
+    await cache.setUser({ id: userId }, "stale");
+    await publishRevocation(redis!, prefix, { kind: "user", userId });
+    return result;
+  }
+  const factors = database.secondFactors;
+  const secondFactors: SecondFactorStore = {
+    ...factors,
+    confirmTotp: (userId, ...rest) => userChanged(userId, () => factors.confirmTotp(userId, ...rest)),
+    deleteTotp: (userId) => userChanged(userId, () => factors.deleteTotp(userId)),
+    createPasskey: (passkey) => userChanged(passkey.userId, () => factors.createPasskey(passkey)),
+    deletePasskey: (userId, id) => userChanged(userId, () => factors.deletePasskey(userId, id)),
+    deleteSecondFactors: (userId) => userChanged(userId, () => factors.deleteSecondFactors(userId)),
+  };
+
   return {
     users,
     ...(database.marks === undefined ? {} : { marks: database.marks }),
     sessions,
     events: database.events,
+    secondFactors,
     limits: createRedisRateLimitStore({ redis, prefix }),
     keys: database.keys,
     mail: database.mail,

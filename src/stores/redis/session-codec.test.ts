@@ -18,6 +18,8 @@ function session(overrides: Partial<Session> = {}): Session {
     absoluteExpiresAt: 1_700_000_000_004,
     userAgent: "Mozilla/5.0",
     ipAddress: "203.0.113.0",
+    amr: ["pwd"],
+    pending: false,
     ...overrides,
   };
 }
@@ -68,5 +70,35 @@ describe("the Redis session layout", () => {
     assert.match(lua, new RegExp(`local F_OWNER, F_AGENT_REF = ${SESSION_FLAGS.ownerInline}, ${SESSION_FLAGS.agentRef}`));
     // TOUCH rewrites idle and lastSeen in one splice that assumes idle comes first.
     assert.ok(SESSION_LAYOUT.idleExpiresAt.offset + 6 <= SESSION_LAYOUT.lastSeenAt.offset);
+  });
+
+  it("keeps amr and the pending state in a byte before the address, and reads a value without it as a password sign-in", () => {
+    for (const state of [
+      { amr: ["pwd"], pending: true },
+      { amr: ["pwd", "otp", "mfa"], pending: false },
+      { amr: ["hwk", "mfa"], pending: false },
+    ] as const) {
+      for (const ipAddress of [null, "198.51.100.0"]) {
+        const s = session({ amr: [...state.amr], pending: state.pending, ipAddress, userAgent: null });
+        const packed = packSession(s).byReference;
+        assert.ok((packed[0]! & SESSION_FLAGS.state) !== 0);
+        const back = unpackSession(s.id, packed, null).session;
+        assert.deepEqual(back.amr, state.amr);
+        assert.equal(back.pending, state.pending);
+        assert.equal(back.ipAddress, ipAddress);
+      }
+    }
+    // As written before second factors: no state flag, no state byte.
+    const s = session({ userAgent: null });
+    const packed = Buffer.from(packSession(s).byReference);
+    const old = Buffer.concat([
+      Buffer.from([packed[0]! & ~SESSION_FLAGS.state]),
+      packed.subarray(1, SESSION_FIXED_LENGTH),
+      packed.subarray(SESSION_FIXED_LENGTH + 1),
+    ]);
+    const back = unpackSession(s.id, old, null).session;
+    assert.deepEqual(back.amr, ["pwd"]);
+    assert.equal(back.pending, false);
+    assert.equal(back.ipAddress, s.ipAddress);
   });
 });

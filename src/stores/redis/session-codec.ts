@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { LatchError } from "../../core/errors.js";
 import { SLOT_TAG_LENGTH } from "../../core/session-token.js";
-import type { Session, User } from "../../core/store.js";
+import type { AuthMethod, Session, User } from "../../core/store.js";
 
 /**
  * The byte layout of what the Redis store keeps. Memory per session is the
@@ -22,10 +22,15 @@ import type { Session, User } from "../../core/store.js";
  * | 57 | 1 + n | owner's user id (only with flag 1; the Lua scripts insert it) |
  * | … | 6 | user agent reference (flag 2): the hash field `a<ref>` holds the text |
  * | … | 2 + n | user agent inline (flag 4) |
+ * | … | 1 | sign-in state (flag 16): bits 1 pwd, 2 otp, 4 hwk, 8 mfa (the amr), 16 pending |
  * | … | rest | ipAddress, UTF-8 (flag 8) |
  *
+ * A value without flag 16 (written before second factors existed) is a
+ * password sign-in: amr `["pwd"]`, not pending. The scripts never read past
+ * the user agent, so the state byte is invisible to them.
+ *
  * A user snapshot: `"1"` (fresh) or `"0"` (must be re-read), one byte of id
- * length, the id, then JSON `[username, email, roles, createdAt, emailVerified]`.
+ * length, the id, then JSON `[username, email, roles, createdAt, emailVerified, mfa]`.
  */
 /**
  * The fixed-size prefix of a session value, field by field: the one source
@@ -44,7 +49,7 @@ export const SESSION_LAYOUT = {
 } as const;
 
 /** The flag bits of byte 0. */
-export const SESSION_FLAGS = { ownerInline: 1, agentRef: 2, agentInline: 4, address: 8 } as const;
+export const SESSION_FLAGS = { ownerInline: 1, agentRef: 2, agentInline: 4, address: 8, state: 16 } as const;
 
 /** Where the variable part (owner id, user agent, address) starts. */
 export const SESSION_FIXED_LENGTH = SESSION_LAYOUT.secretHash.offset + SESSION_LAYOUT.secretHash.size;
@@ -54,6 +59,25 @@ const FLAG_AGENT_REF = SESSION_FLAGS.agentRef;
 const FLAG_AGENT_INLINE = SESSION_FLAGS.agentInline;
 const FLAG_ADDRESS = SESSION_FLAGS.address;
 const FIXED_LENGTH = SESSION_FIXED_LENGTH;
+const FLAG_STATE = SESSION_FLAGS.state;
+const AMR_BITS: ReadonlyArray<readonly [AuthMethod, number]> = [
+  ["pwd", 1],
+  ["otp", 2],
+  ["hwk", 4],
+  ["mfa", 8],
+];
+const STATE_PENDING = 16;
+
+function packState(session: Session): Buffer {
+  let state = session.pending ? STATE_PENDING : 0;
+  for (const [method, bit] of AMR_BITS) if (session.amr.includes(method)) state |= bit;
+  return Buffer.from([state]);
+}
+
+function unpackState(state: number | null): { amr: AuthMethod[]; pending: boolean } {
+  if (state === null) return { amr: ["pwd"], pending: false };
+  return { amr: AMR_BITS.filter(([, bit]) => (state & bit) !== 0).map(([method]) => method), pending: (state & STATE_PENDING) !== 0 };
+}
 const MAX_TIME = 2 ** 48 - 1;
 
 export interface PackedSession {
@@ -104,8 +128,9 @@ export function packSession(session: Session): PackedSession {
   time(session.createdAt, "createdAt").copy(fixed, L.createdAt.offset);
   if (session.secretHash.byteLength !== SESSION_LAYOUT.secretHash.size) throw new LatchError("invalid_input", "secretHash must be 32 bytes.");
   const hash = Buffer.from(session.secretHash.buffer, session.secretHash.byteOffset, session.secretHash.byteLength);
-  const address = session.ipAddress === null ? Buffer.alloc(0) : Buffer.from(session.ipAddress, "utf8");
-  const baseFlags = session.ipAddress === null ? 0 : FLAG_ADDRESS;
+  // The state byte goes before the address, whose bytes run to the end.
+  const address = Buffer.concat([packState(session), session.ipAddress === null ? Buffer.alloc(0) : Buffer.from(session.ipAddress, "utf8")]);
+  const baseFlags = FLAG_STATE | (session.ipAddress === null ? 0 : FLAG_ADDRESS);
   const expiresAt = Math.min(session.idleExpiresAt, session.absoluteExpiresAt);
   const field = sessionField(session.id);
 
@@ -157,6 +182,11 @@ export function unpackSession(id: string, value: Buffer, agent: Buffer | null): 
     userAgent = value.toString("utf8", offset + 2, offset + 2 + length);
     offset += 2 + length;
   }
+  let state: number | null = null;
+  if (flags & FLAG_STATE) {
+    state = value[offset]!;
+    offset += 1;
+  }
   const ipAddress = flags & FLAG_ADDRESS ? value.toString("utf8", offset) : null;
   return {
     session: {
@@ -169,6 +199,7 @@ export function unpackSession(id: string, value: Buffer, agent: Buffer | null): 
       absoluteExpiresAt: value.readUIntBE(SESSION_LAYOUT.absoluteExpiresAt.offset, 6),
       userAgent,
       ipAddress,
+      ...unpackState(state),
     },
     ownerId,
     agentRef: (flags & FLAG_AGENT_REF) !== 0,
@@ -197,7 +228,7 @@ export function packUser(user: User, options: { fresh: boolean }): Buffer {
   return Buffer.concat([
     Buffer.from(options.fresh ? "1" : "0"),
     ownerBytes(user.id),
-    Buffer.from(JSON.stringify([user.username, user.email, user.roles, user.createdAt, user.emailVerified]), "utf8"),
+    Buffer.from(JSON.stringify([user.username, user.email, user.roles, user.createdAt, user.emailVerified, user.mfa]), "utf8"),
   ]);
 }
 
@@ -214,7 +245,10 @@ export interface UnpackedUser {
 export function unpackUser(value: Buffer): UnpackedUser {
   const length = value[1]!;
   const id = value.toString("utf8", 2, 2 + length);
-  const [username, email, roles, createdAt, emailVerified] = JSON.parse(value.toString("utf8", 2 + length)) as [string, string | null, string[], number, boolean?];
-  // A copy written before emailVerified existed is not fresh: read the database.
-  return { user: { id, username, email, emailVerified: emailVerified === true, roles, createdAt }, fresh: value[0] === 0x31 && emailVerified !== undefined };
+  const [username, email, roles, createdAt, emailVerified, mfa] = JSON.parse(value.toString("utf8", 2 + length)) as [string, string | null, string[], number, boolean?, boolean?];
+  // A copy written before emailVerified or mfa existed is not fresh: read the database.
+  return {
+    user: { id, username, email, emailVerified: emailVerified === true, roles, mfa: mfa === true, createdAt },
+    fresh: value[0] === 0x31 && emailVerified !== undefined && mfa !== undefined,
+  };
 }

@@ -134,6 +134,56 @@ export const migrations: ReadonlyArray<{ version: number; name: string; sql: str
       CREATE INDEX mail_outbox_done ON mail_outbox(created_at) WHERE status <> 'queued';
     `,
   },
+  {
+    version: 4,
+    name: "second factors: amr and pending sign-ins on sessions, TOTP, recovery codes, passkeys, WebAuthn challenges",
+    sql: `
+      -- Existing sessions were password sign-ins.
+      ALTER TABLE sessions ADD COLUMN amr TEXT NOT NULL DEFAULT 'pwd';
+      ALTER TABLE sessions ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+      -- Kept by the second-factor writes in the same transaction, so a
+      -- session's user (one joined read) says whether the account has one.
+      ALTER TABLE users ADD COLUMN mfa INTEGER NOT NULL DEFAULT 0;
+
+      CREATE TABLE totp_credentials (
+        user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        secret TEXT,
+        last_used_step INTEGER NOT NULL DEFAULT 0,
+        pending_secret TEXT,
+        confirmed_at INTEGER,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE recovery_codes (
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        code_hash TEXT NOT NULL,
+        PRIMARY KEY (user_id, code_hash)
+      ) STRICT, WITHOUT ROWID;
+
+      CREATE TABLE passkeys (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        credential_id TEXT NOT NULL UNIQUE,
+        public_key BLOB NOT NULL,
+        counter INTEGER NOT NULL,
+        transports TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER
+      ) STRICT;
+      CREATE INDEX passkeys_user_id ON passkeys(user_id, created_at);
+
+      CREATE TABLE webauthn_challenges (
+        id TEXT PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+        secret_hash BLOB NOT NULL,
+        challenge TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX webauthn_challenges_expires_at ON webauthn_challenges(expires_at);
+    `,
+  },
 ];
 
 /** Brings the database to the latest version. Safe to call on every start. */

@@ -4,6 +4,10 @@ import BetterSqlite3 from "better-sqlite3";
 import type { Database } from "better-sqlite3";
 import { LatchError } from "../../core/errors.js";
 import type {
+  AuthMethod,
+  Passkey,
+  TotpCredential,
+  WebAuthnChallenge,
   AccountToken,
   MailKind,
   OutboxEntry,
@@ -40,6 +44,7 @@ interface UserRow {
   password_hash: string;
   roles: string;
   email_verified: number;
+  mfa: number;
   created_at: number;
   updated_at: number;
 }
@@ -77,12 +82,15 @@ interface SessionRow {
   absolute_expires_at: number;
   user_agent: string | null;
   ip_address: string | null;
+  amr: string;
+  pending: number;
 }
 
 interface SessionUserRow extends SessionRow {
   u_username: string;
   u_email: string | null;
   u_email_verified: number;
+  u_mfa: number;
   u_roles: string;
   u_created_at: number;
 }
@@ -119,6 +127,7 @@ function toUser(row: UserRow): UserRecord {
     email: row.email,
     emailKey: row.email_key,
     emailVerified: row.email_verified === 1,
+    mfa: row.mfa === 1,
     passwordHash: row.password_hash,
     roles: splitRoles(row.roles),
     createdAt: row.created_at,
@@ -137,6 +146,56 @@ function toSession(row: SessionRow): Session {
     absoluteExpiresAt: row.absolute_expires_at,
     userAgent: row.user_agent,
     ipAddress: row.ip_address,
+    amr: row.amr.split(",") as AuthMethod[],
+    pending: row.pending === 1,
+  };
+}
+
+interface TotpRow {
+  user_id: string;
+  secret: string | null;
+  last_used_step: number;
+  pending_secret: string | null;
+  confirmed_at: number | null;
+  updated_at: number;
+}
+
+interface PasskeyRow {
+  id: string;
+  user_id: string;
+  credential_id: string;
+  public_key: Buffer;
+  counter: number;
+  transports: string;
+  name: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+
+interface ChallengeRow {
+  id: string;
+  purpose: WebAuthnChallenge["purpose"];
+  user_id: string | null;
+  secret_hash: Buffer;
+  challenge: string;
+  expires_at: number;
+}
+
+function toTotp(row: TotpRow): TotpCredential {
+  return { userId: row.user_id, secret: row.secret, lastUsedStep: row.last_used_step, pendingSecret: row.pending_secret, confirmedAt: row.confirmed_at, updatedAt: row.updated_at };
+}
+
+function toPasskey(row: PasskeyRow): Passkey {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    credentialId: row.credential_id,
+    publicKey: row.public_key,
+    counter: row.counter,
+    transports: row.transports === "" ? [] : row.transports.split(","),
+    name: row.name,
+    createdAt: row.created_at,
+    lastUsedAt: row.last_used_at,
   };
 }
 
@@ -227,14 +286,14 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     listUsers: db.prepare<[string, number], UserRow>("SELECT * FROM users WHERE id > ? ORDER BY id LIMIT ?"),
 
     insertSession: db.prepare(
-      `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address)
-       VALUES (@id, @userId, @secretHash, @createdAt, @lastSeenAt, @idleExpiresAt, @absoluteExpiresAt, @userAgent, @ipAddress)`,
+      `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address, amr, pending)
+       VALUES (@id, @userId, @secretHash, @createdAt, @lastSeenAt, @idleExpiresAt, @absoluteExpiresAt, @userAgent, @ipAddress, @amrText, @pendingFlag)`,
     ),
     // The insert and the password check are one statement, so no password
     // change can land between them (SQLite runs one writer at a time).
     insertSessionIfPassword: db.prepare(
-      `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address)
-       SELECT @id, @userId, @secretHash, @createdAt, @lastSeenAt, @idleExpiresAt, @absoluteExpiresAt, @userAgent, @ipAddress
+      `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address, amr, pending)
+       SELECT @id, @userId, @secretHash, @createdAt, @lastSeenAt, @idleExpiresAt, @absoluteExpiresAt, @userAgent, @ipAddress, @amrText, @pendingFlag
        WHERE EXISTS (SELECT 1 FROM users WHERE id = @userId AND password_hash = @passwordHash)`,
     ),
     raiseMark: db.prepare<[], { value: number }>(
@@ -242,7 +301,7 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     ),
     readMark: db.prepare<[], { value: number }>("SELECT value FROM store_marks WHERE name = 'flush'"),
     findSession: db.prepare<[string, number, number], SessionUserRow>(
-      `SELECT s.*, u.username AS u_username, u.email AS u_email, u.email_verified AS u_email_verified, u.roles AS u_roles, u.created_at AS u_created_at
+      `SELECT s.*, u.username AS u_username, u.email AS u_email, u.email_verified AS u_email_verified, u.roles AS u_roles, u.mfa AS u_mfa, u.created_at AS u_created_at
        FROM sessions s JOIN users u ON u.id = s.user_id
        WHERE s.id = ? AND s.idle_expires_at > ? AND s.absolute_expires_at > ?`,
     ),
@@ -290,6 +349,44 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     ),
     deleteRetiredKeys: db.prepare("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?"),
     dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
+
+    // The user's mfa flag from what they have; run in each second-factor write's transaction.
+    refreshMfa: db.prepare(
+      `UPDATE users SET mfa = (EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = @id AND secret IS NOT NULL)
+                               OR EXISTS (SELECT 1 FROM passkeys WHERE user_id = @id)) WHERE id = @id`,
+    ),
+    findTotp: db.prepare<[string], TotpRow>("SELECT * FROM totp_credentials WHERE user_id = ?"),
+    beginTotp: db.prepare(
+      `INSERT INTO totp_credentials (user_id, pending_secret, updated_at) SELECT @userId, @pendingSecret, @now WHERE EXISTS (SELECT 1 FROM users WHERE id = @userId)
+       ON CONFLICT (user_id) DO UPDATE SET pending_secret = excluded.pending_secret, updated_at = excluded.updated_at`,
+    ),
+    confirmTotp: db.prepare(
+      `UPDATE totp_credentials SET secret = pending_secret, pending_secret = NULL, last_used_step = @step, confirmed_at = @now, updated_at = @now
+       WHERE user_id = @userId AND pending_secret = @pendingSecret`,
+    ),
+    useTotpStep: db.prepare("UPDATE totp_credentials SET last_used_step = @step WHERE user_id = @userId AND secret IS NOT NULL AND last_used_step < @step"),
+    deleteTotp: db.prepare("DELETE FROM totp_credentials WHERE user_id = ?"),
+    deleteRecoveryCodes: db.prepare("DELETE FROM recovery_codes WHERE user_id = ?"),
+    insertRecoveryCode: db.prepare("INSERT OR IGNORE INTO recovery_codes (user_id, code_hash) SELECT ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE id = ?)"),
+    useRecoveryCode: db.prepare("DELETE FROM recovery_codes WHERE user_id = ? AND code_hash = ?"),
+    countRecoveryCodes: db.prepare<[string], number>("SELECT count(*) FROM recovery_codes WHERE user_id = ?").pluck(),
+    insertPasskey: db.prepare(
+      `INSERT INTO passkeys (id, user_id, credential_id, public_key, counter, transports, name, created_at, last_used_at)
+       VALUES (@id, @userId, @credentialId, @publicKey, @counter, @transportsText, @name, @createdAt, @lastUsedAt)`,
+    ),
+    listPasskeys: db.prepare<[string], PasskeyRow>("SELECT * FROM passkeys WHERE user_id = ? ORDER BY created_at, id"),
+    passkeyByCredential: db.prepare<[string], PasskeyRow>("SELECT * FROM passkeys WHERE credential_id = ?"),
+    recordPasskeyUse: db.prepare("UPDATE passkeys SET counter = @counter, last_used_at = @at WHERE id = @id AND counter = @expected"),
+    renamePasskey: db.prepare("UPDATE passkeys SET name = ? WHERE id = ? AND user_id = ?"),
+    deletePasskey: db.prepare("DELETE FROM passkeys WHERE id = ? AND user_id = ?"),
+    deletePasskeys: db.prepare("DELETE FROM passkeys WHERE user_id = ?"),
+    insertChallenge: db.prepare(
+      `INSERT INTO webauthn_challenges (id, purpose, user_id, secret_hash, challenge, expires_at)
+       VALUES (@id, @purpose, @userId, @secretHash, @challenge, @expiresAt)`,
+    ),
+    takeChallenge: db.prepare<[string], ChallengeRow>("DELETE FROM webauthn_challenges WHERE id = ? RETURNING *"),
+    deleteUserChallenges: db.prepare("DELETE FROM webauthn_challenges WHERE user_id = ?"),
+    deleteExpiredChallenges: db.prepare("DELETE FROM webauthn_challenges WHERE id IN (SELECT id FROM webauthn_challenges WHERE expires_at <= ? LIMIT ?)"),
 
     deleteLogin: db.prepare("DELETE FROM logins WHERE login_key = ? AND user_id = ?"),
     updateEmail: db.prepare<[string | null, string | null, number, string], UserRow>(
@@ -373,9 +470,46 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     q.insertLogin.run(user.usernameKey, user.id);
     if (user.emailKey !== null) q.insertLogin.run(user.emailKey, user.id);
   });
+
+  const sessionParams = (session: Session): Record<string, unknown> => ({ ...session, amrText: session.amr.join(","), pendingFlag: session.pending ? 1 : 0 });
+  const confirmTotp = db.transaction((userId: string, pendingSecret: string, step: number, hashes: string[], now: number) => {
+    if (q.confirmTotp.run({ userId, pendingSecret, step, now }).changes !== 1) return false;
+    q.deleteRecoveryCodes.run(userId);
+    for (const hash of hashes) q.insertRecoveryCode.run(userId, hash, userId);
+    q.refreshMfa.run({ id: userId });
+    return true;
+  });
+  const deleteTotp = db.transaction((userId: string) => {
+    const removed = q.deleteTotp.run(userId).changes === 1;
+    q.deleteRecoveryCodes.run(userId);
+    q.refreshMfa.run({ id: userId });
+    return removed;
+  });
+  const replaceRecoveryCodes = db.transaction((userId: string, hashes: string[]) => {
+    q.deleteRecoveryCodes.run(userId);
+    for (const hash of hashes) q.insertRecoveryCode.run(userId, hash, userId);
+  });
+  const createPasskey = db.transaction((passkey: Passkey) => {
+    q.insertPasskey.run({ ...passkey, publicKey: Buffer.from(passkey.publicKey), transportsText: passkey.transports.join(",") });
+    q.refreshMfa.run({ id: passkey.userId });
+  });
+  const deletePasskey = db.transaction((userId: string, id: string) => {
+    const removed = q.deletePasskey.run(id, userId).changes === 1;
+    q.refreshMfa.run({ id: userId });
+    return removed;
+  });
+  const deleteSecondFactors = db.transaction((userId: string) => {
+    let removed = q.deleteTotp.run(userId).changes;
+    removed += q.deleteRecoveryCodes.run(userId).changes;
+    removed += q.deletePasskeys.run(userId).changes;
+    q.deleteUserChallenges.run(userId);
+    q.refreshMfa.run({ id: userId });
+    return removed > 0;
+  });
+
   const rotateSession = db.transaction((oldId: string, next: Session) => {
     if (q.deleteSession.get(oldId) === undefined) return false;
-    q.insertSession.run(next);
+    q.insertSession.run(sessionParams(next));
     return true;
   });
   const touchMany = db.transaction((touches: ReadonlyArray<{ id: string; lastSeenAt: number; idleExpiresAt: number }>) =>
@@ -431,8 +565,8 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     sessions: {
       createSession: (session, options) =>
         guard(() => {
-          if (options?.ifPasswordHash === undefined) return q.insertSession.run(session).changes === 1;
-          return q.insertSessionIfPassword.run({ ...session, passwordHash: options.ifPasswordHash }).changes === 1;
+          if (options?.ifPasswordHash === undefined) return q.insertSession.run(sessionParams(session)).changes === 1;
+          return q.insertSessionIfPassword.run({ ...sessionParams(session), passwordHash: options.ifPasswordHash }).changes === 1;
         }),
       findSession: (id, now) => guard((): SessionWithUser | null => {
         const row = q.findSession.get(id, now, now);
@@ -445,6 +579,7 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
             email: row.u_email,
             emailVerified: row.u_email_verified === 1,
             roles: splitRoles(row.u_roles),
+            mfa: row.u_mfa === 1,
             createdAt: row.u_created_at,
           },
         };
@@ -508,6 +643,46 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       deleteUserMessages: (userId) => guard(() => q.deleteUserMessages.run(userId).changes),
       deleteMessagesBefore: (before, limit) => guard(() => q.deleteOldMessages.run(before, limit).changes),
       deleteExpiredTokens: (now, limit) => guard(() => q.deleteExpiredTokens.run(now, limit).changes),
+    },
+
+    secondFactors: {
+      findTotp: (userId) => guard(() => {
+        const row = q.findTotp.get(userId);
+        return row ? toTotp(row) : null;
+      }),
+      beginTotp: (userId, pendingSecret, now) => guard(() => q.beginTotp.run({ userId, pendingSecret, now }).changes === 1),
+      confirmTotp: (userId, pendingSecret, step, hashes, now) => guard(() => confirmTotp(userId, pendingSecret, step, hashes, now)),
+      useTotpStep: (userId, step) => guard(() => q.useTotpStep.run({ userId, step }).changes === 1),
+      deleteTotp: (userId) => guard(() => deleteTotp(userId)),
+      replaceRecoveryCodes: (userId, hashes) => guard(() => replaceRecoveryCodes(userId, hashes)),
+      useRecoveryCode: (userId, hash) => guard(() => q.useRecoveryCode.run(userId, hash).changes === 1),
+      countRecoveryCodes: (userId) => guard(() => q.countRecoveryCodes.get(userId)!),
+      createPasskey: (passkey) =>
+        guard(() => {
+          try {
+            createPasskey(passkey);
+          } catch (error) {
+            if (isUniqueViolation(error)) throw new LatchError("conflict", "That passkey is registered already.", { cause: error });
+            if (error instanceof Error && "code" in error && error.code === "SQLITE_CONSTRAINT_FOREIGNKEY") throw new LatchError("not_found", "No such user.", { cause: error });
+            throw error;
+          }
+        }),
+      listPasskeys: (userId) => guard(() => q.listPasskeys.all(userId).map(toPasskey)),
+      findPasskeyByCredentialId: (credentialId) => guard(() => {
+        const row = q.passkeyByCredential.get(credentialId);
+        return row ? toPasskey(row) : null;
+      }),
+      recordPasskeyUse: (id, expected, counter, at) => guard(() => q.recordPasskeyUse.run({ id, expected, counter, at }).changes === 1),
+      renamePasskey: (userId, id, name) => guard(() => q.renamePasskey.run(name, id, userId).changes === 1),
+      deletePasskey: (userId, id) => guard(() => deletePasskey(userId, id)),
+      deleteSecondFactors: (userId) => guard(() => deleteSecondFactors(userId)),
+      putChallenge: (challenge) => guard(() => void q.insertChallenge.run({ ...challenge, secretHash: Buffer.from(challenge.secretHash) })),
+      takeChallenge: (id, now) => guard(() => {
+        const row = q.takeChallenge.get(id);
+        if (!row || row.expires_at <= now) return null;
+        return { id: row.id, purpose: row.purpose, userId: row.user_id, secretHash: row.secret_hash, challenge: row.challenge, expiresAt: row.expires_at };
+      }),
+      deleteExpiredChallenges: (now, limit) => guard(() => q.deleteExpiredChallenges.run(now, limit).changes),
     },
 
     async health(): Promise<Record<string, StoreHealth>> {

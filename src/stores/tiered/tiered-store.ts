@@ -2,7 +2,7 @@ import { publicUser } from "../../core/accounts.js";
 import { LatchError } from "../../core/errors.js";
 import { isSessionId } from "../../core/session-token.js";
 import type { Clock } from "../../core/runtime.js";
-import type { FlushMarkStore, RateLimitStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserRecord, UserStore } from "../../core/store.js";
+import type { FlushMarkStore, RateLimitStore, SecondFactorStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserRecord, UserStore } from "../../core/store.js";
 import { redisCall } from "../redis/redis-connection.js";
 import type { RedisClient } from "../redis/redis-connection.js";
 import { EPOCH_TTL_MS, createRedisSessionCache } from "../redis/redis-session-cache.js";
@@ -492,10 +492,32 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
     deleteClosedWindows: (now, limit) => database.limits.deleteClosedWindows(now, limit),
   };
 
+  // Second factors live in the database. The writes that change a user's
+  // mfa flag refresh the user's copy in Redis like a role change, so a
+  // session's user says whether the account has a second factor.
+  async function userChanged<T>(userId: string, write: () => Promise<T>): Promise<T> {
+    const result = await write();
+    await mirror(async () => {
+      await cache.setUser({ id: userId }, "stale");
+      await publish({ kind: "user", userId });
+    });
+    return result;
+  }
+  const factors = database.secondFactors;
+  const secondFactors: SecondFactorStore = {
+    ...factors,
+    confirmTotp: (userId, ...rest) => userChanged(userId, () => factors.confirmTotp(userId, ...rest)),
+    deleteTotp: (userId) => userChanged(userId, () => factors.deleteTotp(userId)),
+    createPasskey: (passkey) => userChanged(passkey.userId, () => factors.createPasskey(passkey)),
+    deletePasskey: (userId, id) => userChanged(userId, () => factors.deletePasskey(userId, id)),
+    deleteSecondFactors: (userId) => userChanged(userId, () => factors.deleteSecondFactors(userId)),
+  };
+
   return {
     users,
     sessions,
     events: database.events,
+    secondFactors,
     limits,
     keys: database.keys,
     ...(marks === undefined ? {} : { marks }),

@@ -57,6 +57,53 @@
 
   const SIGNED_OUT = "/account/signin?notice=signed-out";
 
+  // @simplewebauthn/browser, served as /assets/simplewebauthn-browser.js on the pages that use passkeys.
+  function webauthn() {
+    const lib = window.SimpleWebAuthnBrowser;
+    if (!lib?.browserSupportsWebAuthn()) throw new ApiError("unsupported", "This browser does not support passkeys.");
+    return lib;
+  }
+
+  // A browser's WebAuthn refusal (cancelled, timed out, no passkey) as a message for the form.
+  function ceremonyError(error) {
+    if (error instanceof ApiError) return error;
+    const name = error?.name;
+    if (name === "NotAllowedError") return new ApiError("cancelled", "The passkey request was cancelled or timed out. Try again.");
+    if (name === "InvalidStateError") return new ApiError("exists", "This device already holds a passkey for your account.");
+    return new ApiError("webauthn", "The passkey could not be used" + (error?.message ? ": " + error.message : "."));
+  }
+
+  // Recovery codes are shown once, as text, with a copy button; the page then waits for "Done".
+  function showRecoveryCodes(codes) {
+    const panel = document.getElementById("recovery-codes");
+    const list = panel?.querySelector("ol");
+    if (!panel || !list) return;
+    list.replaceChildren(
+      ...codes.map((code) => {
+        const item = document.createElement("li");
+        const text = document.createElement("code");
+        text.textContent = code;
+        item.append(text);
+        return item;
+      }),
+    );
+    panel.dataset.codes = codes.join("\n");
+    for (const hide of document.querySelectorAll("[data-hide-with-codes]")) hide.hidden = true;
+    panel.hidden = false;
+    panel.querySelector("h2, h3")?.focus();
+  }
+
+  document.addEventListener("click", async (event) => {
+    const button = event.target instanceof Element ? event.target.closest("[data-copy-codes]") : null;
+    if (!button) return;
+    const panel = document.getElementById("recovery-codes");
+    try {
+      await navigator.clipboard.writeText(panel ? panel.dataset.codes || "" : "");
+      button.textContent = "Copied";
+    } catch {
+      button.textContent = "Copy failed: select the codes instead";
+    }
+  });
   // A link's token arrives in the fragment (never sent to a server). Keep it
   // in memory and take it out of the address bar, so it is not left in the
   // history or shown over a shoulder; it is sent only on submit.
@@ -78,8 +125,88 @@
   const actions = {
     async signin(form) {
       // The API takes an email in the username field too.
-      await api("POST", "/login", { username: field(form, "username").trim(), password: field(form, "password") });
+      const answer = await api("POST", "/login", { username: field(form, "username").trim(), password: field(form, "password") });
+      if (answer?.mfaRequired) {
+        // The account has TOTP: the same page asks for the code.
+        const step = document.getElementById("code-step");
+        if (step) {
+          form.hidden = true;
+          for (const other of document.querySelectorAll("[data-hide-with-code-step]")) other.hidden = true;
+          step.hidden = false;
+          step.querySelector("input")?.focus();
+          return null;
+        }
+      }
       return "/account";
+    },
+    async "signin-code"(form) {
+      const value = field(form, "code").trim();
+      // Six digits are a TOTP code; anything else is tried as a recovery code.
+      const body = /^\d{6}$/.test(value.replace(/\s/g, "")) ? { code: value.replace(/\s/g, "") } : { recoveryCode: value };
+      try {
+        await api("POST", "/login/mfa", body);
+      } catch (error) {
+        // The pending sign-in ended (5 wrong codes or 5 minutes): start again.
+        if (error instanceof ApiError && error.code === "unauthenticated") return "/account/signin?notice=code-step-expired";
+        throw error;
+      }
+      return "/account";
+    },
+    async "passkey-signin"() {
+      const lib = webauthn();
+      const { options } = await api("POST", "/passkeys/login/options");
+      let response;
+      try {
+        response = await lib.startAuthentication({ optionsJSON: options });
+      } catch (error) {
+        throw ceremonyError(error);
+      }
+      await api("POST", "/passkeys/login", { response });
+      return "/account";
+    },
+    async "passkey-add"(form) {
+      const lib = webauthn();
+      const { options } = await api("POST", "/passkeys/register/options");
+      let response;
+      try {
+        response = await lib.startRegistration({ optionsJSON: options });
+      } catch (error) {
+        throw ceremonyError(error);
+      }
+      const name = field(form, "name").trim();
+      await api("POST", "/passkeys/register", name === "" ? { response } : { response, name });
+      return withNotice("passkey-added");
+    },
+    async "passkey-rename"(form) {
+      await api("PATCH", "/passkeys/" + encodeURIComponent(form.dataset.passkeyId || ""), { name: field(form, "name").trim() });
+      return withNotice("passkey-renamed");
+    },
+    async "passkey-remove"(form) {
+      await api("DELETE", "/passkeys/" + encodeURIComponent(form.dataset.passkeyId || ""));
+      return withNotice("passkey-removed");
+    },
+    async "totp-begin"() {
+      await api("POST", "/mfa/totp");
+      return "/account/totp";
+    },
+    async "totp-confirm"(form) {
+      const { recoveryCodes } = await api("POST", "/mfa/totp/confirm", { code: field(form, "code").replace(/\s/g, "") });
+      showRecoveryCodes(recoveryCodes);
+      return null;
+    },
+    async "totp-disable"(form) {
+      await api("DELETE", "/mfa/totp", { password: field(form, "password") });
+      return withNotice("totp-disabled");
+    },
+    async "recovery-codes"(form) {
+      const { recoveryCodes } = await api("POST", "/mfa/recovery-codes", { password: field(form, "password") });
+      showRecoveryCodes(recoveryCodes);
+      form.reset();
+      return null;
+    },
+    async "reset-user-mfa"(form) {
+      await api("DELETE", "/admin/users/" + encodeURIComponent(form.dataset.userId || "") + "/mfa");
+      return withNotice("user-mfa-removed");
     },
     async signup(form) {
       const body = { username: field(form, "username").trim(), password: field(form, "password") };
@@ -177,7 +304,10 @@
     setBusy(form, true);
     try {
       // Buttons stay disabled on success: the page is being replaced.
-      location.assign(await actions[name](form));
+      // An action that stays on the page (the code step, recovery codes) answers null.
+      const next = await actions[name](form);
+      if (next === null) setBusy(form, false);
+      else location.assign(next);
     } catch (error) {
       setBusy(form, false);
       // A session that ended elsewhere: the sign-in page is the only useful place.

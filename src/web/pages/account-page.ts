@@ -7,6 +7,8 @@ import type { SafeHtml } from "../html.js";
 import { actionForm, formError, layout, sendPage, statusPage } from "./layout.js";
 import type { PageViewer } from "./layout.js";
 import { isOk, readApi } from "./read-api.js";
+import { secondFactorSections } from "./second-factor-pages.js";
+import type { ApiPasskey, ApiSecondFactors } from "./second-factor-pages.js";
 import type { ApiSession } from "./read-api.js";
 
 interface NoticeQuery {
@@ -31,7 +33,7 @@ function sessionRow(session: ApiSession, now: number): SafeHtml {
 </tr>`;
 }
 
-function accountPage(viewer: PageViewer, sessions: ApiSession[], now: number): SafeHtml {
+function accountPage(viewer: PageViewer, sessions: ApiSession[], now: number, factors: SafeHtml): SafeHtml {
   const { user } = viewer;
   const isAdmin = user.roles.includes("admin");
   // This device first, then the most recently used.
@@ -88,6 +90,8 @@ ${ordered.map((session) => sessionRow(session, now))}
   ${actionForm("signout", html`<button type="submit" class="secondary">Sign out</button>`, { "error-target": "sessions-alert" })}
 </div>
 </section>
+
+${factors}
 
 <div class="grid-2">
 <section class="card" aria-labelledby="password-heading">
@@ -154,7 +158,15 @@ export function accountPages(app: FastifyInstance, ctx: ServerContext): void {
     if (!isOk(answer)) {
       return sendPage(reply, answer.status, statusPage({ title: "Something went wrong", message: "Your sessions could not be loaded. Try again in a moment.", viewer }));
     }
-    const page = accountPage(viewer, answer.body.sessions, ctx.runtime.clock.now());
-    return sendPage(reply, 200, layout({ title: "Your account", viewer, notice: request.query.notice }, page));
+    const [factors, passkeys] = await Promise.all([
+      readApi<ApiSecondFactors>(app, request, "/mfa"),
+      readApi<{ passkeys: ApiPasskey[] }>(app, request, "/passkeys"),
+    ]);
+    if (!isOk(factors) || !isOk(passkeys)) {
+      return sendPage(reply, 503, statusPage({ title: "Something went wrong", message: "Your second factors could not be loaded. Try again in a moment.", viewer }));
+    }
+    const now = ctx.runtime.clock.now();
+    const page = accountPage(viewer, answer.body.sessions, now, secondFactorSections(factors.body, passkeys.body.passkeys, now));
+    return sendPage(reply, 200, layout({ title: "Your account", viewer, notice: request.query.notice, passkeys: true }, page));
   });
 }

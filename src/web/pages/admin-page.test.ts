@@ -19,6 +19,7 @@ async function addUsers(t: TestServer, count: number, prefix: string): Promise<v
       emailVerified: false,
       passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
       roles: ["user"],
+      mfa: false,
       createdAt: t.clock.now(),
       updatedAt: t.clock.now(),
     });

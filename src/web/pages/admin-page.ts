@@ -37,6 +37,11 @@ function userRow(user: ApiUser, viewerId: string): SafeHtml {
     html`<button type="submit" class="danger small">Sign out<span class="visually-hidden"> ${user.username}</span> everywhere</button>`,
     { "user-id": user.id, "error-target": "users-alert", confirm: `Sign ${user.username} out of every session?` },
   )}</td>
+  <td>${!user.mfa ? html`<span class="muted">none</span>` : actionForm(
+    "reset-user-mfa",
+    html`<span class="badge">On</span> <button type="submit" class="danger small">Remove<span class="visually-hidden"> ${user.username}'s second factors</span></button>`,
+    { "user-id": user.id, "error-target": "users-alert", confirm: `Remove ${user.username}'s authenticator app, recovery codes and passkeys, and sign them out everywhere? Do this only for someone who lost their device and proved who they are.` },
+  )}</td>
 </tr>`;
 }
 
@@ -52,9 +57,9 @@ function adminPage(viewer: PageViewer, users: ApiUser[], cursor: string | undefi
 <p class="alert" role="alert" id="users-alert" hidden></p>
 <div class="table-wrap">
 <table class="users">
-  <thead><tr><th scope="col">Username</th><th scope="col">Email</th><th scope="col">Roles</th><th scope="col">Created</th><th scope="col">Set roles</th><th scope="col">Sessions</th></tr></thead>
+  <thead><tr><th scope="col">Username</th><th scope="col">Email</th><th scope="col">Roles</th><th scope="col">Created</th><th scope="col">Set roles</th><th scope="col">Sessions</th><th scope="col">Second factors</th></tr></thead>
   <tbody>
-${users.length === 0 ? html`<tr><td colspan="6" class="muted">No users on this page.</td></tr>` : users.map((user) => userRow(user, viewer.user.id))}
+${users.length === 0 ? html`<tr><td colspan="7" class="muted">No users on this page.</td></tr>` : users.map((user) => userRow(user, viewer.user.id))}
   </tbody>
 </table>
 </div>

@@ -24,6 +24,13 @@ const NOTICES: Readonly<Record<string, string>> = {
   "session-signed-out": "That session has been signed out.",
   "roles-saved": "The roles have been saved. They apply on the user's next request.",
   "user-signed-out": "That user has been signed out of every session.",
+  "passkey-added": "Your passkey has been added. You can sign in with it from now on.",
+  "passkey-renamed": "The passkey has been renamed.",
+  "passkey-removed": "The passkey has been removed.",
+  "totp-enabled": "Two-step sign-in is on: signing in with your password now also asks for a code from your app.",
+  "totp-disabled": "Two-step sign-in with an authenticator app is off, and its recovery codes no longer work.",
+  "user-mfa-removed": "That user's second factors have been removed and they have been signed out everywhere.",
+  "code-step-expired": "That sign-in waited too long or had too many wrong codes. Sign in again.",
   "reset-sent": "If that account exists and has an email address, a link to reset its password is on its way. It works for 30 minutes.",
   "password-reset": "Your password has been reset and every session signed out. Sign in with the new password.",
   "email-verified": "Your email address is verified.",
@@ -50,6 +57,8 @@ export interface LayoutOptions {
   notice?: unknown;
   /** A narrow column for the sign-in and sign-up forms, a wide one for tables. */
   width?: "narrow" | "normal" | "wide";
+  /** Load @simplewebauthn/browser before the page script (pages with passkey buttons). */
+  passkeys?: boolean;
 }
 
 /**
@@ -97,6 +106,7 @@ ${viewer !== null && html`<meta name="csrf-token" content="${viewer.csrfToken}">
 <title>${options.title} · Latch</title>
 <link rel="icon" href="${assetUrls.icon}" type="image/svg+xml">
 <link rel="stylesheet" href="${assetUrls.stylesheet}">
+${options.passkeys === true && html`<script src="${assetUrls.webauthn}" defer></script>`}
 <script src="${assetUrls.script}" defer></script>
 </head>
 <body>

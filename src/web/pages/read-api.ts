@@ -24,6 +24,7 @@ export interface ApiUser {
   username: string;
   email: string | null;
   roles: string[];
+  mfa: boolean;
   createdAt: string;
 }
 

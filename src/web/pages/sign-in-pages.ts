@@ -37,14 +37,34 @@ export function signInPages(app: FastifyInstance, ctx: ServerContext): void {
 </div>
 <div class="actions"><button type="submit">Sign in</button><a href="/account/forgot">Forgot your password?</a></div>`,
     );
+    // After a right password, for an account with TOTP: the second step, on the same page.
+    const codeStep = html`<div id="code-step" hidden>
+<h2>Enter your code</h2>
+<p>Open your authenticator app and enter the 6-digit code for Latch. Lost your device? Enter one of your recovery codes instead.</p>
+${actionForm(
+  "signin-code",
+  html`${formError()}
+<div class="field">
+  <label for="signin-code">Code</label>
+  <input type="text" class="code" id="signin-code" name="code" inputmode="numeric" autocomplete="one-time-code" autocapitalize="none" spellcheck="false" required maxlength="64">
+</div>
+<div class="actions"><button type="submit">Verify</button> <a href="/account/signin">Start again</a></div>`,
+)}
+</div>`;
+    const passkey = html`<div data-hide-with-code-step>
+<p class="divider">or</p>
+${actionForm("passkey-signin", html`${formError()}<button type="submit" class="secondary">Sign in with a passkey</button>`)}
+</div>`;
     return sendPage(
       reply,
       200,
       layout(
-        { title: "Sign in", width: "narrow", notice: request.query.notice },
+        { title: "Sign in", width: "narrow", notice: request.query.notice, passkeys: true },
         html`<div class="card">
 <h1>Sign in</h1>
 ${form}
+${codeStep}
+${passkey}
 </div>
 <p>New here? <a href="/account/signup">Create an account</a></p>`,
       ),
