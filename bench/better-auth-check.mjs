@@ -29,7 +29,9 @@ const port = await new Promise((resolve, reject) => {
 const started = performance.now();
 const seeded = await seedBetterAuthSessions({ dbPath, count, outFile });
 console.log(`seeded ${seeded.sessions} sessions for ${seeded.users} users in ${Math.round(performance.now() - started)} ms`);
-const lines = readFileSync(outFile, "utf8").split("\n").filter((line) => line !== "");
+const lines = readFileSync(outFile, "utf8")
+  .split("\n")
+  .filter((line) => line !== "");
 if (lines.length !== count) throw new Error(`expected ${count} cookie lines, found ${lines.length}`);
 
 const server = spawn(process.execPath, [fileURLToPath(new URL("baselines/better-auth.mjs", import.meta.url))], {

@@ -98,12 +98,16 @@ export function barChartSvg(rows: BarRow[], options: BarChartOptions): string {
     const mid = y + barHeight / 2 + 4.5;
     out.push(`<text x="${labelWidth}" y="${mid.toFixed(1)}" text-anchor="end" fill="#111827">${escapeXml(row.label)}</text>`);
     if (row.value === null || !Number.isFinite(row.value)) {
-      out.push(`<text x="${barLeft + 6}" y="${mid.toFixed(1)}" fill="#9ca3af" font-style="italic">${escapeXml(row.missing ?? "unavailable")}</text>`);
+      out.push(
+        `<text x="${barLeft + 6}" y="${mid.toFixed(1)}" fill="#9ca3af" font-style="italic">${escapeXml(row.missing ?? "unavailable")}</text>`,
+      );
       return;
     }
     const fill = FILL[row.group ?? "baseline"];
     const end = x(row.value);
-    out.push(`<rect x="${barLeft}" y="${y.toFixed(1)}" width="${Math.max(1, end - barLeft).toFixed(1)}" height="${barHeight}" fill="${fill}" rx="2"/>`);
+    out.push(
+      `<rect x="${barLeft}" y="${y.toFixed(1)}" width="${Math.max(1, end - barLeft).toFixed(1)}" height="${barHeight}" fill="${fill}" rx="2"/>`,
+    );
     let textX = end;
     if (row.min !== undefined && row.max !== undefined && Number.isFinite(row.min) && Number.isFinite(row.max) && row.max > row.min) {
       const x1 = x(row.min);

@@ -13,11 +13,20 @@ import { startLatch } from "../test/support/latch-process.js";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 50);
 const dir = mkdtempSync(join(tmpdir(), "latch-forgot-"));
-const server = await startLatch({ DATABASE_URL: `sqlite:${join(dir, "forgot.db")}`, MAIL_OUTBOX: join(dir, "outbox"), THROTTLE_PASSWORD_RESETS: "100000", THROTTLE_RESET_MESSAGES: "1000" });
+const server = await startLatch({
+  DATABASE_URL: `sqlite:${join(dir, "forgot.db")}`,
+  MAIL_OUTBOX: join(dir, "outbox"),
+  THROTTLE_PASSWORD_RESETS: "100000",
+  THROTTLE_RESET_MESSAGES: "1000",
+});
 try {
   const post = async (path: string, body: unknown): Promise<number> => {
     const start = process.hrtime.bigint();
-    const response = await fetch(`${server.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const response = await fetch(`${server.url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
     await response.arrayBuffer();
     const ms = Number(process.hrtime.bigint() - start) / 1e6;
     if (path === "/password/forgot" && response.status !== 202) throw new Error(`status ${response.status}`);
@@ -45,7 +54,9 @@ try {
   }
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const [k, u] = [median(known), median(unknown)];
-  console.log(`POST /password/forgot over ${ROUNDS} each: known ${k.toFixed(3)} ms, unknown ${u.toFixed(3)} ms (medians), ratio known/unknown ${(k / u).toFixed(3)}`);
+  console.log(
+    `POST /password/forgot over ${ROUNDS} each: known ${k.toFixed(3)} ms, unknown ${u.toFixed(3)} ms (medians), ratio known/unknown ${(k / u).toFixed(3)}`,
+  );
 } finally {
   await server.stop("SIGTERM");
   rmSync(dir, { recursive: true, force: true });

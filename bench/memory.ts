@@ -68,7 +68,14 @@ async function connectRedis(url: string, admin: Redis, n: number): Promise<Row> 
     const bytes = await measure(admin, n, () => store.set(randomBytes(24).toString("base64url"), data));
     const sample = (await admin.keys("sess:*")).at(0);
     const valueBytes = sample === undefined ? null : Buffer.byteLength((await admin.get(sample)) ?? "");
-    return { name: "connect-redis", label: "connect-redis 9 via express-session's store API (seed)", status: "ok", error: null, bytesPerSession: bytes, valueBytes };
+    return {
+      name: "connect-redis",
+      label: "connect-redis 9 via express-session's store API (seed)",
+      status: "ok",
+      error: null,
+      bytesPerSession: bytes,
+      valueBytes,
+    };
   } finally {
     await client.close();
   }
@@ -81,7 +88,14 @@ async function minimal(admin: Redis, url: string, n: number): Promise<Row> {
     const exp = Date.now() + 1_800_000;
     const value = JSON.stringify({ userId: "0193a5f0-6c1e-7000-8000-000000000001", exp });
     const bytes = await measure(admin, n, () => client.set(`sess:${randomBytes(24).toString("base64url")}`, value, "EX", 1800));
-    return { name: "minimal", label: "reference: SET sess:<32 chars> {userId (UUID), exp} EX 1800", status: "ok", error: null, bytesPerSession: bytes, valueBytes: Buffer.byteLength(value) };
+    return {
+      name: "minimal",
+      label: "reference: SET sess:<32 chars> {userId (UUID), exp} EX 1800",
+      status: "ok",
+      error: null,
+      bytesPerSession: bytes,
+      valueBytes: Buffer.byteLength(value),
+    };
   } finally {
     client.disconnect();
   }
@@ -95,7 +109,15 @@ async function minimal(admin: Redis, url: string, n: number): Promise<Row> {
 async function latch(admin: Redis, url: string, n: number): Promise<Row> {
   const label = "Latch Redis session store (no user agent)";
   const dir = join(ROOT, "src", "stores", "redis");
-  if (!existsSync(dir)) return { name: "latch", label, status: "unavailable", error: "src/stores/redis/ does not exist in this build", bytesPerSession: null, valueBytes: null };
+  if (!existsSync(dir))
+    return {
+      name: "latch",
+      label,
+      status: "unavailable",
+      error: "src/stores/redis/ does not exist in this build",
+      bytesPerSession: null,
+      valueBytes: null,
+    };
   try {
     type AnyModule = Record<string, unknown>;
     const load = (path: string): Promise<AnyModule> => import(pathToFileURL(join(ROOT, path)).href) as Promise<AnyModule>;
@@ -105,7 +127,9 @@ async function latch(admin: Redis, url: string, n: number): Promise<Row> {
     const createMemoryStores = memoryModule.createMemoryStores as ((...args: unknown[]) => AnyModule) | undefined;
     const factory = (redisModule.createRedisStores ?? redisModule.createRedisSessionStore) as ((...args: unknown[]) => unknown) | undefined;
     if (createMemoryStores === undefined || factory === undefined) {
-      throw new Error(`expected createMemoryStores and createRedisStores/createRedisSessionStore; found ${Object.keys(redisModule).join(", ")}`);
+      throw new Error(
+        `expected createMemoryStores and createRedisStores/createRedisSessionStore; found ${Object.keys(redisModule).join(", ")}`,
+      );
     }
     const runtime = { clock: { now: () => Date.now() }, random: (b: Uint8Array) => void randomFillSync(b) };
     const database = createMemoryStores({ clock: runtime.clock });
@@ -115,7 +139,18 @@ async function latch(admin: Redis, url: string, n: number): Promise<Row> {
     const users = (database.users ?? built.users) as { createUser(u: unknown): Promise<void> };
     const now = Date.now();
     const userId = "0193a5f0-6c1e-7000-8000-000000000001";
-    await users.createUser({ id: userId, username: "memory.bench", usernameKey: "memory.bench", email: null, emailKey: null, passwordHash: "$argon2id$x", roles: ["user"], mfa: false, createdAt: now, updatedAt: now });
+    await users.createUser({
+      id: userId,
+      username: "memory.bench",
+      usernameKey: "memory.bench",
+      email: null,
+      emailKey: null,
+      passwordHash: "$argon2id$x",
+      roles: ["user"],
+      mfa: false,
+      createdAt: now,
+      updatedAt: now,
+    });
     const manager = (sessionsModule.createSessionManager as (o: unknown) => { create(userId: string, m: unknown): Promise<unknown> })({
       store: sessionStore,
       runtime,
@@ -126,14 +161,32 @@ async function latch(admin: Redis, url: string, n: number): Promise<Row> {
     await close?.call(built).catch(() => {});
     return { name: "latch", label, status: "ok", error: null, bytesPerSession: bytes, valueBytes: null };
   } catch (error) {
-    return { name: "latch", label, status: "failed", error: error instanceof Error ? error.message : String(error), bytesPerSession: null, valueBytes: null };
+    return {
+      name: "latch",
+      label,
+      status: "failed",
+      error: error instanceof Error ? error.message : String(error),
+      bytesPerSession: null,
+      valueBytes: null,
+    };
   }
 }
 
 export async function measureMemory(sessions: number): Promise<MemoryResult> {
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
-  const server = start("redis-memory", "redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"]);
+  const server = start("redis-memory", "redis-server", [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--protected-mode",
+    "yes",
+  ]);
   const admin = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 1 });
   admin.on("error", () => {});
   const result: MemoryResult = { status: "ok", error: null, sessions, redisVersion: "unknown", rows: [] };
@@ -171,7 +224,9 @@ if (isMain) {
   } else {
     console.log(`Redis ${result.redisVersion}, ${sessions.toLocaleString("en-US")} sessions each`);
     for (const row of result.rows) {
-      console.log(`  ${row.label}: ${row.bytesPerSession === null ? `${row.status}: ${row.error}` : `${Math.round(row.bytesPerSession)} B/session${row.valueBytes === null ? "" : ` (value ${row.valueBytes} B)`}`}`);
+      console.log(
+        `  ${row.label}: ${row.bytesPerSession === null ? `${row.status}: ${row.error}` : `${Math.round(row.bytesPerSession)} B/session${row.valueBytes === null ? "" : ` (value ${row.valueBytes} B)`}`}`,
+      );
     }
     if (result.status !== "ok") console.log(`failed: ${result.error}`);
   }

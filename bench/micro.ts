@@ -21,7 +21,11 @@ const dir = mkdtempSync(join(tmpdir(), "latch-micro-"));
 const stores = openSqliteStores({ path: join(dir, "micro.db") });
 const hasher = createPasswordHasher({ concurrency: 1 });
 const accounts = createAccounts({ users: stores.users, hasher, runtime });
-const sessions = createSessionManager({ store: stores.sessions, runtime, policy: { idleTimeoutMs: 1_800_000, absoluteTimeoutMs: 86_400_000, renewIntervalMs: 60_000 } });
+const sessions = createSessionManager({
+  store: stores.sessions,
+  runtime,
+  policy: { idleTimeoutMs: 1_800_000, absoluteTimeoutMs: 86_400_000, renewIntervalMs: 60_000 },
+});
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -43,7 +47,9 @@ for (let i = 0; i < n; i += 1) {
 }
 const totalUs = Number(process.hrtime.bigint() - started) / 1000;
 samples.sort((a, b) => a - b);
-console.log(`SQLite session validation: ${(totalUs / n).toFixed(2)} µs mean, p50 ${percentile(samples, 50).toFixed(2)} µs, p99 ${percentile(samples, 99).toFixed(2)} µs (${n} validations, 10,001 sessions in the table)`);
+console.log(
+  `SQLite session validation: ${(totalUs / n).toFixed(2)} µs mean, p50 ${percentile(samples, 50).toFixed(2)} µs, p99 ${percentile(samples, 99).toFixed(2)} µs (${n} validations, 10,001 sessions in the table)`,
+);
 
 const hashes: number[] = [];
 for (let i = 0; i < 30; i += 1) {
@@ -52,13 +58,18 @@ for (let i = 0; i < 30; i += 1) {
   hashes.push(Number(process.hrtime.bigint() - t0) / 1e6);
 }
 hashes.sort((a, b) => a - b);
-console.log(`argon2id hash (m=19456, t=2, p=1): ${percentile(hashes, 50).toFixed(1)} ms median, ${hashes[0]!.toFixed(1)}–${hashes[hashes.length - 1]!.toFixed(1)} ms`);
+console.log(
+  `argon2id hash (m=19456, t=2, p=1): ${percentile(hashes, 50).toFixed(1)} ms median, ${hashes[0]!.toFixed(1)}–${hashes[hashes.length - 1]!.toFixed(1)} ms`,
+);
 
 // Unknown user vs wrong password, interleaved so drift hits both equally.
 const unknown: number[] = [];
 const wrong: number[] = [];
 for (let i = 0; i < 40; i += 1) {
-  for (const [login, into] of [["nobody.here", unknown], ["micro.user", wrong]] as const) {
+  for (const [login, into] of [
+    ["nobody.here", unknown],
+    ["micro.user", wrong],
+  ] as const) {
     const t0 = process.hrtime.bigint();
     const found = await accounts.findByLogin(login);
     await accounts.checkCredentials(found, "not the password at all");
@@ -69,7 +80,9 @@ unknown.sort((a, b) => a - b);
 wrong.sort((a, b) => a - b);
 const u = percentile(unknown, 50);
 const w = percentile(wrong, 50);
-console.log(`sign-in check, median: unknown user ${u.toFixed(2)} ms, wrong password ${w.toFixed(2)} ms (difference ${((Math.abs(u - w) / w) * 100).toFixed(1)}%)`);
+console.log(
+  `sign-in check, median: unknown user ${u.toFixed(2)} ms, wrong password ${w.toFixed(2)} ms (difference ${((Math.abs(u - w) / w) * 100).toFixed(1)}%)`,
+);
 
 await stores.close();
 rmSync(dir, { recursive: true, force: true });

@@ -70,8 +70,14 @@ async function throughput(): Promise<void> {
   // tokenCacheSize 0: every validation checks the signature (ES256, the default TOKEN_ALG), as for a token seen for the first time.
   const rows: Array<[string, number]> = [
     ["session cookie", await rate(createValidator({ sessions: stores.sessions, policy }), cookieRequest)],
-    ["Bearer JWT, signature checked + session in store", await rate(createValidator({ sessions: stores.sessions, policy, jwks, tokenCacheSize: 0 }), bearerRequest)],
-    ["Bearer JWT, repeated token (cached) + session in store", await rate(createValidator({ sessions: stores.sessions, policy, jwks }), bearerRequest)],
+    [
+      "Bearer JWT, signature checked + session in store",
+      await rate(createValidator({ sessions: stores.sessions, policy, jwks, tokenCacheSize: 0 }), bearerRequest),
+    ],
+    [
+      "Bearer JWT, repeated token (cached) + session in store",
+      await rate(createValidator({ sessions: stores.sessions, policy, jwks }), bearerRequest),
+    ],
     ["Bearer JWT, signature checked, JWKS only", await rate(createValidator({ jwks, tokenCacheSize: 0 }), bearerRequest)],
   ];
   const fmt = (n: number): string => Math.round(n).toLocaleString("en-US").padStart(9);
@@ -133,7 +139,12 @@ async function revocationDelay(): Promise<void> {
       const signedOut = performance.now();
       // Both pollers start together, each timed from the same acknowledgement.
       await Promise.all(
-        ([["cookie", cookieHeaders], ["bearer", bearerHeaders]] as const).map(async ([kind, headers]) => {
+        (
+          [
+            ["cookie", cookieHeaders],
+            ["bearer", bearerHeaders],
+          ] as const
+        ).map(async ([kind, headers]) => {
           let n = 0;
           for (;;) {
             n += 1;
@@ -150,7 +161,9 @@ async function revocationDelay(): Promise<void> {
     console.log(`revocation delay to the resource server (sign-out acknowledged → first 401), ${RUNS} runs:`);
     for (const kind of ["cookie", "bearer"] as const) {
       const sorted = results[kind].sort((a, b) => a - b);
-      console.log(`  ${kind.padEnd(6)}  p50 ${percentile(sorted, 50).toFixed(2)} ms, p99 ${percentile(sorted, 99).toFixed(2)} ms, max ${sorted[sorted.length - 1]!.toFixed(2)} ms`);
+      console.log(
+        `  ${kind.padEnd(6)}  p50 ${percentile(sorted, 50).toFixed(2)} ms, p99 ${percentile(sorted, 99).toFixed(2)} ms, max ${sorted[sorted.length - 1]!.toFixed(2)} ms`,
+      );
     }
     console.log(`  requests until refused: ${Math.max(...polls) === 1 ? "always the first" : `up to ${Math.max(...polls)}`}`);
   } finally {

@@ -5,12 +5,18 @@ import type { Report, VariantResult } from "./lib/results.js";
 
 /** Renders report.json as report.md, and the GET /protected chart as SVG. */
 
-const int = (n: number | null | undefined): string => (n === null || n === undefined || !Number.isFinite(n) ? "–" : Math.round(n).toLocaleString("en-US"));
-const dec = (n: number | null | undefined, digits = 1): string => (n === null || n === undefined || !Number.isFinite(n) ? "–" : n.toFixed(digits));
-const pct = (n: number | null | undefined): string => (n === null || n === undefined || !Number.isFinite(n) ? "–" : `${(n * 100).toFixed(0)}%`);
-const pct1 = (n: number | null | undefined): string => (n === null || n === undefined || !Number.isFinite(n) ? "–" : `${(n * 100).toFixed(1)}%`);
-const times = (n: number | null | undefined): string => (n === null || n === undefined || !Number.isFinite(n) ? "–" : `${n.toFixed(n >= 10 ? 1 : 2)}×`);
-const bytes = (n: number | null | undefined): string => (n === null || n === undefined || !Number.isFinite(n) ? "–" : `${(n / 2 ** 20).toFixed(1)} MiB`);
+const int = (n: number | null | undefined): string =>
+  n === null || n === undefined || !Number.isFinite(n) ? "–" : Math.round(n).toLocaleString("en-US");
+const dec = (n: number | null | undefined, digits = 1): string =>
+  n === null || n === undefined || !Number.isFinite(n) ? "–" : n.toFixed(digits);
+const pct = (n: number | null | undefined): string =>
+  n === null || n === undefined || !Number.isFinite(n) ? "–" : `${(n * 100).toFixed(0)}%`;
+const pct1 = (n: number | null | undefined): string =>
+  n === null || n === undefined || !Number.isFinite(n) ? "–" : `${(n * 100).toFixed(1)}%`;
+const times = (n: number | null | undefined): string =>
+  n === null || n === undefined || !Number.isFinite(n) ? "–" : `${n.toFixed(n >= 10 ? 1 : 2)}×`;
+const bytes = (n: number | null | undefined): string =>
+  n === null || n === undefined || !Number.isFinite(n) ? "–" : `${(n / 2 ** 20).toFixed(1)} MiB`;
 
 function group(name: string): BarRow["group"] {
   if (name === "ceiling") return "ceiling";
@@ -63,7 +69,9 @@ function loginTable(report: Report): string[] {
   if (login.argon2 !== null) {
     const a = login.argon2;
     const cpu = a.samples.map((s) => s.cpuMsPerHash);
-    lines.push(`| raw argon2id, m=19456 t=2 p=1, concurrency ${a.concurrency} (no HTTP) | ${dec(a.perSecond)} | ${dec(a.min)}–${dec(a.max)} | | ${dec(cpu.length ? cpu.sort((x, y) => x - y)[Math.floor(cpu.length / 2)] : null, 1)} | 100% | | | |`);
+    lines.push(
+      `| raw argon2id, m=19456 t=2 p=1, concurrency ${a.concurrency} (no HTTP) | ${dec(a.perSecond)} | ${dec(a.min)}–${dec(a.max)} | | ${dec(cpu.length ? cpu.sort((x, y) => x - y)[Math.floor(cpu.length / 2)] : null, 1)} | 100% | | | |`,
+    );
   }
   for (const r of login.variants) {
     lines.push(
@@ -90,12 +98,24 @@ function targets(report: Report): Target[] {
     if (r === undefined || ceiling === undefined) continue;
     const note = r.notes.some((n) => n.startsWith("REDIS_URL was accepted")) ? " (Redis not in use by this build)" : "";
     out.push({ target: `${r.label}: ≥ 10× seed req/s${note}`, measured: times(r.vsSeed), met: r.vsSeed === null ? null : r.vsSeed >= 10 });
-    out.push({ target: `${r.label}: ≥ 75% of ceiling req/s`, measured: pct(r.vsCeiling), met: r.vsCeiling === null ? null : r.vsCeiling >= 0.75 });
-    out.push({ target: `${r.label}: p99 ≤ 2× ceiling p99`, measured: `${dec(r.p99Ms)} ms vs ${dec(ceiling.p99Ms)} ms`, met: r.p99Ms <= 2 * ceiling.p99Ms });
+    out.push({
+      target: `${r.label}: ≥ 75% of ceiling req/s`,
+      measured: pct(r.vsCeiling),
+      met: r.vsCeiling === null ? null : r.vsCeiling >= 0.75,
+    });
+    out.push({
+      target: `${r.label}: p99 ≤ 2× ceiling p99`,
+      measured: `${dec(r.p99Ms)} ms vs ${dec(ceiling.p99Ms)} ms`,
+      met: r.p99Ms <= 2 * ceiling.p99Ms,
+    });
   }
   const sqlite = find("latch-sqlite");
   if (sqlite !== undefined && ceiling !== undefined) {
-    out.push({ target: "Latch on SQLite: ≥ 80% of ceiling req/s", measured: pct(sqlite.vsCeiling), met: sqlite.vsCeiling === null ? null : sqlite.vsCeiling >= 0.8 });
+    out.push({
+      target: "Latch on SQLite: ≥ 80% of ceiling req/s",
+      measured: pct(sqlite.vsCeiling),
+      met: sqlite.vsCeiling === null ? null : sqlite.vsCeiling >= 0.8,
+    });
   }
   const rev = report.revocation;
   if (rev !== null && rev.measured > 0) {
@@ -107,18 +127,30 @@ function targets(report: Report): Target[] {
   }
   for (const r of report.login?.variants ?? []) {
     if (!r.name.startsWith("latch") || r.samples.length === 0) continue;
-    out.push({ target: `${r.label}: POST /login/s ≥ 90% of raw argon2id hashes/s`, measured: pct(r.vsCeiling), met: r.vsCeiling === null ? null : r.vsCeiling >= 0.9 });
+    out.push({
+      target: `${r.label}: POST /login/s ≥ 90% of raw argon2id hashes/s`,
+      measured: pct(r.vsCeiling),
+      met: r.vsCeiling === null ? null : r.vsCeiling >= 0.9,
+    });
   }
   for (const r of report.storm ?? []) {
     if (!r.name.startsWith("latch") || r.samples.length === 0) continue;
-    out.push({ target: `${r.label}: GET p99 in a sign-in storm ≤ 3× without`, measured: `${times(r.p99Ratio)} (${dec(r.stormP99Ms)} vs ${dec(r.aloneP99Ms)} ms)`, met: r.p99Ratio <= 3 });
+    out.push({
+      target: `${r.label}: GET p99 in a sign-in storm ≤ 3× without`,
+      measured: `${times(r.p99Ratio)} (${dec(r.stormP99Ms)} vs ${dec(r.aloneP99Ms)} ms)`,
+      met: r.p99Ratio <= 3,
+    });
   }
   for (const row of report.memory?.rows ?? []) {
     if (row.name !== "latch" || row.bytesPerSession === null) continue;
     out.push({ target: "Redis bytes per session ≤ 155 B", measured: `${int(row.bytesPerSession)} B`, met: row.bytesPerSession <= 155 });
   }
   if (report.rss !== null && report.rss.status === "ok") {
-    out.push({ target: "RSS after the run within 10% of RSS after minute 1", measured: `${pct(report.rss.growth)} change`, met: Math.abs(report.rss.growth) <= 0.1 });
+    out.push({
+      target: "RSS after the run within 10% of RSS after minute 1",
+      measured: `${pct(report.rss.growth)} change`,
+      met: Math.abs(report.rss.growth) <= 0.1,
+    });
   }
   return out;
 }
@@ -132,7 +164,10 @@ export function renderMarkdown(report: Report, chartFile: string | null): string
   const o = report.options;
   const m = report.machine;
   const md: string[] = [];
-  md.push(`# Latch benchmark, ${report.startedAt.slice(0, 19).replace("T", " ")} UTC${o.quick ? " (quick smoke run: numbers are indicative only)" : ""}`, "");
+  md.push(
+    `# Latch benchmark, ${report.startedAt.slice(0, 19).replace("T", " ")} UTC${o.quick ? " (quick smoke run: numbers are indicative only)" : ""}`,
+    "",
+  );
   md.push(
     "## Machine",
     "",

@@ -88,7 +88,11 @@ export async function soak(env: BenchEnv, options: SoakOptions): Promise<RssResu
       if (rss !== null && atS <= durationS + 1) result.samples.push({ atS, rssBytes: rss });
     }
     const out = await load;
-    const summary = JSON.parse(out.stdout.slice(out.stdout.indexOf("{"))) as { requests: { average: number }; non2xx: number; errors: number };
+    const summary = JSON.parse(out.stdout.slice(out.stdout.indexOf("{"))) as {
+      requests: { average: number };
+      non2xx: number;
+      errors: number;
+    };
     result.achievedRps = summary.requests.average;
     const afterMinute1 = result.samples.find((s) => s.atS >= 60) ?? result.samples[0];
     const last = result.samples.at(-1);
@@ -97,7 +101,9 @@ export async function soak(env: BenchEnv, options: SoakOptions): Promise<RssResu
     result.rssAtEnd = last.rssBytes;
     result.growth = last.rssBytes / afterMinute1.rssBytes - 1;
     if (summary.non2xx + summary.errors > 0) result.error = `${summary.non2xx} non-2xx responses, ${summary.errors} errors during the soak`;
-    log(`RSS ${(result.rssAfterMinute1 / 2 ** 20).toFixed(1)} MiB after minute 1, ${(result.rssAtEnd / 2 ** 20).toFixed(1)} MiB at the end`);
+    log(
+      `RSS ${(result.rssAfterMinute1 / 2 ** 20).toFixed(1)} MiB after minute 1, ${(result.rssAtEnd / 2 ** 20).toFixed(1)} MiB at the end`,
+    );
   } catch (error) {
     result.status = "failed";
     result.error = error instanceof Error ? error.message : String(error);
@@ -112,7 +118,13 @@ if (isMain) {
   const { mkdtempSync, rmSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");
   const tmpDir = mkdtempSync(join(tmpdir(), "latch-rss-"));
-  const env: BenchEnv = { distDir: join(ROOT, "dist"), tmpDir, redisUrl: process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379", redisUp: true, postgresUrl: process.env.BENCH_SOAK_POSTGRES_URL ?? null };
+  const env: BenchEnv = {
+    distDir: join(ROOT, "dist"),
+    tmpDir,
+    redisUrl: process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379",
+    redisUp: true,
+    postgresUrl: process.env.BENCH_SOAK_POSTGRES_URL ?? null,
+  };
   const result = await soak(env, {
     variant: process.env.BENCH_SOAK_VARIANT ?? "latch-sqlite",
     minutes: Number(process.env.BENCH_SOAK_MINUTES ?? 5),

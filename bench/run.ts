@@ -53,11 +53,19 @@ function positiveNumber(name: string, fallback: number): number {
 function parseOptions(): RunOptions {
   const quick = process.argv.includes("--quick");
   const soakRequested = process.argv.includes("--soak");
-  const scenarios = (flag("scenarios") ?? process.env.BENCH_SCENARIOS ?? ALL_SCENARIOS.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
-  for (const s of scenarios) if (![...ALL_SCENARIOS, "rss"].includes(s)) throw new Error(`unknown scenario "${s}" (known: ${ALL_SCENARIOS.join(", ")}, rss)`);
+  const scenarios = (flag("scenarios") ?? process.env.BENCH_SCENARIOS ?? ALL_SCENARIOS.join(","))
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const s of scenarios)
+    if (![...ALL_SCENARIOS, "rss"].includes(s)) throw new Error(`unknown scenario "${s}" (known: ${ALL_SCENARIOS.join(", ")}, rss)`);
   if (soakRequested && !scenarios.includes("rss")) scenarios.push("rss");
-  const variants = (flag("variants") ?? process.env.BENCH_VARIANTS ?? VARIANTS.map((v) => v.name).join(",")).split(",").map((s) => s.trim()).filter(Boolean);
-  for (const v of variants) if (!VARIANTS.some((x) => x.name === v)) throw new Error(`unknown variant "${v}" (known: ${VARIANTS.map((x) => x.name).join(", ")})`);
+  const variants = (flag("variants") ?? process.env.BENCH_VARIANTS ?? VARIANTS.map((v) => v.name).join(","))
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const v of variants)
+    if (!VARIANTS.some((x) => x.name === v)) throw new Error(`unknown variant "${v}" (known: ${VARIANTS.map((x) => x.name).join(", ")})`);
   return {
     quick,
     soak: scenarios.includes("rss"),
@@ -106,7 +114,12 @@ async function ensureBuild(): Promise<Report["build"]> {
   log("bench: dist/ is older than src/; running npm run build");
   const result = await run("build", "npm", ["run", "build"], { cwd: ROOT, env: process.env, timeoutMs: 600_000 });
   if (result.code === 0) return { action: "built", detail: null };
-  const error = result.output.split("\n").filter((l) => /error TS|error/i.test(l)).slice(0, 3).join(" / ") || `exit ${result.code}`;
+  const error =
+    result.output
+      .split("\n")
+      .filter((l) => /error TS|error/i.test(l))
+      .slice(0, 3)
+      .join(" / ") || `exit ${result.code}`;
   if (!existsSync(main)) throw new Error(`npm run build failed and there is no dist/ to fall back on: ${error}`);
   log(`bench: npm run build failed (${error}); measuring the existing, stale dist/`);
   return { action: "build-failed", detail: `npm run build failed, so the previous dist/ was measured: ${error}` };
@@ -132,7 +145,9 @@ function timestamp(date: Date): string {
 
 async function main(): Promise<number> {
   if (process.argv.includes("--help")) {
-    log("usage: npm run bench [-- --quick] [--soak] [--scenarios=get,login,storm,revocation,memory,rss] [--variants=name,…]; see bench/README.md");
+    log(
+      "usage: npm run bench [-- --quick] [--soak] [--scenarios=get,login,storm,revocation,memory,rss] [--variants=name,…]; see bench/README.md",
+    );
     return 0;
   }
   const options = parseOptions();
@@ -160,16 +175,24 @@ async function main(): Promise<number> {
   // Snapshots that SIGKILLed runs left behind (their PID no longer runs).
   for (const entry of readdirSync(join(ROOT, "bench", "results"), { withFileTypes: true })) {
     const pid = /^\.dist-snapshot-(\d+)$/.exec(entry.name)?.[1];
-    if (pid !== undefined && !existsSync(`/proc/${pid}`)) rmSync(join(ROOT, "bench", "results", entry.name), { recursive: true, force: true });
+    if (pid !== undefined && !existsSync(`/proc/${pid}`))
+      rmSync(join(ROOT, "bench", "results", entry.name), { recursive: true, force: true });
   }
   // Other people build into the same dist/ while the run goes on: measure one fixed copy.
   const distDir = join(ROOT, "bench", "results", `.dist-snapshot-${process.pid}`);
   rmSync(distDir, { recursive: true, force: true });
   cpSync(join(ROOT, "dist"), distDir, { recursive: true });
-  build.detail = [build.detail, `dist/ digest ${digestOf(distDir)}, built ${new Date(statSync(join(distDir, "cli", "main.js")).mtimeMs).toISOString()}`].filter(Boolean).join("; ");
+  build.detail = [
+    build.detail,
+    `dist/ digest ${digestOf(distDir)}, built ${new Date(statSync(join(distDir, "cli", "main.js")).mtimeMs).toISOString()}`,
+  ]
+    .filter(Boolean)
+    .join("; ");
   const env: BenchEnv = { distDir, tmpDir, redisUrl, redisUp: redis !== null, postgresUrl: postgres?.url ?? null };
   const machine = describeMachine(wrkVersion, redis ?? "not reachable", postgres?.version ?? "not reachable");
-  log(`bench: ${machine.nproc} CPUs (${machine.cpuModel}), Node ${machine.node}, Redis ${machine.redis}, PostgreSQL ${machine.postgres}; load ${machine.loadAtStart.toFixed(2)}`);
+  log(
+    `bench: ${machine.nproc} CPUs (${machine.cpuModel}), Node ${machine.node}, Redis ${machine.redis}, PostgreSQL ${machine.postgres}; load ${machine.loadAtStart.toFixed(2)}`,
+  );
   if (machine.otherBusyProcesses.length > 0) log(`bench: other processes are busy, expect noise: ${machine.otherBusyProcesses.join("; ")}`);
 
   const selected = VARIANTS.filter((v) => options.variants.includes(v.name));
@@ -198,8 +221,18 @@ async function main(): Promise<number> {
         warmupMaxS: Math.max(options.manyWarmupS, positiveNumber("BENCH_MANY_WARMUP_MAX", options.quick ? 30 : 150)),
       });
     }
-    if (options.scenarios.includes("login")) report.login = await postLogin(selected.filter((v) => v.signIn), env, options);
-    if (options.scenarios.includes("storm")) report.storm = await signInStorm(selected.filter((v) => v.signIn), env, options);
+    if (options.scenarios.includes("login"))
+      report.login = await postLogin(
+        selected.filter((v) => v.signIn),
+        env,
+        options,
+      );
+    if (options.scenarios.includes("storm"))
+      report.storm = await signInStorm(
+        selected.filter((v) => v.signIn),
+        env,
+        options,
+      );
     if (options.scenarios.includes("revocation")) {
       log(`[revocation] ${options.revocations} revocations across two tiered processes`);
       report.revocation = await revocationDelay(env, options);
@@ -234,7 +267,10 @@ async function main(): Promise<number> {
     // A PNG beside it when rsvg-convert is installed (Debian: librsvg2-bin); the SVG is the report's.
     spawnSync("rsvg-convert", ["-o", join(outDir, "get-protected.png"), join(outDir, chartFile!)], { stdio: "ignore", timeout: 30_000 });
   }
-  writeFileSync(join(outDir, "report.json"), `${JSON.stringify(report, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2)}\n`);
+  writeFileSync(
+    join(outDir, "report.json"),
+    `${JSON.stringify(report, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2)}\n`,
+  );
   writeFileSync(join(outDir, "report.md"), renderMarkdown(report, chartFile));
   const latest = join(resultsDir, "latest");
   rmSync(latest, { recursive: true, force: true });

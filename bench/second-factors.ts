@@ -81,7 +81,12 @@ function softwareAssertion(origin: string, rpId: string) {
     rawId: credentialId,
     type: "public-key",
     clientExtensionResults: {},
-    response: { authenticatorData: b64url(authenticatorData), clientDataJSON: b64url(clientDataJSON), signature: b64url(signature), userHandle: b64url(Buffer.from("u")) },
+    response: {
+      authenticatorData: b64url(authenticatorData),
+      clientDataJSON: b64url(clientDataJSON),
+      signature: b64url(signature),
+      userHandle: b64url(Buffer.from("u")),
+    },
   };
   return { passkey, challenge, response };
 }
@@ -95,15 +100,24 @@ async function micro(): Promise<{ totpUs: number; passkeyUs: number }> {
   const code = TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: now });
   // A code of the previous step: the window is searched, as for a slow typist.
   const late = TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: now - 30_000 });
-  if (matchTotp(openText(sealed, "user-1", key, "latch-totp-secrets", variable), code, now) === null) throw new Error("the TOTP code did not verify");
-  const totpUs = time("TOTP verification (unseal + match, current step)", 50_000, () => matchTotp(openText(sealed, "user-1", key, "latch-totp-secrets", variable), code, now));
-  time("TOTP verification (unseal + match, previous step)", 50_000, () => matchTotp(openText(sealed, "user-1", key, "latch-totp-secrets", variable), late, now));
-  time("TOTP wrong code (unseal + all three steps)", 50_000, () => matchTotp(openText(sealed, "user-1", key, "latch-totp-secrets", variable), "000000", now));
+  if (matchTotp(openText(sealed, "user-1", key, "latch-totp-secrets", variable), code, now) === null)
+    throw new Error("the TOTP code did not verify");
+  const totpUs = time("TOTP verification (unseal + match, current step)", 50_000, () =>
+    matchTotp(openText(sealed, "user-1", key, "latch-totp-secrets", variable), code, now),
+  );
+  time("TOTP verification (unseal + match, previous step)", 50_000, () =>
+    matchTotp(openText(sealed, "user-1", key, "latch-totp-secrets", variable), late, now),
+  );
+  time("TOTP wrong code (unseal + all three steps)", 50_000, () =>
+    matchTotp(openText(sealed, "user-1", key, "latch-totp-secrets", variable), "000000", now),
+  );
 
   const rp = relyingPartyOf("http://localhost:3000");
   const { passkey, challenge, response } = softwareAssertion(rp.origin, rp.id);
   if ((await verifyAssertion(rp, response, challenge, passkey)) === null) throw new Error("the assertion did not verify");
-  const passkeyUs = await timeAsync("passkey assertion verification (@simplewebauthn/server, ES256)", 5_000, () => verifyAssertion(rp, response, challenge, passkey));
+  const passkeyUs = await timeAsync("passkey assertion verification (@simplewebauthn/server, ES256)", 5_000, () =>
+    verifyAssertion(rp, response, challenge, passkey),
+  );
   return { totpUs, passkeyUs };
 }
 
@@ -113,7 +127,13 @@ async function signIns(): Promise<void> {
   const concurrency = Number(process.env.BENCH_SIGNIN_CONCURRENCY ?? 8);
   const dir = mkdtempSync(join(tmpdir(), "latch-bench-mfa-"));
   const clock = createFakeClock(Date.now());
-  const config = loadConfig({ LOG_LEVEL: "silent", DATABASE_URL: `sqlite:${join(dir, "bench.db")}`, THROTTLE_ADDRESS_FAILURES: "1000000", THROTTLE_REGISTRATIONS: "1000000", MFA_KEY_SECRET: "bench key for sealing TOTP secrets at rest" });
+  const config = loadConfig({
+    LOG_LEVEL: "silent",
+    DATABASE_URL: `sqlite:${join(dir, "bench.db")}`,
+    THROTTLE_ADDRESS_FAILURES: "1000000",
+    THROTTLE_REGISTRATIONS: "1000000",
+    MFA_KEY_SECRET: "bench key for sealing TOTP secrets at rest",
+  });
   const stores = await openStores(config, { clock });
   const { app, context } = await buildServer({ config, stores, runtime: { clock, random }, logger: false });
   const password = "a perfectly fine passphrase";
@@ -129,7 +149,13 @@ async function signIns(): Promise<void> {
     const cookie = /sid=([^;]+)/.exec(String(reg.headers["set-cookie"]))![1]!;
     const headers = { "x-csrf-token": reg.json().csrfToken };
     const { secret } = (await app.inject({ method: "POST", url: "/mfa/totp", cookies: { sid: cookie }, headers })).json();
-    const confirm = await app.inject({ method: "POST", url: "/mfa/totp/confirm", cookies: { sid: cookie }, headers, payload: { code: TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: clock.now() }) } });
+    const confirm = await app.inject({
+      method: "POST",
+      url: "/mfa/totp/confirm",
+      cookies: { sid: cookie },
+      headers,
+      payload: { code: TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: clock.now() }) },
+    });
     if (confirm.statusCode !== 200) throw new Error(`TOTP setup failed: ${confirm.body}`);
     totp.push({ username: t, secret, usedStep: Math.floor(clock.now() / 30_000) });
   }

@@ -51,7 +51,19 @@ async function measure(name: string, stores: Stores, options: { creates?: number
   const sessions = createSessionManager({ store: stores.sessions, runtime, policy });
   const userId = `00000000-0000-7000-8000-${Date.now().toString(16).padStart(12, "0").slice(-12)}`;
   const now = Date.now();
-  await stores.users.createUser({ id: userId, username: `bench${now}`, usernameKey: `bench${now}`, email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], mfa: false, createdAt: now, updatedAt: now });
+  await stores.users.createUser({
+    id: userId,
+    username: `bench${now}`,
+    usernameKey: `bench${now}`,
+    email: null,
+    emailKey: null,
+    emailVerified: false,
+    passwordHash: "x",
+    roles: ["user"],
+    mfa: false,
+    createdAt: now,
+    updatedAt: now,
+  });
   const creates = options.creates ?? 2000;
   const tokens: string[] = [];
   const started = process.hrtime.bigint();
@@ -68,7 +80,9 @@ async function measure(name: string, stores: Stores, options: { creates?: number
   }
   const measured = samples.slice(validations / 5).sort((a, b) => a - b);
   const row = { store: name, createsPerSecond, p50: pct(measured, 50), p99: pct(measured, 99) };
-  console.log(`${name.padEnd(34)} ${createsPerSecond.toFixed(0).padStart(8)} creates/s   validate p50 ${row.p50.toFixed(1).padStart(7)} µs   p99 ${row.p99.toFixed(1).padStart(8)} µs`);
+  console.log(
+    `${name.padEnd(34)} ${createsPerSecond.toFixed(0).padStart(8)} creates/s   validate p50 ${row.p50.toFixed(1).padStart(7)} µs   p99 ${row.p99.toFixed(1).padStart(8)} µs`,
+  );
   return row;
 }
 
@@ -83,12 +97,21 @@ try {
   rows.push(await measure("postgres", postgres));
   await postgres.close();
 
-  const redisStores = await createRedisStores({ url: "redis://127.0.0.1:6379", database: createMemoryStores(), prefix: `bench:${Date.now()}:` });
+  const redisStores = await createRedisStores({
+    url: "redis://127.0.0.1:6379",
+    database: createMemoryStores(),
+    prefix: `bench:${Date.now()}:`,
+  });
   rows.push(await measure("redis (sessions in Redis)", redisStores));
   await redisStores.close();
 
   const tieredUrl = await freshPostgres();
-  const tiered = createTieredStores({ database: await createPostgresStores({ url: tieredUrl }), redis: connectRedis("redis://127.0.0.1:6379"), prefix: `bench:${Date.now()}:`, logger: { warn: () => {}, info: () => {} } });
+  const tiered = createTieredStores({
+    database: await createPostgresStores({ url: tieredUrl }),
+    redis: connectRedis("redis://127.0.0.1:6379"),
+    prefix: `bench:${Date.now()}:`,
+    logger: { warn: () => {}, info: () => {} },
+  });
   await new Promise((r) => setTimeout(r, 500));
   rows.push(await measure("tiered (PostgreSQL + Redis)", tiered));
 
@@ -105,8 +128,10 @@ try {
   const big = await createPostgresStores({ url: bigUrl });
   const filler = new pg.Pool({ connectionString: bigUrl, max: 1 });
   const t0 = Date.now();
-  await filler.query(`INSERT INTO users (id, username, username_key, email, email_key, password_hash, roles, created_at, updated_at)
-                      VALUES ('filler', 'filler', 'filler', NULL, NULL, 'x', '{user}', 0, 0)`).catch(() => undefined);
+  await filler
+    .query(`INSERT INTO users (id, username, username_key, email, email_key, password_hash, roles, created_at, updated_at)
+                      VALUES ('filler', 'filler', 'filler', NULL, NULL, 'x', '{user}', 0, 0)`)
+    .catch(() => undefined);
   await filler.query(`INSERT INTO logins (login_key, user_id) VALUES ('filler', 'filler')`).catch(() => undefined);
   await filler.query(
     `INSERT INTO sessions (id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address)

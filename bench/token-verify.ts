@@ -96,7 +96,9 @@ for (let round = 0; round < ROUNDS; round += 1) {
 }
 
 const fmt = (n: number): string => Math.round(n).toLocaleString("en-US").padStart(8);
-console.log(`token verifications per second, one thread, cache off; ${ROUNDS} interleaved rounds of ${Math.round(ROUND_MS / 3)} ms each (median; ratio = median per-round ratio to ES256)`);
+console.log(
+  `token verifications per second, one thread, cache off; ${ROUNDS} interleaved rounds of ${Math.round(ROUND_MS / 3)} ms each (median; ratio = median per-round ratio to ES256)`,
+);
 console.log(`Node ${process.version}`);
 const TITLES: Record<Kind, string> = {
   middleware: "Latch's middleware, createValidator({ jwks, tokenCacheSize: 0 }).validate():",
@@ -110,6 +112,8 @@ for (const kind of KINDS) {
     const values = rates[kind][alg]!;
     const ratios = values.map((v, i) => v / base[i]!);
     const m = median(values);
-    console.log(`  ${alg.padEnd(6)} ${fmt(m)}/s  (${(1e6 / m).toFixed(1).padStart(6)} µs each)  x${median(ratios).toFixed(2)} of ES256  [min ${fmt(Math.min(...values)).trim()}, max ${fmt(Math.max(...values)).trim()}]`);
+    console.log(
+      `  ${alg.padEnd(6)} ${fmt(m)}/s  (${(1e6 / m).toFixed(1).padStart(6)} µs each)  x${median(ratios).toFixed(2)} of ES256  [min ${fmt(Math.min(...values)).trim()}, max ${fmt(Math.max(...values)).trim()}]`,
+    );
   }
 }

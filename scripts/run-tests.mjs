@@ -17,7 +17,10 @@ function find(dir) {
 }
 
 const filters = process.argv.slice(2);
-const files = ["src", "test"].flatMap((d) => find(d)).sort().filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
+const files = ["src", "test"]
+  .flatMap((d) => find(d))
+  .sort()
+  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
 if (files.length === 0) {
   console.error("no test files matched");
   process.exit(1);

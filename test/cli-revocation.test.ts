@@ -11,7 +11,18 @@ import { freePort, runLatch } from "./support/latch-process.js";
 import type { LatchProcess } from "./support/latch-process.js";
 import { createTestDatabase } from "./support/postgres-database.js";
 import type { TestDatabase } from "./support/postgres-database.js";
-import { call, latchEnv, PASSWORD, redisBinariesSkip, signIn, signUp, sleep, startTracked, stopLatch, uniqueName } from "./support/several-latches.js";
+import {
+  call,
+  latchEnv,
+  PASSWORD,
+  redisBinariesSkip,
+  signIn,
+  signUp,
+  sleep,
+  startTracked,
+  stopLatch,
+  uniqueName,
+} from "./support/several-latches.js";
 import type { Session } from "./support/several-latches.js";
 
 /**
@@ -82,7 +93,11 @@ const dir = mkdtempSync(join(tmpdir(), "latch-cli-revocation-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const backends: Backend[] = [
-  { name: "SQLite + Redis", skip: redisSkip, database: async () => ({ url: `sqlite:${join(dir, `${uniqueName("db")}.db`)}`, drop: async () => {} }) },
+  {
+    name: "SQLite + Redis",
+    skip: redisSkip,
+    database: async () => ({ url: `sqlite:${join(dir, `${uniqueName("db")}.db`)}`, drop: async () => {} }),
+  },
   {
     name: "PostgreSQL + Redis",
     skip: postgresSkip,

@@ -31,7 +31,10 @@ describe("the admin CLI and second factors", () => {
       const { secret } = (await client.request("POST", "/mfa/totp")).body;
       const code = TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: Date.now() });
       assert.equal((await client.request("POST", "/mfa/totp/confirm", { code })).status, 200);
-      assert.equal((await new Client(server.url).request("POST", "/login", { username: "cli.mfa", password: "a long cli password" })).body.mfaRequired, true);
+      assert.equal(
+        (await new Client(server.url).request("POST", "/login", { username: "cli.mfa", password: "a long cli password" })).body.mfaRequired,
+        true,
+      );
       const reset = await cli(["users", "reset-mfa", "cli.mfa"], own);
       assert.equal(reset.code, 0, reset.stderr);
       // Its session and the pending sign-in that was waiting for a code.
@@ -48,7 +51,9 @@ describe("the admin CLI and second factors", () => {
 
 describe("the admin CLI", () => {
   it("creates a user, sets roles, revokes sessions, purges and deletes, with clear exit codes", async () => {
-    const created = await cli(["users", "create", "cli.admin", "--email", "cli@example.com", "--admin"], { LATCH_PASSWORD: "a long cli password" });
+    const created = await cli(["users", "create", "cli.admin", "--email", "cli@example.com", "--admin"], {
+      LATCH_PASSWORD: "a long cli password",
+    });
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stdout, /created cli\.admin .* with roles user,admin/);
     // A second admin, so that cli.admin is not the last one and may be demoted.
@@ -74,7 +79,10 @@ describe("the admin CLI", () => {
       const again = new Client(server.url);
       assert.equal((await again.request("POST", "/login", { username: "cli.admin", password: "a long cli password" })).status, 200);
       const other = new Client(server.url);
-      assert.equal((await other.request("POST", "/register", { username: "cli.other", password: "another long cli password" })).status, 201);
+      assert.equal(
+        (await other.request("POST", "/register", { username: "cli.other", password: "another long cli password" })).status,
+        201,
+      );
       assert.equal((await again.request("GET", "/protected")).status, 200);
       assert.equal((await other.request("GET", "/protected")).status, 200);
       const everyone = await cli(["sessions", "revoke-all"]);

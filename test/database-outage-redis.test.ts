@@ -161,14 +161,26 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
       let got: number;
       let detail = "";
       try {
-        const answer = probe.bearer !== undefined ? await bearerCall(latch.url, probe.bearer.token) : await call(latch.url, "GET", "/protected", { session: probe.session });
+        const answer =
+          probe.bearer !== undefined
+            ? await bearerCall(latch.url, probe.bearer.token)
+            : await call(latch.url, "GET", "/protected", { session: probe.session });
         got = answer.status;
         detail = JSON.stringify(answer.body).slice(0, 160);
       } catch (error) {
         got = 0;
         detail = String((error as Error)?.cause ?? error);
       }
-      outcomes.push({ kind: probe.kind, label: probe.label, on: name(latch), start, end: performance.now(), wallStart, status: got, detail });
+      outcomes.push({
+        kind: probe.kind,
+        label: probe.label,
+        on: name(latch),
+        start,
+        end: performance.now(),
+        wallStart,
+        status: got,
+        detail,
+      });
     }
     async function loop(offset: number): Promise<void> {
       for (let i = offset; !stopped; i += 2) {
@@ -203,7 +215,10 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
       } catch (error) {
         last = String(error);
       }
-      if (performance.now() - started > timeoutMs) assert.fail(`${name(latch)}/readyz not ${what} within ${timeoutMs} ms: ${typeof last === "string" ? last : `${last.status} ${JSON.stringify(last.body)}`}`);
+      if (performance.now() - started > timeoutMs)
+        assert.fail(
+          `${name(latch)}/readyz not ${what} within ${timeoutMs} ms: ${typeof last === "string" ? last : `${last.status} ${JSON.stringify(last.body)}`}`,
+        );
       await sleep(50);
     }
   }
@@ -215,7 +230,13 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
 
   it("keeps validating from Redis while PostgreSQL is stopped (200 live, 401 ended or unknown, 503 for writes), and writes again by itself when it returns", async (t) => {
     const probes: Probe[] = [
-      ...live.map((session, i): Probe => ({ kind: "live cookie", label: session === victim ? "victim (logout refused)" : session === changer ? "changer (password refused)" : `live #${i}`, session })),
+      ...live.map(
+        (session, i): Probe => ({
+          kind: "live cookie",
+          label: session === victim ? "victim (logout refused)" : session === changer ? "changer (password refused)" : `live #${i}`,
+          session,
+        }),
+      ),
       { kind: "signed-out cookie", label: "signed out before", session: signedOut! },
       { kind: "unknown cookie", label: "unknown", session: unknown! },
     ];
@@ -238,7 +259,12 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
 
     const degradedMs = await Promise.all(
       [a!, b!].map((latch) =>
-        waitForReady(latch, "200 degraded (database down, redis ok)", (r) => r.status === 200 && r.body?.status === "degraded" && r.body?.stores?.database === "down" && r.body?.stores?.redis === "ok", 5000),
+        waitForReady(
+          latch,
+          "200 degraded (database down, redis ok)",
+          (r) => r.status === 200 && r.body?.status === "degraded" && r.body?.stores?.database === "down" && r.body?.stores?.redis === "ok",
+          5000,
+        ),
       ),
     );
 
@@ -260,10 +286,19 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
       if (round === 1) await sleep(Math.max(0, stoppedAt + 4500 - performance.now()));
       for (const latch of [a!, b!]) {
         const on = name(latch);
-        assertUnavailable(await call(latch.url, "POST", "/login", { body: { username: users[0]!.username, password: PASSWORD } }), `POST /login on ${on}`);
-        assertUnavailable(await call(latch.url, "POST", "/register", { body: { username: outageName, password: PASSWORD } }), `POST /register on ${on}`);
+        assertUnavailable(
+          await call(latch.url, "POST", "/login", { body: { username: users[0]!.username, password: PASSWORD } }),
+          `POST /login on ${on}`,
+        );
+        assertUnavailable(
+          await call(latch.url, "POST", "/register", { body: { username: outageName, password: PASSWORD } }),
+          `POST /register on ${on}`,
+        );
         assertUnavailable(await call(latch.url, "POST", "/logout", { session: victim! }), `POST /logout on ${on}`);
-        assertUnavailable(await call(latch.url, "POST", "/password", { session: changer!, body: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD } }), `POST /password on ${on}`);
+        assertUnavailable(
+          await call(latch.url, "POST", "/password", { session: changer!, body: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD } }),
+          `POST /password on ${on}`,
+        );
       }
       writes.push(`at +${Math.round(performance.now() - stoppedAt)} ms login, register, logout, password 503 on A and B`);
       // The refused sign-out and password change changed nothing: both sessions still work on both processes, at once.
@@ -273,7 +308,10 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
           [changer!, "the session whose password change was refused"],
         ] as const) {
           const answer = await call(latch.url, "GET", "/protected", { session });
-          check(answer.status === 200, `during the outage, just after the refused writes at +${Math.round(performance.now() - stoppedAt)} ms: ${what}, on ${name(latch)}: ${answer.status} ${JSON.stringify(answer.body)}`);
+          check(
+            answer.status === 200,
+            `during the outage, just after the refused writes at +${Math.round(performance.now() - stoppedAt)} ms: ${what}, on ${name(latch)}: ${answer.status} ${JSON.stringify(answer.body)}`,
+          );
         }
       }
     }
@@ -282,9 +320,17 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
     // row the contract names, so either answer is defensible; whichever it
     // is, it must be one of the two, and a token issued must work.
     const duringToken = await call(b!.url, "POST", "/token", { session: live[3]! });
-    assert.ok(duringToken.status === 200 || duringToken.status === 503, `POST /token during the outage: ${duringToken.status} ${JSON.stringify(duringToken.body)}`);
+    assert.ok(
+      duringToken.status === 200 || duringToken.status === 503,
+      `POST /token during the outage: ${duringToken.status} ${JSON.stringify(duringToken.body)}`,
+    );
     if (duringToken.status === 200) {
-      for (const latch of [a!, b!]) assert.equal((await bearerCall(latch.url, duringToken.body.token)).status, 200, `a token issued during the outage, on ${name(latch)}`);
+      for (const latch of [a!, b!])
+        assert.equal(
+          (await bearerCall(latch.url, duringToken.body.token)).status,
+          200,
+          `a token issued during the outage, on ${name(latch)}`,
+        );
     } else {
       assert.equal(duringToken.body?.error?.code, "unavailable");
     }
@@ -309,7 +355,12 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
         lastTry = await call(latch.url, "POST", "/login", { body: { username: users[0]!.username, password: PASSWORD } });
         if (lastTry.status === 200) {
           recoverMs = performance.now() - restartedAt;
-          live.push({ cookie: /sid=([^;]+)/.exec(lastTry.headers.get("set-cookie") ?? "")![1]!, csrfToken: lastTry.body.csrfToken, userId: users[0]!.userId, username: users[0]!.username });
+          live.push({
+            cookie: /sid=([^;]+)/.exec(lastTry.headers.get("set-cookie") ?? "")![1]!,
+            csrfToken: lastTry.body.csrfToken,
+            userId: users[0]!.userId,
+            username: users[0]!.username,
+          });
           break;
         }
         assert.equal(lastTry.status, 503, `POST /login while PostgreSQL returns: ${lastTry.status} ${JSON.stringify(lastTry.body)}`);
@@ -317,7 +368,10 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
         if (error instanceof assert.AssertionError) throw error;
         lastTry = String(error);
       }
-      if (performance.now() - restartedAt > 15_000) assert.fail(`no sign-in succeeded within 15 s of PostgreSQL's return: ${typeof lastTry === "string" ? lastTry : JSON.stringify(lastTry.body)}`);
+      if (performance.now() - restartedAt > 15_000)
+        assert.fail(
+          `no sign-in succeeded within 15 s of PostgreSQL's return: ${typeof lastTry === "string" ? lastTry : JSON.stringify(lastTry.body)}`,
+        );
       await sleep(100);
     }
     // The other process too, within a few seconds.
@@ -327,7 +381,8 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
       for (;;) {
         const answer = await call(latch.url, "POST", "/login", { body: { username: users[2]!.username, password: PASSWORD } });
         if (answer.status === 200) break;
-        if (performance.now() > deadline) assert.fail(`POST /login on ${name(latch)} 5 s after the first success: ${answer.status} ${JSON.stringify(answer.body)}`);
+        if (performance.now() > deadline)
+          assert.fail(`POST /login on ${name(latch)} 5 s after the first success: ${answer.status} ${JSON.stringify(answer.body)}`);
         await sleep(100);
       }
       assert.equal(await status(latch.url, other), 200);
@@ -374,8 +429,14 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
     };
     wrong(during, stoppedAt, "during the outage");
     check(during.filter((o) => o.kind === "live cookie").length >= 200, `only ${during.length} reads during the outage`);
-    check(during.some((o) => o.kind === "live cookie" && o.start - stoppedAt > OUTAGE_MS - 1000), "live sessions were not used until the end of the outage");
-    check(during.some((o) => o.kind === "bearer" && o.status === 200), "the token never answered 200 during the outage");
+    check(
+      during.some((o) => o.kind === "live cookie" && o.start - stoppedAt > OUTAGE_MS - 1000),
+      "live sessions were not used until the end of the outage",
+    );
+    check(
+      during.some((o) => o.kind === "bearer" && o.status === 200),
+      "the token never answered 200 during the outage",
+    );
     wrong(afterwards, restartedAt, "after PostgreSQL's return");
 
     // Nothing changed and nothing was lost: the sessions are valid on both
@@ -384,19 +445,31 @@ describe("two Latch processes (tiered) through a PostgreSQL outage", { skip }, (
     for (const latch of [a!, b!]) {
       for (const session of live) {
         const got = await status(latch.url, session);
-        check(got === 200, `after the outage: ${session === victim ? "the session whose sign-out was refused" : session === changer ? "the session whose password change was refused" : `a live session of ${session.username}`} on ${name(latch)}: ${got}`);
+        check(
+          got === 200,
+          `after the outage: ${session === victim ? "the session whose sign-out was refused" : session === changer ? "the session whose password change was refused" : `a live session of ${session.username}`} on ${name(latch)}: ${got}`,
+        );
       }
       check((await status(latch.url, signedOut!)) === 401, `after the outage: the signed-out cookie on ${name(latch)} is not 401`);
       check((await status(latch.url, unknown!)) === 401, `after the outage: the unknown cookie on ${name(latch)} is not 401`);
     }
     const sessions = await call(a!.url, "GET", "/sessions", { session: victim! });
-    check(sessions.status === 200 && sessions.body.sessions.some((s: { current: boolean }) => s.current), `after the outage: GET /sessions with the session whose sign-out was refused: ${sessions.status} ${JSON.stringify(sessions.body).slice(0, 200)}`);
+    check(
+      sessions.status === 200 && sessions.body.sessions.some((s: { current: boolean }) => s.current),
+      `after the outage: GET /sessions with the session whose sign-out was refused: ${sessions.status} ${JSON.stringify(sessions.body).slice(0, 200)}`,
+    );
     const newPassword = await call(b!.url, "POST", "/login", { body: { username: users[1]!.username, password: NEW_PASSWORD } });
     check(newPassword.status === 401, `after the outage: the password refused during it signs in: ${newPassword.status}`);
     const oldPassword = await call(a!.url, "POST", "/login", { body: { username: users[1]!.username, password: PASSWORD } });
-    check(oldPassword.status === 200, `after the outage: the unchanged password does not sign in: ${oldPassword.status} ${JSON.stringify(oldPassword.body)}`);
+    check(
+      oldPassword.status === 200,
+      `after the outage: the unchanged password does not sign in: ${oldPassword.status} ${JSON.stringify(oldPassword.body)}`,
+    );
     const registered = await call(a!.url, "POST", "/register", { body: { username: outageName, password: PASSWORD } });
-    check(registered.status === 201, `after the outage: the name refused during it is not free: ${registered.status} ${JSON.stringify(registered.body)}`);
+    check(
+      registered.status === 201,
+      `after the outage: the name refused during it is not free: ${registered.status} ${JSON.stringify(registered.body)}`,
+    );
     assert.deepEqual(problems, [], `${problems.length} checks failed`);
   });
 });

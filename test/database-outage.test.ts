@@ -52,9 +52,16 @@ describe("logging a database outage", { skip, timeout: 60_000 }, () => {
       }
       await sleep(10);
     }
-    assert.ok(statuses.every((status) => status === 503), `every request needing the database got 503: ${[...new Set(statuses)].join(",")}`);
+    assert.ok(
+      statuses.every((status) => status === 503),
+      `every request needing the database got 503: ${[...new Set(statuses)].join(",")}`,
+    );
     const during = lines.length;
-    assert.equal(during, 1, `one line for the outage, not one per request: ${during} lines, the first ${JSON.stringify(lines[0]).slice(0, 300)}`);
+    assert.equal(
+      during,
+      1,
+      `one line for the outage, not one per request: ${during} lines, the first ${JSON.stringify(lines[0]).slice(0, 300)}`,
+    );
     assert.equal(lines[0]!.store, "database");
     assert.match(String(lines[0]!.msg), /database is unavailable/i);
     assert.ok(JSON.stringify(lines[0]).length < 4000, "a short line");

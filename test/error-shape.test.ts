@@ -58,23 +58,79 @@ const json = (path: string, body: string, contentType = "application/json"): str
   `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${contentType}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 
 const cases: Array<{ name: string; request: string; status: number; code: string }> = [
-  { name: "a malformed URL", request: "GET /%E0%A4%A HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", status: 400, code: "invalid_input" },
+  {
+    name: "a malformed URL",
+    request: "GET /%E0%A4%A HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    status: 400,
+    code: "invalid_input",
+  },
   { name: "a malformed URL on a POST", request: json("/login/%E0%A4%A", "{}"), status: 400, code: "invalid_input" },
   { name: "a text/plain body", request: json("/login", "hi", "text/plain"), status: 415, code: "unsupported_media_type" },
   { name: "a form body", request: json("/login", "a=b", "application/x-www-form-urlencoded"), status: 415, code: "unsupported_media_type" },
-  { name: "a body without a content type", request: "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi", status: 415, code: "unsupported_media_type" },
+  {
+    name: "a body without a content type",
+    request: "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    status: 415,
+    code: "unsupported_media_type",
+  },
   { name: "malformed JSON", request: json("/login", "{x"), status: 400, code: "invalid_input" },
   { name: "JSON with __proto__", request: json("/login", '{"__proto__":{"a":1}}'), status: 400, code: "invalid_input" },
-  { name: "a body over the limit", request: "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n{}", status: 413, code: "payload_too_large" },
-  { name: "a method the route does not have (an unknown route, as the contract says)", request: "PUT /login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status: 404, code: "not_found" },
-  { name: "a method HTTP does not know", request: "FROB /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", status: 400, code: "invalid_input" },
-  { name: "an unknown route", request: "GET /no/such/thing HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", status: 404, code: "not_found" },
-  { name: "a path parameter over the limit", request: `DELETE /sessions/${"a".repeat(300)} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`, status: 404, code: "not_found" },
+  {
+    name: "a body over the limit",
+    request:
+      "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n{}",
+    status: 413,
+    code: "payload_too_large",
+  },
+  {
+    name: "a method the route does not have (an unknown route, as the contract says)",
+    request: "PUT /login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    status: 404,
+    code: "not_found",
+  },
+  {
+    name: "a method HTTP does not know",
+    request: "FROB /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    status: 400,
+    code: "invalid_input",
+  },
+  {
+    name: "an unknown route",
+    request: "GET /no/such/thing HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    status: 404,
+    code: "not_found",
+  },
+  {
+    name: "a path parameter over the limit",
+    request: `DELETE /sessions/${"a".repeat(300)} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
+    status: 404,
+    code: "not_found",
+  },
   { name: "a malformed request line", request: "GARBAGE\r\n\r\n", status: 400, code: "invalid_input" },
-  { name: "a malformed header", request: "GET /healthz HTTP/1.1\r\nHost: localhost\r\nBad Header: y\r\n\r\n", status: 400, code: "invalid_input" },
-  { name: "a non-numeric Content-Length", request: "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n", status: 400, code: "invalid_input" },
-  { name: "a malformed chunked body", request: "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", status: 400, code: "invalid_input" },
-  { name: "headers over Node's limit", request: `GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: ${"b".repeat(20_000)}\r\n\r\n`, status: 431, code: "headers_too_large" },
+  {
+    name: "a malformed header",
+    request: "GET /healthz HTTP/1.1\r\nHost: localhost\r\nBad Header: y\r\n\r\n",
+    status: 400,
+    code: "invalid_input",
+  },
+  {
+    name: "a non-numeric Content-Length",
+    request: "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n",
+    status: 400,
+    code: "invalid_input",
+  },
+  {
+    name: "a malformed chunked body",
+    request: "POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    status: 400,
+    code: "invalid_input",
+  },
+  {
+    name: "headers over Node's limit",
+    request: `GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: ${"b".repeat(20_000)}\r\n\r\n`,
+    status: 431,
+    code: "headers_too_large",
+  },
 ];
 
 describe("the shape of every error", () => {
@@ -99,8 +155,16 @@ describe("the shape of every error", () => {
       }
       const error = (body as { error?: Record<string, unknown> } | null)?.error;
       const shaped =
-        typeof body === "object" && body !== null && Object.keys(body).length === 1 && typeof error === "object" && error !== null && Object.keys(error).sort().join() === "code,message" && typeof error.message === "string" && error.message.length > 0;
-      const ok = answer.status === status && shaped && error?.code === code && /^application\/json/.test(answer.headers["content-type"] ?? "");
+        typeof body === "object" &&
+        body !== null &&
+        Object.keys(body).length === 1 &&
+        typeof error === "object" &&
+        error !== null &&
+        Object.keys(error).sort().join() === "code,message" &&
+        typeof error.message === "string" &&
+        error.message.length > 0;
+      const ok =
+        answer.status === status && shaped && error?.code === code && /^application\/json/.test(answer.headers["content-type"] ?? "");
       if (!ok) wrong.push(`${name}: ${answer.status} ${answer.headers["content-type"]} ${answer.body.slice(0, 160)}`);
       // Nothing internal leaks: no Fastify code, stack or path.
       assert.doesNotMatch(answer.body, /FST_|at .*\.js|node_modules|statusCode/, name);
@@ -142,7 +206,9 @@ describe("slow clients", () => {
   }
 
   it("closes a connection whose body never finishes, with 408 request_timeout", async () => {
-    const { raw, ms } = await stall("POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"username\":");
+    const { raw, ms } = await stall(
+      'POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"username":',
+    );
     assert.ok(ms < 6000, `closed after ${Math.round(ms)} ms`);
     const answer = parse(raw);
     assert.equal(answer.status, 408, raw);

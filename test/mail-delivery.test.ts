@@ -46,7 +46,11 @@ describe("mail from a real server process on SQLite", () => {
     const server = await startLatch({ DATABASE_URL: `sqlite:${join(dir, "eml.db")}`, MAIL_OUTBOX: outbox });
     const client = new Client(server.url);
     try {
-      const registered = await client.request("POST", "/register", { username: "eml.user", password: PASSWORD, email: "eml.user@example.com" });
+      const registered = await client.request("POST", "/register", {
+        username: "eml.user",
+        password: PASSWORD,
+        email: "eml.user@example.com",
+      });
       assert.equal(registered.status, 201);
       const file = await until(".eml file", () => {
         try {
@@ -58,10 +62,16 @@ describe("mail from a real server process on SQLite", () => {
       const raw = readFileSync(join(outbox, file));
       assert.match(raw.toString("latin1"), /\r\n\r\n/, "RFC 5322 line endings");
       const parsed = await simpleParser(raw);
-      assert.deepEqual(parsed.from?.value.map((a) => a.address), ["no-reply@localhost"]);
+      assert.deepEqual(
+        parsed.from?.value.map((a) => a.address),
+        ["no-reply@localhost"],
+      );
       assert.equal(parsed.subject, "Confirm your email address");
       assert.ok(parsed.text && parsed.html, "plain text and HTML parts");
-      assert.ok(parsed.text.includes(`http://localhost:${server.port}/account/verify-email#token=`), "PUBLIC_URL defaults to http://localhost:PORT");
+      assert.ok(
+        parsed.text.includes(`http://localhost:${server.port}/account/verify-email#token=`),
+        "PUBLIC_URL defaults to http://localhost:PORT",
+      );
       const verified = await client.request("POST", "/email/verify", { token: tokenOf(parsed.text) });
       assert.equal(verified.status, 200);
       assert.equal(verified.body.user.emailVerified, true);
@@ -77,7 +87,11 @@ describe("mail from a real server process on SQLite", () => {
     const client = new Client(server.url);
     try {
       const started = Date.now();
-      const registered = await client.request("POST", "/register", { username: "flap.user", password: PASSWORD, email: "flap.user@example.com" });
+      const registered = await client.request("POST", "/register", {
+        username: "flap.user",
+        password: PASSWORD,
+        email: "flap.user@example.com",
+      });
       assert.equal(registered.status, 201);
       assert.ok(Date.now() - started < 5000, "registration does not wait for SMTP");
       await sleep(3000);
@@ -104,7 +118,11 @@ describe("mail from a real server process on SQLite", () => {
     let server: LatchProcess = await startLatch(env);
     try {
       const client = new Client(server.url);
-      assert.equal((await client.request("POST", "/register", { username: "queued.user", password: PASSWORD, email: "queued.user@example.com" })).status, 201);
+      assert.equal(
+        (await client.request("POST", "/register", { username: "queued.user", password: PASSWORD, email: "queued.user@example.com" }))
+          .status,
+        201,
+      );
       await sleep(500);
       await server.stop("SIGKILL");
       await smtp.start();
@@ -160,21 +178,29 @@ describe("two server processes on one PostgreSQL outbox", { skip }, () => {
       const progress = setInterval(() => {
         if (process.env.MAIL_DEBUG !== "1") return;
         console.log(`# progress ${smtp.received.length} ${Date.now() - started} ms`);
-        void db.query("SELECT status, attempts, count(*) FROM mail_outbox GROUP BY 1, 2", []).then((r) => console.log(JSON.stringify(r.rows)));
+        void db
+          .query("SELECT status, attempts, count(*) FROM mail_outbox GROUP BY 1, 2", [])
+          .then((r) => console.log(JSON.stringify(r.rows)));
       }, 5000);
       after(() => clearInterval(progress));
-      await until("1,000 distinct messages", () => (new Set(smtp.received.map((m) => m.messageId)).size >= 1000 ? true : undefined), 120_000);
+      await until(
+        "1,000 distinct messages",
+        () => (new Set(smtp.received.map((m) => m.messageId)).size >= 1000 ? true : undefined),
+        120_000,
+      );
       flapping = false;
       await flaps;
       await sleep(3000);
       const ids = smtp.received.map((m) => m.messageId);
       const duplicates = ids.length - new Set(ids).size;
-      console.log(`# 1,000 messages by two processes during SMTP flaps: ${ids.length} received, ${duplicates} duplicates, ${Date.now() - started} ms`);
+      console.log(
+        `# 1,000 messages by two processes during SMTP flaps: ${ids.length} received, ${duplicates} duplicates, ${Date.now() - started} ms`,
+      );
       assert.equal(duplicates, 0);
       const left = await db.query<{ n: string }>("SELECT count(*) AS n FROM mail_outbox WHERE status <> 'sent'");
       assert.equal(Number(left.rows[0]!.n), 0);
-      const metrics = (await Promise.all([a, b].map(async (p) => (await fetch(`${p.url}/metrics`)).text()))).map(
-        (text) => Number(/latch_mail_sent_total\{kind="password_changed"\} (\d+)/.exec(text)?.[1] ?? 0),
+      const metrics = (await Promise.all([a, b].map(async (p) => (await fetch(`${p.url}/metrics`)).text()))).map((text) =>
+        Number(/latch_mail_sent_total\{kind="password_changed"\} (\d+)/.exec(text)?.[1] ?? 0),
       );
       assert.equal(metrics[0]! + metrics[1]!, 1000, `sent counters ${metrics.join(" + ")}`);
       assert.ok(metrics[0]! > 0 && metrics[1]! > 0, "both processes sent");

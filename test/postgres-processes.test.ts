@@ -5,7 +5,20 @@ import { serviceSkip } from "../src/testing/services.js";
 import type { LatchProcess } from "./support/latch-process.js";
 import { createTestDatabase } from "./support/postgres-database.js";
 import type { TestDatabase } from "./support/postgres-database.js";
-import { call, latchEnv, refusal, sessionWorksOnBoth, signIn, signOutDelays, signUp, startTracked, status, stopLatch, summary, withinOneSecond } from "./support/several-latches.js";
+import {
+  call,
+  latchEnv,
+  refusal,
+  sessionWorksOnBoth,
+  signIn,
+  signOutDelays,
+  signUp,
+  startTracked,
+  status,
+  stopLatch,
+  summary,
+  withinOneSecond,
+} from "./support/several-latches.js";
 import type { Refusal } from "./support/several-latches.js";
 
 /**
@@ -42,7 +55,8 @@ describe("two Latch processes on PostgreSQL alone", { skip }, () => {
     await stopLatch(a);
     await stopLatch(b);
     await db?.drop();
-    if (delays.length > 0) console.log(`# PostgreSQL alone, cross-process revocation, first refusal after the acknowledgement: ${summary(delays)}`);
+    if (delays.length > 0)
+      console.log(`# PostgreSQL alone, cross-process revocation, first refusal after the acknowledgement: ${summary(delays)}`);
   });
 
   it("reports no Redis store: the database is all there is", async () => {
@@ -52,7 +66,10 @@ describe("two Latch processes on PostgreSQL alone", { skip }, () => {
   });
 
   it("serves sessions from memory on each process, each with a listening connection", async () => {
-    const listeners = await db!.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'latch-revocations'", [db!.name]);
+    const listeners = await db!.query<{ n: string }>(
+      "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'latch-revocations'",
+      [db!.name],
+    );
     assert.equal(Number(listeners.rows[0]!.n), 2, "one LISTEN connection per process");
     const user = await signUp(a!.url);
     assert.equal(await status(b!.url, user), 200);
@@ -92,7 +109,11 @@ describe("two Latch processes on PostgreSQL alone", { skip }, () => {
     const acknowledged = performance.now();
     const measured = withinOneSecond(await Promise.all(others.map((session) => refusal(b!.url, session, acknowledged))));
     delays.push(...measured);
-    assert.deepEqual(measured.map((r) => r.accepted), [0, 0], "refused on B's first request");
+    assert.deepEqual(
+      measured.map((r) => r.accepted),
+      [0, 0],
+      "refused on B's first request",
+    );
     assert.equal(await status(b!.url, keeper), 200, "the session that asked stays signed in");
   });
 
@@ -107,7 +128,10 @@ describe("two Latch processes on PostgreSQL alone", { skip }, () => {
     assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
     assert.equal(await status(b!.url, user, "/admin"), 200, "B sees the promotion on the next request");
     assert.equal(await status(a!.url, user, "/admin"), 200, "A has it in memory now too");
-    const demoted = await call(b!.url, "PATCH", `/admin/users/${user.userId}`, { session: await signIn(b!.url, "root.admin"), body: { roles: ["user"] } });
+    const demoted = await call(b!.url, "PATCH", `/admin/users/${user.userId}`, {
+      session: await signIn(b!.url, "root.admin"),
+      body: { roles: ["user"] },
+    });
     assert.equal(demoted.status, 200, JSON.stringify(demoted.body));
     assert.equal(await status(a!.url, user, "/admin"), 403, "A sees the demotion on the next request");
   });

@@ -42,7 +42,11 @@ describe("recovery and verification pages in Chromium", { skip, timeout: 180_000
   async function linkIn(subject: string, count: number): Promise<string> {
     const deadline = Date.now() + 15_000;
     for (;;) {
-      const files = existsSync(outbox) ? readdirSync(outbox).filter((f) => f.endsWith(".eml")).sort() : [];
+      const files = existsSync(outbox)
+        ? readdirSync(outbox)
+            .filter((f) => f.endsWith(".eml"))
+            .sort()
+        : [];
       const parsed = await Promise.all(files.map(async (f) => simpleParser(readFileSync(join(outbox, f)))));
       const matching = parsed.filter((m) => m.subject === subject);
       if (matching.length >= count) {
@@ -64,7 +68,10 @@ describe("recovery and verification pages in Chromium", { skip, timeout: 180_000
     // Passkeys need localhost, and links are built from PUBLIC_URL: the browser uses that origin throughout.
     latch = await startLatch({ DATABASE_URL: `sqlite:${join(dir, "web.db")}`, MAIL_OUTBOX: outbox }, { port });
     base = `http://localhost:${port}`;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"] });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    });
   });
 
   after(async () => {
@@ -121,7 +128,10 @@ describe("recovery and verification pages in Chromium", { skip, timeout: 180_000
 
   it("resets a forgotten password through the pages and signs in with the new one", async () => {
     const client = new Client(latch.url);
-    assert.equal((await client.request("POST", "/register", { username: "forgetful", password: PASSWORD, email: "forgetful@example.com" })).status, 201);
+    assert.equal(
+      (await client.request("POST", "/register", { username: "forgetful", password: PASSWORD, email: "forgetful@example.com" })).status,
+      201,
+    );
     const context = await browser.newContext();
     const page = await context.newPage();
     const errors = watchConsole(page);

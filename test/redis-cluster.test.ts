@@ -57,14 +57,18 @@ describe("two Latch processes on a three-master Redis Cluster", { skip }, () => 
   });
 
   it("keeps each session in its user's hash slot on the cluster", async () => {
-    const ports = /^redis\+cluster:\/\/(.*)$/.exec(cluster!.url)![1]!.split(",").map((node) => node.split(":")[1]!);
+    const ports = /^redis\+cluster:\/\/(.*)$/
+      .exec(cluster!.url)![1]!
+      .split(",")
+      .map((node) => node.split(":")[1]!);
     const user = await signUp(a!.url);
     const sessions = [user, await signIn(b!.url, user.username), await signIn(a!.url, user.username)];
     const tag = sessionIdOf(user).slice(0, 8);
     for (const session of sessions) assert.equal(sessionIdOf(session).slice(0, 8), tag, "every session of a user has the user's slot tag");
     // One hash per user, on the one master that owns its slot; -c follows MOVED from any seed.
     const key = `latch:{${tag}}`;
-    for (const session of sessions) assert.equal((await redisCli(["-c", "-p", ports[0]!, "HEXISTS", key, sessionIdOf(session).slice(8)])).trim(), "1");
+    for (const session of sessions)
+      assert.equal((await redisCli(["-c", "-p", ports[0]!, "HEXISTS", key, sessionIdOf(session).slice(8)])).trim(), "1");
     const holders = [];
     for (const port of ports) if ((await redisCli(["-p", port, "--scan", "--pattern", key])).includes(key)) holders.push(port);
     assert.equal(holders.length, 1, `the key lives on exactly one master: ${holders.join(", ")}`);

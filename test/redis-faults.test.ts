@@ -91,7 +91,12 @@ describe("two Latch processes through a Redis outage", { skip }, () => {
     const ended: Session[] = [];
     let stopped = false;
 
-    async function timed(kind: Outcome["kind"], latch: LatchProcess, expected: number, request: () => Promise<Answer | number>): Promise<Answer | null> {
+    async function timed(
+      kind: Outcome["kind"],
+      latch: LatchProcess,
+      expected: number,
+      request: () => Promise<Answer | number>,
+    ): Promise<Answer | null> {
       const start = performance.now();
       try {
         const answer = await request();
@@ -100,7 +105,14 @@ describe("two Latch processes through a Redis outage", { skip }, () => {
         outcomes.push({ kind, on: name(latch), start, end: performance.now(), ok: got === expected, detail: `${got} ${detail}` });
         return got === expected && typeof answer !== "number" ? answer : null;
       } catch (error) {
-        outcomes.push({ kind, on: name(latch), start, end: performance.now(), ok: false, detail: String((error as Error)?.cause ?? error) });
+        outcomes.push({
+          kind,
+          on: name(latch),
+          start,
+          end: performance.now(),
+          ok: false,
+          detail: String((error as Error)?.cause ?? error),
+        });
         return null;
       }
     }
@@ -117,7 +129,9 @@ describe("two Latch processes through a Redis outage", { skip }, () => {
       for (let i = 0; !stopped; i += 1) {
         const [here, there] = i % 2 === 0 ? [a!, b!] : [b!, a!];
         const user = users[i % users.length]!;
-        const answer = await timed("sign-in", here, 200, () => call(here.url, "POST", "/login", { body: { username: user.username, password: PASSWORD } }));
+        const answer = await timed("sign-in", here, 200, () =>
+          call(here.url, "POST", "/login", { body: { username: user.username, password: PASSWORD } }),
+        );
         if (answer === null) continue;
         const cookie = /sid=([^;]+)/.exec(answer.headers.get("set-cookie") ?? "")?.[1] ?? "";
         const session: Session = { cookie, csrfToken: answer.body.csrfToken, userId: user.userId, username: user.username };
@@ -130,11 +144,12 @@ describe("two Latch processes through a Redis outage", { skip }, () => {
         const [ending, other] = i % 4 === 0 ? [here, there] : [there, here];
         if ((await timed("sign-out", ending, 200, () => call(ending.url, "POST", "/logout", { session }))) === null) continue;
         const acknowledged = performance.now();
-        if (crossCheck) await timed("refused elsewhere", other, 401, async () => {
-          const refused = await refusal(other.url, session, acknowledged);
-          assert.ok(refused.ms < 1000, `refused after ${refused.ms} ms`);
-          return 401;
-        });
+        if (crossCheck)
+          await timed("refused elsewhere", other, 401, async () => {
+            const refused = await refusal(other.url, session, acknowledged);
+            assert.ok(refused.ms < 1000, `refused after ${refused.ms} ms`);
+            return 401;
+          });
         ended.push(session);
         await sleep(10);
       }
@@ -240,9 +255,15 @@ describe("two Latch processes through a Redis outage", { skip }, () => {
     assert.deepEqual(describeFailures(late, killedAt), [], "no request fails once a second has passed");
     const count = (kind: Outcome["kind"]) => late.filter((o) => o.kind === kind).length;
     assert.ok(count("validate") >= 100, `${count("validate")} validations during the outage`);
-    assert.ok(count("sign-in") >= 5 && count("sign-out") >= 2 && count("refused elsewhere") >= 2, JSON.stringify({ signIns: count("sign-in"), signOuts: count("sign-out") }));
+    assert.ok(
+      count("sign-in") >= 5 && count("sign-out") >= 2 && count("refused elsewhere") >= 2,
+      JSON.stringify({ signIns: count("sign-in"), signOuts: count("sign-out") }),
+    );
     for (const latch of [a!, b!]) {
-      const warnings = latch.output().split("\n").filter((line) => line.includes("Redis is unreachable"));
+      const warnings = latch
+        .output()
+        .split("\n")
+        .filter((line) => line.includes("Redis is unreachable"));
       assert.equal(warnings.length, 1, `${name(latch)} logs the outage once: ${latch.output()}`);
     }
 
@@ -294,7 +315,8 @@ describe("two Latch processes through a Redis outage", { skip }, () => {
 
     // Nothing was lost or revived across the outage.
     for (const latch of [a!, b!]) {
-      for (const session of [...existing, ...keptFromOutage]) assert.equal(await status(latch.url, session), 200, `kept session on ${name(latch)}`);
+      for (const session of [...existing, ...keptFromOutage])
+        assert.equal(await status(latch.url, session), 200, `kept session on ${name(latch)}`);
       for (const session of endedDuringOutage) assert.equal(await status(latch.url, session), 401, `ended session on ${name(latch)}`);
     }
     // Revocations travel through Redis again.
@@ -325,7 +347,9 @@ describe("two Latch processes through a Redis outage", { skip }, () => {
     assert.ok(late.filter((o) => o.kind === "validate").length >= 50);
     const early = outcomes.filter((o) => o.start >= pausedAt && o.start < pausedAt + 1000);
     const slowestEarly = Math.max(...early.map((o) => o.end - o.start));
-    console.log(`# Redis paused: ${early.length} requests in the first second (${describeFailures(early, pausedAt).length} failed, slowest ${slowestEarly.toFixed(0)} ms), ${late.length} after it, 0 failed`);
+    console.log(
+      `# Redis paused: ${early.length} requests in the first second (${describeFailures(early, pausedAt).length} failed, slowest ${slowestEarly.toFixed(0)} ms), ${late.length} after it, 0 failed`,
+    );
     await waitForRedis(a!.url, "ok", 10_000);
     await waitForRedis(b!.url, "ok", 10_000);
   });
@@ -333,27 +357,24 @@ describe("two Latch processes through a Redis outage", { skip }, () => {
   // The connection stays open while Redis hangs, so only the subscription's
   // heartbeat (a message to itself that stops coming back) shows B that it
   // may be missing revocations; its cache then stops serving.
-  it(
-    "refuses on B, within one second, a session signed out on A while redis-server hangs",
-    async () => {
-      await waitForRedis(a!.url, "ok");
-      await waitForRedis(b!.url, "ok");
-      const session = await signIn(a!.url, users[0]!.username);
-      for (let i = 0; i < 3; i += 1) assert.equal(await status(b!.url, session), 200);
-      const resume = await pauseRedis();
-      try {
-        const answer = await call(a!.url, "POST", "/logout", { session });
-        assert.equal(answer.status, 200, JSON.stringify(answer.body));
-        const acknowledged = performance.now();
-        const refused = await refusal(b!.url, session, acknowledged, { intervalMs: 50, timeoutMs: 2000 }).catch((error: unknown) => {
-          throw new Error(`B still accepts a session A signed out while Redis hangs: ${(error as Error).message}`);
-        });
-        withinOneSecond([refused]);
-      } finally {
-        resume();
-      }
-      await waitForRedis(b!.url, "ok", 10_000);
-      assert.equal(await status(b!.url, session), 401);
-    },
-  );
+  it("refuses on B, within one second, a session signed out on A while redis-server hangs", async () => {
+    await waitForRedis(a!.url, "ok");
+    await waitForRedis(b!.url, "ok");
+    const session = await signIn(a!.url, users[0]!.username);
+    for (let i = 0; i < 3; i += 1) assert.equal(await status(b!.url, session), 200);
+    const resume = await pauseRedis();
+    try {
+      const answer = await call(a!.url, "POST", "/logout", { session });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      const acknowledged = performance.now();
+      const refused = await refusal(b!.url, session, acknowledged, { intervalMs: 50, timeoutMs: 2000 }).catch((error: unknown) => {
+        throw new Error(`B still accepts a session A signed out while Redis hangs: ${(error as Error).message}`);
+      });
+      withinOneSecond([refused]);
+    } finally {
+      resume();
+    }
+    await waitForRedis(b!.url, "ok", 10_000);
+    assert.equal(await status(b!.url, session), 401);
+  });
 });

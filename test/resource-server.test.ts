@@ -91,13 +91,20 @@ describe("the example resource server beside a real Latch", () => {
     return response.body.token as string;
   }
 
-  async function get(base: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }> {
+  async function get(
+    base: string,
+    path: string,
+    headers: Record<string, string>,
+  ): Promise<{ status: number; body: any; headers: Headers }> {
     const response = await fetch(base + path, { headers });
     return { status: response.status, body: await response.json(), headers: response.headers };
   }
 
   async function assertRefusedEverywhere(token: string, what: string): Promise<void> {
-    for (const [name, base] of [["Latch", latch.url], ["resource server", resource.url]] as const) {
+    for (const [name, base] of [
+      ["Latch", latch.url],
+      ["resource server", resource.url],
+    ] as const) {
       // The resource server sees Latch's commits to the shared SQLite file
       // within DATA_VERSION_CHECK_MS (10 ms); the contract allows a second.
       const deadline = Date.now() + 1000;
@@ -149,7 +156,10 @@ describe("the example resource server beside a real Latch", () => {
     const claims = decodeJwt(token);
     await assertRefusedEverywhere(`${header}.${b64({ ...claims, roles: ["user", "admin"] })}.${signature}`, "tampered");
     await assertRefusedEverywhere(`${b64({ alg: "none", typ: "JWT" })}.${payload}.`, "alg none");
-    await assertRefusedEverywhere(`${b64({ alg: "none", typ: "JWT", kid: decodeProtectedHeader(token).kid })}.${payload}.`, "alg none with kid");
+    await assertRefusedEverywhere(
+      `${b64({ alg: "none", typ: "JWT", kid: decodeProtectedHeader(token).kid })}.${payload}.`,
+      "alg none with kid",
+    );
 
     // An expired token, signed with the server's own key read from the store,
     // for a session that is still live: only its exp is wrong.
@@ -169,7 +179,11 @@ describe("the example resource server beside a real Latch", () => {
       await stores.close();
     }
     await assertRefusedEverywhere(expired, "expired");
-    assert.equal((await get(resource.url, "/dashboard", { authorization: `Bearer ${token}` })).status, 200, "the session itself is still live");
+    assert.equal(
+      (await get(resource.url, "/dashboard", { authorization: `Bearer ${token}` })).status,
+      200,
+      "the session itself is still live",
+    );
 
     assert.equal((await client.request("POST", "/logout")).status, 200);
     await assertRefusedEverywhere(token, "ended session");
@@ -195,7 +209,9 @@ describe("the example resource server beside a real Latch", () => {
       answer = await get(resource.url, "/admin", { cookie: `sid=${client.cookie}` });
     }
     assert.deepEqual(answer.body, { message: "Admin area" });
-    assert.deepEqual((await get(resource.url, "/admin", { authorization: `Bearer ${await tokenOf(client)}` })).body, { message: "Admin area" });
+    assert.deepEqual((await get(resource.url, "/admin", { authorization: `Bearer ${await tokenOf(client)}` })).body, {
+      message: "Admin area",
+    });
   });
 
   it("after `latch keys rotate`, old tokens still verify on both servers and new tokens carry the new kid", async () => {

@@ -14,7 +14,10 @@ describe("a real server process on SQLite", () => {
     let server = await startLatch(env);
     const client = new Client(server.url);
     try {
-      assert.equal((await client.request("POST", "/register", { username: "restart.user", password: "a long enough password" })).status, 201);
+      assert.equal(
+        (await client.request("POST", "/register", { username: "restart.user", password: "a long enough password" })).status,
+        201,
+      );
       assert.equal((await client.request("POST", "/login", { username: "restart.user", password: "a long enough password" })).status, 200);
       assert.equal((await client.request("GET", "/protected")).status, 200);
       assert.equal(await server.stop("SIGTERM"), 0);
@@ -34,7 +37,10 @@ describe("a real server process on SQLite", () => {
     let server = await startLatch(env);
     const client = new Client(server.url);
     try {
-      assert.equal((await client.request("POST", "/register", { username: "killed.user", password: "a long enough password" })).status, 201);
+      assert.equal(
+        (await client.request("POST", "/register", { username: "killed.user", password: "a long enough password" })).status,
+        201,
+      );
       await server.stop("SIGKILL");
       server = await startLatch(env, { port: server.port });
       assert.equal((await client.request("GET", "/protected")).status, 200);

@@ -81,10 +81,21 @@ describe("second factors in Chromium", { skip, timeout: 240_000 }, () => {
     mkdirSync(SHOTS, { recursive: true });
     const port = await freePort();
     url = `http://localhost:${port}`;
-    latch = await startLatch({ DATABASE_URL: `sqlite:${join(dir, "mfa.db")}`, PUBLIC_URL: url, MFA_KEY_SECRET: "browser test key for TOTP secrets at rest" }, { port });
+    latch = await startLatch(
+      { DATABASE_URL: `sqlite:${join(dir, "mfa.db")}`, PUBLIC_URL: url, MFA_KEY_SECRET: "browser test key for TOTP secrets at rest" },
+      { port },
+    );
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+      ],
     });
   });
 

@@ -95,7 +95,10 @@ describe("two Latch processes on one PostgreSQL and one Redis", { skip }, () => 
     const user = await signUp(b!.url);
     const other = await signIn(b!.url, user.username);
     for (const session of [user, other]) assert.equal(await status(b!.url, session), 200);
-    const answer = await call(a!.url, "POST", "/password", { session: user, body: { currentPassword: PASSWORD, newPassword: "another long enough password" } });
+    const answer = await call(a!.url, "POST", "/password", {
+      session: user,
+      body: { currentPassword: PASSWORD, newPassword: "another long enough password" },
+    });
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     const acknowledged = performance.now();
     const renewed = rotated(user, answer);
@@ -181,6 +184,8 @@ describe("two Latch processes on one PostgreSQL and one Redis", { skip }, () => 
     const ids = [...sessions, ...extra].map(sessionIdOf);
     const rows = await db!.query<{ n: string }>("SELECT count(*) AS n FROM sessions WHERE id = ANY($1)", [ids]);
     assert.equal(Number(rows.rows[0]!.n), ids.length);
-    console.log(`# SIGKILL: ${sessions.length} sessions signed in before the kill and ${extra.length} acknowledged while 8 were in flight, all valid after the restart`);
+    console.log(
+      `# SIGKILL: ${sessions.length} sessions signed in before the kill and ${extra.length} acknowledged while 8 were in flight, all valid after the restart`,
+    );
   });
 });

@@ -31,7 +31,8 @@ const PYTHON = "/usr/bin/python3";
 const pyjwtProbe = spawnSync(PYTHON, ["-c", "import jwt, cryptography; print(jwt.__version__)"], { encoding: "utf8" });
 const pyjwtMissing = pyjwtProbe.status === 0 ? false : `${PYTHON} cannot import jwt: apt-get install -y python3-jwt`;
 if (pyjwtMissing) {
-  if (process.env.CI === "true" || process.env.CI === "1") throw new Error(`${pyjwtMissing}, and CI=true: the PyJWT interop test must run in CI.`);
+  if (process.env.CI === "true" || process.env.CI === "1")
+    throw new Error(`${pyjwtMissing}, and CI=true: the PyJWT interop test must run in CI.`);
   process.stdout.write(`# skipping the PyJWT tests: ${pyjwtMissing}\n`);
 }
 
@@ -54,12 +55,23 @@ async function startWith(alg: Alg | null): Promise<Running> {
   if (alg !== null) env.TOKEN_ALG = alg;
   const latch = await startLatch(env);
   const client = new Client(latch.url);
-  const registered = await client.request("POST", "/register", { username: `interop.${(alg ?? "default").toLowerCase()}`, password: PASSWORD });
+  const registered = await client.request("POST", "/register", {
+    username: `interop.${(alg ?? "default").toLowerCase()}`,
+    password: PASSWORD,
+  });
   assert.equal(registered.status, 201, JSON.stringify(registered.body));
   // Credentials, no cookie: what a script or a mobile client does.
-  const issued = await new Client(latch.url).request("POST", "/token", { username: `interop.${(alg ?? "default").toLowerCase()}`, password: PASSWORD });
+  const issued = await new Client(latch.url).request("POST", "/token", {
+    username: `interop.${(alg ?? "default").toLowerCase()}`,
+    password: PASSWORD,
+  });
   assert.equal(issued.status, 200, JSON.stringify(issued.body));
-  return { latch, jwksUri: `${latch.url}/.well-known/jwks.json`, token: issued.body.token as string, sub: registered.body.user.id as string };
+  return {
+    latch,
+    jwksUri: `${latch.url}/.well-known/jwks.json`,
+    token: issued.body.token as string,
+    sub: registered.body.user.id as string,
+  };
 }
 
 /** An Express app on a free loopback port; returns its URL and a stop function. */
@@ -117,7 +129,8 @@ async function passportDashboard(running: Running, alg: string): Promise<{ statu
         algorithms: [alg as jwt.Algorithm],
         issuer: ISSUER,
       },
-      (payload: { sub: string; roles: string[] }, done: (error: unknown, user?: unknown) => void) => done(null, { id: payload.sub, roles: payload.roles }),
+      (payload: { sub: string; roles: string[] }, done: (error: unknown, user?: unknown) => void) =>
+        done(null, { id: payload.sub, roles: payload.roles }),
     ),
   );
   const app = express();
@@ -149,7 +162,11 @@ print(json.dumps(claims))
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-for (const [alg, label] of [[null, "the default configuration (ES256)"], ["RS256", "TOKEN_ALG=RS256"], ["EdDSA", "TOKEN_ALG=EdDSA"]] as const) {
+for (const [alg, label] of [
+  [null, "the default configuration (ES256)"],
+  ["RS256", "TOKEN_ALG=RS256"],
+  ["EdDSA", "TOKEN_ALG=EdDSA"],
+] as const) {
   const signed: Alg = alg ?? "ES256";
   const supportedByJsonwebtoken = signed !== "EdDSA";
 
@@ -173,7 +190,10 @@ for (const [alg, label] of [[null, "the default configuration (ES256)"], ["RS256
         const claims = await verifyWithJsonwebtoken(running, signed);
         assert.equal(claims.sub, running.sub);
         assert.equal(claims.iss, ISSUER);
-        await assert.rejects(verifyWithJsonwebtoken({ ...running, token: running.token.slice(0, -4) + "AAAA" }, signed), /invalid signature/);
+        await assert.rejects(
+          verifyWithJsonwebtoken({ ...running, token: running.token.slice(0, -4) + "AAAA" }, signed),
+          /invalid signature/,
+        );
       });
 
       it("is accepted by an Express app guarded by express-jwt with jwks-rsa", async () => {
@@ -248,9 +268,18 @@ describe("a restart of Latch with TOKEN_ALG changed", () => {
 
       const fresh = (await client.request("POST", "/token")).body.token as string;
       assert.equal(decodeProtectedHeader(fresh).alg, "ES256", "the default signs from this start");
-      const { keys } = (await (await fetch(`${latch.url}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string; alg: string; use: string }> };
-      assert.deepEqual(keys.map((k) => `${k.kid}:${k.alg}:${k.use}`).sort(), [`${decodeProtectedHeader(old).kid}:EdDSA:sig`, `${decodeProtectedHeader(fresh).kid}:ES256:sig`].sort());
-      assert.equal((await fetch(`${latch.url}/me`, { headers: { authorization: `Bearer ${old}` } })).status, 200, "still, after the new key signed");
+      const { keys } = (await (await fetch(`${latch.url}/.well-known/jwks.json`)).json()) as {
+        keys: Array<{ kid: string; alg: string; use: string }>;
+      };
+      assert.deepEqual(
+        keys.map((k) => `${k.kid}:${k.alg}:${k.use}`).sort(),
+        [`${decodeProtectedHeader(old).kid}:EdDSA:sig`, `${decodeProtectedHeader(fresh).kid}:ES256:sig`].sort(),
+      );
+      assert.equal(
+        (await fetch(`${latch.url}/me`, { headers: { authorization: `Bearer ${old}` } })).status,
+        200,
+        "still, after the new key signed",
+      );
       assert.equal((await fetch(`${latch.url}/me`, { headers: { authorization: `Bearer ${fresh}` } })).status, 200);
     } finally {
       await latch.stop("SIGKILL");

@@ -18,7 +18,15 @@ import type { LatchProcess } from "./support/latch-process.js";
  */
 
 const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+];
 const USERNAME = "tutorial.reader";
 const PASSWORD = "a long enough password";
 
@@ -85,7 +93,9 @@ describe("the tutorials' clients against a running Latch", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("(a) a page on a trusted second origin signs in with fetch and credentials: 'include' and shows the welcome", { skip: process.env.CI === "true" ? false : chromiumMissing }, async () => {
+  it("(a) a page on a trusted second origin signs in with fetch and credentials: 'include' and shows the welcome", {
+    skip: process.env.CI === "true" ? false : chromiumMissing,
+  }, async () => {
     assert.equal(chromiumMissing, false, String(chromiumMissing));
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
     try {

@@ -49,10 +49,22 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
   before(async () => {
     if (missing) throw new Error(`CI=true and ${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)`);
     dir = mkdtempSync(join(tmpdir(), "latch-web-"));
-    latch = await startLatch({ DATABASE_URL: `sqlite:${join(dir, "web.db")}`, ADMIN_USERNAME: ADMIN.username, ADMIN_PASSWORD: ADMIN.password });
+    latch = await startLatch({
+      DATABASE_URL: `sqlite:${join(dir, "web.db")}`,
+      ADMIN_USERNAME: ADMIN.username,
+      ADMIN_PASSWORD: ADMIN.password,
+    });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+      ],
     });
   });
 
@@ -141,7 +153,10 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
 
   it("lets an admin list users, set roles and sign a user out everywhere", async () => {
     const member = new Client(latch.url);
-    assert.equal((await member.request("POST", "/register", { username: "web.member", password: PASSWORD, email: "o'brien&co@example.com" })).status, 201);
+    assert.equal(
+      (await member.request("POST", "/register", { username: "web.member", password: PASSWORD, email: "o'brien&co@example.com" })).status,
+      201,
+    );
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const page = await context.newPage();
     const errors = watchConsole(page);
@@ -163,7 +178,11 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
       assert.deepEqual((await member.request("GET", "/protected")).body.user.roles, ["user", "support"]);
 
       await page.getByLabel("Roles for web.member", { exact: true }).fill("Not A Role!");
-      await page.locator("table.users tbody tr").filter({ hasText: "web.member" }).getByRole("button", { name: "Save roles for web.member" }).click();
+      await page
+        .locator("table.users tbody tr")
+        .filter({ hasText: "web.member" })
+        .getByRole("button", { name: "Save roles for web.member" })
+        .click();
       await page.locator("#users-alert").filter({ hasText: "roles must be" }).waitFor();
 
       await page.screenshot({ path: "/tmp/latch-admin.png", fullPage: true });
@@ -205,7 +224,8 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
       deviceScaleFactor: 3,
       isMobile: true,
       hasTouch: true,
-      userAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+      userAgent:
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
     });
     const page = await context.newPage();
     const errors = watchConsole(page);
@@ -235,7 +255,10 @@ describe("the web pages in Chromium", { skip, timeout: 180_000 }, () => {
         };
       });
       await page.screenshot({ path: "/tmp/latch-account-390.png", fullPage: true });
-      assert.ok(fit.tableRight <= fit.cardInner + 1 && fit.widestCell <= fit.cardInner + 1, `the table reaches ${fit.tableRight} (a cell ${fit.widestCell}), the card's content ends at ${fit.cardInner}`);
+      assert.ok(
+        fit.tableRight <= fit.cardInner + 1 && fit.widestCell <= fit.cardInner + 1,
+        `the table reaches ${fit.tableRight} (a cell ${fit.widestCell}), the card's content ends at ${fit.cardInner}`,
+      );
       assert.equal(fit.wrapScrolls, false, "the table does not need a sideways scroll");
       assert.equal(fit.pageScrolls, false, "the page does not scroll sideways");
       // Still usable: every session has its own sign-out button, on screen.

@@ -26,7 +26,10 @@ function freshGet(url: string, cookie: string): Promise<number> {
 /** The worker processes (tsx also runs an esbuild child: not a worker). */
 function childPids(pid: number): number[] {
   try {
-    return execFileSync("pgrep", ["-P", String(pid), "-f", "cli/main"], { encoding: "utf8" }).split("\n").filter(Boolean).map(Number);
+    return execFileSync("pgrep", ["-P", String(pid), "-f", "cli/main"], { encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -34,7 +37,12 @@ function childPids(pid: number): number[] {
 
 describe("WORKERS=2: two server processes on one port", () => {
   it("serve one session together, refuse it on every worker once signed out, report both ready, and stop together", async () => {
-    const server = await startLatch({ DATABASE_URL: `sqlite:${join(dir, "workers.db")}`, WORKERS: "2", ADMIN_USERNAME: "workers.admin", ADMIN_PASSWORD: "a long enough password" });
+    const server = await startLatch({
+      DATABASE_URL: `sqlite:${join(dir, "workers.db")}`,
+      WORKERS: "2",
+      ADMIN_USERNAME: "workers.admin",
+      ADMIN_PASSWORD: "a long enough password",
+    });
     try {
       const workers = childPids(server.child.pid!);
       assert.equal(workers.length, 2, "the primary runs two workers");
@@ -52,7 +60,10 @@ describe("WORKERS=2: two server processes on one port", () => {
 
       // The bootstrap admin was made once, by the primary.
       assert.equal((await client.request("POST", "/login", { username: "workers.admin", password: "a long enough password" })).status, 200);
-      assert.equal((await client.request("POST", "/register", { username: "workers.user", password: "a long enough password" })).status, 201);
+      assert.equal(
+        (await client.request("POST", "/register", { username: "workers.user", password: "a long enough password" })).status,
+        201,
+      );
       const cookie = `sid=${client.cookie}`;
       // Twenty fresh connections: both workers serve (and cache) the session.
       for (let i = 0; i < 20; i += 1) assert.equal(await freshGet(`${server.url}/protected`, cookie), 200, `request ${i}`);

@@ -37,13 +37,16 @@ function cli(args: string[]): Promise<{ code: number | null; stderr: string; exi
 
 try {
   const name = uniqueName("delay");
-  const created = await (new Promise<number | null>((resolve) => runLatch(["users", "create", name], { ...env, LATCH_PASSWORD: PASSWORD }).once("exit", resolve)));
+  const created = await new Promise<number | null>((resolve) =>
+    runLatch(["users", "create", name], { ...env, LATCH_PASSWORD: PASSWORD }).once("exit", resolve),
+  );
   if (created !== 0) throw new Error("could not create the user");
   const delays: number[] = [];
   let accepted = 0;
   for (let run = 0; run < runs; run += 1) {
     const session = await signIn(server.url, name);
-    for (let i = 0; i < 5; i += 1) if ((await call(server.url, "GET", "/protected", { session })).status !== 200) throw new Error("not valid before");
+    for (let i = 0; i < 5; i += 1)
+      if ((await call(server.url, "GET", "/protected", { session })).status !== 200) throw new Error("not valid before");
     const result = await cli(["users", "revoke-sessions", name]);
     if (result.code !== 0) throw new Error(`CLI failed: ${result.stderr}`);
     for (;;) {
@@ -60,7 +63,16 @@ try {
   }
   const sorted = [...delays].sort((a, b) => a - b);
   const pick = (q: number): string => sorted[Math.min(sorted.length - 1, Math.floor(q * (sorted.length - 1)))]!.toFixed(1);
-  console.log(JSON.stringify({ store: `${kind} + Redis`, runs, p50Ms: pick(0.5), p90Ms: pick(0.9), maxMs: sorted.at(-1)!.toFixed(1), acceptedAfterExit: accepted }));
+  console.log(
+    JSON.stringify({
+      store: `${kind} + Redis`,
+      runs,
+      p50Ms: pick(0.5),
+      p90Ms: pick(0.9),
+      maxMs: sorted.at(-1)!.toFixed(1),
+      acceptedAfterExit: accepted,
+    }),
+  );
 } finally {
   await stopLatch(server);
   await redis.kill();

@@ -30,7 +30,15 @@ url.port = String(proxy.port);
 const port = await freePort();
 const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve"], {
   cwd: root,
-  env: { PATH: process.env.PATH ?? "", DATABASE_URL: url.toString(), PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "info", THROTTLE_ADDRESS_FAILURES: "1000000", THROTTLE_ACCOUNT_FAILURES: "1000000" },
+  env: {
+    PATH: process.env.PATH ?? "",
+    DATABASE_URL: url.toString(),
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "info",
+    THROTTLE_ADDRESS_FAILURES: "1000000",
+    THROTTLE_ACCOUNT_FAILURES: "1000000",
+  },
   stdio: ["ignore", "pipe", "pipe"],
 });
 let output = "";
@@ -45,7 +53,11 @@ try {
     if (i > 300) throw new Error(`no start: ${output}`);
     await sleep(100);
   }
-  const registered = await fetch(`${base}/register`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: "outage.user", password: "a long enough password" }) });
+  const registered = await fetch(`${base}/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "outage.user", password: "a long enough password" }),
+  });
   const cookie = /sid=([^;]+)/.exec(registered.headers.get("set-cookie") ?? "")![1]!;
   let running = true;
   const statuses = new Map<number, number>();
@@ -55,7 +67,11 @@ try {
       const response =
         i % 2 === 0
           ? await fetch(`${base}/protected`, { headers: { cookie: `sid=${cookie}` } }).catch(() => undefined)
-          : await fetch(`${base}/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: "outage.user", password: "not the password" }) }).catch(() => undefined);
+          : await fetch(`${base}/login`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: JSON.stringify({ username: "outage.user", password: "not the password" }),
+            }).catch(() => undefined);
       await response?.text();
       if (response) statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
       await sleep(Math.max(0, 25 - (Date.now() - started)));
@@ -72,7 +88,18 @@ try {
   await load;
   const written = output.slice(before);
   const lines = written.split("\n").filter((line) => line.trim() !== "");
-  console.log(JSON.stringify({ root, outageMs: 10_000, windowMs: Date.now() - startedAt, lines: lines.length, bytes: Buffer.byteLength(written), statuses: Object.fromEntries(statuses), first: lines[0]?.slice(0, 160), last: lines.at(-1)?.slice(0, 160) }));
+  console.log(
+    JSON.stringify({
+      root,
+      outageMs: 10_000,
+      windowMs: Date.now() - startedAt,
+      lines: lines.length,
+      bytes: Buffer.byteLength(written),
+      statuses: Object.fromEntries(statuses),
+      first: lines[0]?.slice(0, 160),
+      last: lines.at(-1)?.slice(0, 160),
+    }),
+  );
 } finally {
   child.kill("SIGTERM");
   await new Promise((resolve) => child.once("exit", resolve));

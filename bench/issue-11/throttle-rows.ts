@@ -20,9 +20,15 @@ const path = join(dir, "latch.db");
 const t = await createTestServer({ stores: openSqliteStores({ path }) });
 const reader = new BetterSqlite3(path, { readonly: true });
 const rows = (): Record<string, number> =>
-  Object.fromEntries(["users", "sessions", "security_events", "rate_limits"].map((table) => [table, (reader.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n]));
+  Object.fromEntries(
+    ["users", "sessions", "security_events", "rate_limits"].map((table) => [
+      table,
+      (reader.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n,
+    ]),
+  );
 try {
-  const login = (i: number) => t.app.inject({ method: "POST", url: "/login", payload: { username: `stuffed.${i}`, password: "wrong password" } });
+  const login = (i: number) =>
+    t.app.inject({ method: "POST", url: "/login", payload: { username: `stuffed.${i}`, password: "wrong password" } });
   for (let i = 0; i < 100; i += 1) await login(i);
   await new Promise((resolve) => setTimeout(resolve, 50));
   const before = rows();

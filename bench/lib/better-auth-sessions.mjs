@@ -119,7 +119,8 @@ export function betterAuthCookieValue(token, secret = BETTER_AUTH_BENCH_SECRET) 
 export async function seedBetterAuthSessions({ dbPath, count, outFile, users, secret = BETTER_AUTH_BENCH_SECRET, now = Date.now() }) {
   if (!Number.isInteger(count) || count < 1) throw new RangeError(`count must be a positive integer, got ${count}`);
   const userCount = users ?? Math.max(1, Math.ceil(count / 2));
-  if (!Number.isInteger(userCount) || userCount < 1 || userCount > count) throw new RangeError(`users must be an integer from 1 to count, got ${users}`);
+  if (!Number.isInteger(userCount) || userCount < 1 || userCount > count)
+    throw new RangeError(`users must be an integer from 1 to count, got ${users}`);
   const db = new Database(dbPath);
   const out = openSync(outFile, "w");
   try {

@@ -220,13 +220,17 @@ export async function waitForHttp(tracked: Tracked, url: string, timeoutMs = 30_
     } catch {
       // Not listening yet.
     }
-    if (Date.now() > deadline) throw new Error(`${tracked.name} did not answer ${url} within ${timeoutMs / 1000} s: ${lastLine(tracked.output())}`);
+    if (Date.now() > deadline)
+      throw new Error(`${tracked.name} did not answer ${url} within ${timeoutMs / 1000} s: ${lastLine(tracked.output())}`);
     await sleep(100);
   }
 }
 
 export function lastLine(text: string): string {
-  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean);
   // A start-up refusal is one "latch: …" line; prefer it over a stack trace's last frame.
   return lines.find((l) => l.startsWith("latch:")) ?? lines.at(-1) ?? "";
 }
@@ -248,7 +252,9 @@ export function cpuMicros(pid: number): number | null {
 /** Busy and stolen time of one CPU since boot, in microseconds (from /proc/stat), or null. */
 export function coreMicros(core: string): { busy: number; steal: number } | null {
   try {
-    const line = readFileSync("/proc/stat", "utf8").split("\n").find((l) => l.startsWith(`cpu${core} `));
+    const line = readFileSync("/proc/stat", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith(`cpu${core} `));
     if (line === undefined) return null;
     // user nice system idle iowait irq softirq steal …
     const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number) as number[];
@@ -266,7 +272,10 @@ export function coreMicros(core: string): { busy: number; steal: number } | null
  * lets a burst pass instead of measuring it. Returns how long it waited and
  * the last busy share seen.
  */
-export async function waitForQuietCore(core: string, options: { maxWaitMs: number; threshold?: number }): Promise<{ waitedMs: number; busy: number }> {
+export async function waitForQuietCore(
+  core: string,
+  options: { maxWaitMs: number; threshold?: number },
+): Promise<{ waitedMs: number; busy: number }> {
   const threshold = options.threshold ?? 0.1;
   const started = performance.now();
   let busy = 0;

@@ -117,7 +117,14 @@ export interface MemoryResult {
   error: string | null;
   sessions: number;
   redisVersion: string;
-  rows: Array<{ name: string; label: string; status: "ok" | "unavailable" | "failed"; error: string | null; bytesPerSession: number | null; valueBytes: number | null }>;
+  rows: Array<{
+    name: string;
+    label: string;
+    status: "ok" | "unavailable" | "failed";
+    error: string | null;
+    bytesPerSession: number | null;
+    valueBytes: number | null;
+  }>;
 }
 
 export interface RssResult {

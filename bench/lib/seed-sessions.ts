@@ -28,7 +28,14 @@ const SESSIONS_PER_USER = 2;
 // only check its shape.
 const PASSWORD_HASH = "$argon2id$v=19$m=19456,t=2,p=1$YmVuY2hzZWVkc2FsdA$K9c2dN0sYq1u2b3G4m5o6p7r8s9t0u1v2w3x4y5z6A7";
 
-export async function seedSessions(options: { databaseUrl: string; redisUrl: string | null; count: number; outFile: string; renewIntervalMs: number; idleTimeoutMs: number }): Promise<void> {
+export async function seedSessions(options: {
+  databaseUrl: string;
+  redisUrl: string | null;
+  count: number;
+  outFile: string;
+  renewIntervalMs: number;
+  idleTimeoutMs: number;
+}): Promise<void> {
   const env: Record<string, string> = { DATABASE_URL: options.databaseUrl, SESSION_IDLE_TIMEOUT: String(options.idleTimeoutMs / 1000) };
   if (options.redisUrl !== null) env.REDIS_URL = options.redisUrl;
   const config = loadConfig(env);

@@ -39,7 +39,9 @@ export async function preparePostgres(adminUrl: string, database: string): Promi
   if (!DB_NAME.test(database)) throw new Error(`BENCH_POSTGRES_DB must be a plain lower-case name, got ${database}`);
   try {
     return await admin(adminUrl, async (client) => {
-      const version = ((await client.query<{ server_version: string }>("SHOW server_version")).rows[0]?.server_version ?? "unknown").split(" ")[0]!;
+      const version = ((await client.query<{ server_version: string }>("SHOW server_version")).rows[0]?.server_version ?? "unknown").split(
+        " ",
+      )[0]!;
       await client.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
       await client.query(`CREATE DATABASE ${database}`);
       const url = new URL(adminUrl);

@@ -83,7 +83,8 @@ export async function startBaseline(
     const response = await post(`${url}/login`, login.body);
     await response.arrayBuffer();
     const cookie = cookiePair(response, login.cookieName);
-    if (response.status !== 200 || cookie === null) throw new Error(`${name}: POST /login answered ${response.status} without a ${login.cookieName} cookie`);
+    if (response.status !== 200 || cookie === null)
+      throw new Error(`${name}: POST /login answered ${response.status} without a ${login.cookieName} cookie`);
     return { url, process: tracked, cookie, loginBody: login.body, csrfToken: null, notes: [] };
   } catch (error) {
     await stop(tracked);
@@ -127,7 +128,12 @@ export interface LatchStartOptions {
 export async function startLatch(name: string, env: BenchEnv, options: LatchStartOptions): Promise<Running> {
   const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
-  const tracked = pinnedNode(name, [join(options.distDir ?? env.distDir, "cli", "main.js"), "serve"], { ...latchEnv(port, options.database, options.redisUrl), ...options.env }, env.tmpDir);
+  const tracked = pinnedNode(
+    name,
+    [join(options.distDir ?? env.distDir, "cli", "main.js"), "serve"],
+    { ...latchEnv(port, options.database, options.redisUrl), ...options.env },
+    env.tmpDir,
+  );
   try {
     await waitForHttp(tracked, `${url}/healthz`);
     const credentials = JSON.stringify({ username: options.username, password: LATCH_PASSWORD });
@@ -144,10 +150,14 @@ export async function startLatch(name: string, env: BenchEnv, options: LatchStar
     const notes: string[] = [];
     if (options.redisUrl !== null) {
       // /readyz lists the stores in use; a build that ignores REDIS_URL lists only the database.
-      const ready = await fetch(`${url}/readyz`).then((r) => r.json() as Promise<{ stores?: Record<string, string> }>).catch(() => null);
+      const ready = await fetch(`${url}/readyz`)
+        .then((r) => r.json() as Promise<{ stores?: Record<string, string> }>)
+        .catch(() => null);
       const stores = Object.keys(ready?.stores ?? {});
       if (!stores.some((s) => /redis|cache|tier/i.test(s))) {
-        notes.push(`REDIS_URL was accepted but /readyz lists no Redis store (stores: ${stores.join(", ") || "none"}): this build does not use Redis, so this is its database alone`);
+        notes.push(
+          `REDIS_URL was accepted but /readyz lists no Redis store (stores: ${stores.join(", ") || "none"}): this build does not use Redis, so this is its database alone`,
+        );
       }
     }
     return { url, process: tracked, cookie, loginBody: credentials, csrfToken: body.csrfToken ?? null, notes };
@@ -179,7 +189,14 @@ function compareVariants(): Variant[] {
       label: `Latch on SQLite, build at ${distDir}`,
       // GET /protected only: the comparison is about the hot path.
       signIn: false,
-      start: (env, o) => startLatch("compare-sqlite", env, { distDir, database: `sqlite:${join(env.tmpDir, "compare-sqlite.db")}`, redisUrl: null, username: "bench.compare.sqlite", ...o }),
+      start: (env, o) =>
+        startLatch("compare-sqlite", env, {
+          distDir,
+          database: `sqlite:${join(env.tmpDir, "compare-sqlite.db")}`,
+          redisUrl: null,
+          username: "bench.compare.sqlite",
+          ...o,
+        }),
     },
     {
       name: "compare-redis",
@@ -187,7 +204,13 @@ function compareVariants(): Variant[] {
       signIn: false,
       unavailable: (env) => (env.redisUp ? null : `Redis is not reachable at ${env.redisUrl}`),
       start: (env, o) =>
-        startLatch("compare-redis", env, { distDir, database: `sqlite:${join(env.tmpDir, "compare-redis.db")}`, redisUrl: env.redisUrl, username: "bench.compare.redis", ...o }),
+        startLatch("compare-redis", env, {
+          distDir,
+          database: `sqlite:${join(env.tmpDir, "compare-redis.db")}`,
+          redisUrl: env.redisUrl,
+          username: "bench.compare.redis",
+          ...o,
+        }),
     },
     {
       name: "compare-postgres",
@@ -195,7 +218,14 @@ function compareVariants(): Variant[] {
       signIn: false,
       unavailable: needsPostgres,
       // The run's database: a build with fewer migrations ignores the newer ones.
-      start: (env, o) => startLatch("compare-postgres", env, { distDir, database: env.postgresUrl!, redisUrl: null, username: "bench.compare.postgres", ...o }),
+      start: (env, o) =>
+        startLatch("compare-postgres", env, {
+          distDir,
+          database: env.postgresUrl!,
+          redisUrl: null,
+          username: "bench.compare.postgres",
+          ...o,
+        }),
     },
   ];
 }
@@ -213,7 +243,8 @@ export const BETTER_AUTH_MANY = {
   env: (dbPath: string): NodeJS.ProcessEnv => ({ BENCH_BETTER_AUTH_DB: dbPath }),
 };
 
-const needsPostgres = (env: BenchEnv): string | null => (env.postgresUrl === null ? "PostgreSQL is not reachable at BENCH_POSTGRES_URL" : null);
+const needsPostgres = (env: BenchEnv): string | null =>
+  env.postgresUrl === null ? "PostgreSQL is not reachable at BENCH_POSTGRES_URL" : null;
 const needsRedis = (env: BenchEnv): string | null => (env.redisUp ? null : `Redis is not reachable at ${env.redisUrl}`);
 const needsBoth = (env: BenchEnv): string | null => needsPostgres(env) ?? needsRedis(env);
 
@@ -236,7 +267,14 @@ export const VARIANTS: Variant[] = [
     label: "node:http + 1 Redis GET (ioredis)",
     signIn: false,
     start: (env, o) =>
-      startBaseline("redis-get", "redis-get.mjs", env, { REDIS_URL: env.redisUrl, BENCH_REDIS_CLIENT: "ioredis" }, { body: "{}", cookieName: "sid" }, o?.port),
+      startBaseline(
+        "redis-get",
+        "redis-get.mjs",
+        env,
+        { REDIS_URL: env.redisUrl, BENCH_REDIS_CLIENT: "ioredis" },
+        { body: "{}", cookieName: "sid" },
+        o?.port,
+      ),
   },
   {
     name: "redis-get-node-redis",
@@ -244,7 +282,14 @@ export const VARIANTS: Variant[] = [
     label: "node:http + 1 Redis GET (node-redis defaults)",
     signIn: false,
     start: (env, o) =>
-      startBaseline("redis-get-node-redis", "redis-get.mjs", env, { REDIS_URL: env.redisUrl, BENCH_REDIS_CLIENT: "node-redis" }, { body: "{}", cookieName: "sid" }, o?.port),
+      startBaseline(
+        "redis-get-node-redis",
+        "redis-get.mjs",
+        env,
+        { REDIS_URL: env.redisUrl, BENCH_REDIS_CLIENT: "node-redis" },
+        { body: "{}", cookieName: "sid" },
+        o?.port,
+      ),
   },
   {
     name: "seed",
@@ -279,7 +324,13 @@ export const VARIANTS: Variant[] = [
     name: "latch-sqlite",
     label: "Latch on SQLite",
     signIn: true,
-    start: (env, o) => startLatch("latch-sqlite", env, { database: `sqlite:${join(env.tmpDir, "latch-sqlite.db")}`, redisUrl: null, username: "bench.sqlite", ...o }),
+    start: (env, o) =>
+      startLatch("latch-sqlite", env, {
+        database: `sqlite:${join(env.tmpDir, "latch-sqlite.db")}`,
+        redisUrl: null,
+        username: "bench.sqlite",
+        ...o,
+      }),
   },
   {
     name: "latch-redis",
@@ -287,7 +338,12 @@ export const VARIANTS: Variant[] = [
     label: "Latch on Redis (SQLite + REDIS_URL)",
     signIn: true,
     start: (env, o) =>
-      startLatch("latch-redis", env, { database: `sqlite:${join(env.tmpDir, "latch-redis.db")}`, redisUrl: env.redisUrl, username: "bench.redis", ...o }),
+      startLatch("latch-redis", env, {
+        database: `sqlite:${join(env.tmpDir, "latch-redis.db")}`,
+        redisUrl: env.redisUrl,
+        username: "bench.redis",
+        ...o,
+      }),
   },
   {
     name: "latch-postgres",
@@ -301,7 +357,8 @@ export const VARIANTS: Variant[] = [
     label: "Latch tiered (PostgreSQL + Redis)",
     signIn: true,
     unavailable: needsBoth,
-    start: (env, o) => startLatch("latch-tiered", env, { database: env.postgresUrl!, redisUrl: env.redisUrl, username: "bench.tiered", ...o }),
+    start: (env, o) =>
+      startLatch("latch-tiered", env, { database: env.postgresUrl!, redisUrl: env.redisUrl, username: "bench.tiered", ...o }),
   },
   ...compareVariants(),
 ];

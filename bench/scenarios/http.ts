@@ -84,7 +84,9 @@ export function summarise(result: VariantResult): void {
   const errors = result.samples.reduce((sum, s) => sum + s.non2xx + s.socketErrors, 0);
   const requests = result.samples.reduce((sum, s) => sum + s.requests, 0);
   if (requests > 0 && errors / requests > 0.001) {
-    addNotes(result, [`${fmt(errors)} of ${fmt(requests)} responses were errors (non-2xx or socket errors): its req/s is not a success rate`]);
+    addNotes(result, [
+      `${fmt(errors)} of ${fmt(requests)} responses were errors (non-2xx or socket errors): its req/s is not a success rate`,
+    ]);
   }
 }
 
@@ -92,7 +94,10 @@ export function summarise(result: VariantResult): void {
 export async function settle(options: RunOptions): Promise<void> {
   if (options.settleS <= 0) return;
   const { waitedMs, busy } = await waitForQuietCore(SERVER_CPU, { maxWaitMs: options.settleS * 1000 });
-  if (waitedMs > 1_000) log(`  (waited ${(waitedMs / 1000).toFixed(1)} s for CPU ${SERVER_CPU} to be quiet; ${(busy * 100).toFixed(0)}% busy when measuring began)`);
+  if (waitedMs > 1_000)
+    log(
+      `  (waited ${(waitedMs / 1000).toFixed(1)} s for CPU ${SERVER_CPU} to be quiet; ${(busy * 100).toFixed(0)}% busy when measuring began)`,
+    );
 }
 
 /** Starts the variant; marks it unavailable (and returns null) when it cannot start. */
@@ -134,7 +139,9 @@ async function measureRounds(
       try {
         const sample = await measure(running, round);
         slot.result.samples.push(sample);
-        log(`[${scenario} ${round}/${options.rounds}] ${slot.variant.name}: ${fmt(sample.rps)} req/s, p99 ${sample.p99Ms.toFixed(1)} ms${sample.non2xx + sample.socketErrors > 0 ? `, ${sample.non2xx + sample.socketErrors} errors` : ""}`);
+        log(
+          `[${scenario} ${round}/${options.rounds}] ${slot.variant.name}: ${fmt(sample.rps)} req/s, p99 ${sample.p99Ms.toFixed(1)} ms${sample.non2xx + sample.socketErrors > 0 ? `, ${sample.non2xx + sample.socketErrors} errors` : ""}`,
+        );
       } catch (error) {
         slot.result.status = "failed";
         slot.result.error = error instanceof Error ? error.message : String(error);
@@ -165,11 +172,21 @@ export async function getProtected(variants: Variant[], env: BenchEnv, options: 
 }
 
 async function argon2Round(options: RunOptions, round: number): Promise<{ round: number; perSecond: number; cpuMsPerHash: number }> {
-  const result = await run("argon2-rate", "taskset", ["-c", SERVER_CPU, process.execPath, join(ROOT, "bench", "baselines", "argon2-rate.mjs")], {
-    env: { PATH: process.env.PATH, BENCH_WARMUP: String(options.warmupS), BENCH_DURATION: String(options.durationS), HASH_CONCURRENCY: "1" },
-    cwd: ROOT,
-    timeoutMs: (options.warmupS + options.durationS + 60) * 1000,
-  });
+  const result = await run(
+    "argon2-rate",
+    "taskset",
+    ["-c", SERVER_CPU, process.execPath, join(ROOT, "bench", "baselines", "argon2-rate.mjs")],
+    {
+      env: {
+        PATH: process.env.PATH,
+        BENCH_WARMUP: String(options.warmupS),
+        BENCH_DURATION: String(options.durationS),
+        HASH_CONCURRENCY: "1",
+      },
+      cwd: ROOT,
+      timeoutMs: (options.warmupS + options.durationS + 60) * 1000,
+    },
+  );
   const line = result.stdout.split("\n").find((l) => l.startsWith("BENCH_JSON "));
   if (line === undefined) throw new Error(`argon2-rate printed no result: ${result.output.slice(-300)}`);
   const parsed = JSON.parse(line.slice("BENCH_JSON ".length)) as { perSecond: number; cpuMsPerHash: number };
@@ -181,7 +198,11 @@ async function argon2Round(options: RunOptions, round: number): Promise<{ round:
  * Scenario (b): POST /login with correct credentials (Latch variants and the
  * seed stack), interleaved with raw argon2id hashes/s on the same core.
  */
-export async function postLogin(variants: Variant[], env: BenchEnv, options: RunOptions): Promise<{ argon2: Argon2Result; variants: VariantResult[] }> {
+export async function postLogin(
+  variants: Variant[],
+  env: BenchEnv,
+  options: RunOptions,
+): Promise<{ argon2: Argon2Result; variants: VariantResult[] }> {
   const argon2: Argon2Result = { samples: [], perSecond: Number.NaN, min: Number.NaN, max: Number.NaN, concurrency: 1 };
   const results = await measureRounds(
     "POST /login",

@@ -40,7 +40,16 @@ export interface ManyEnv extends BenchEnv {
 }
 
 /** The variants this scenario knows, by name; each says where its sessions come from. */
-const MANY_VARIANTS = ["ceiling", "latch-sqlite", "latch-postgres", "latch-tiered", "seed", "better-auth", "compare-sqlite", "compare-postgres"];
+const MANY_VARIANTS = [
+  "ceiling",
+  "latch-sqlite",
+  "latch-postgres",
+  "latch-tiered",
+  "seed",
+  "better-auth",
+  "compare-sqlite",
+  "compare-postgres",
+];
 
 interface Data {
   /** Cookie values (one per line) per data set. */
@@ -53,13 +62,21 @@ interface Data {
 
 async function seedLatch(databaseUrl: string, redisUrl: string | null, count: number, outFile: string): Promise<void> {
   const started = performance.now();
-  const result = await run("seed-sessions", process.execPath, ["--import", "tsx", SEEDER, databaseUrl, redisUrl ?? "-", String(count), outFile, String(RENEW_INTERVAL_MS), String(IDLE_TIMEOUT_MS)], {
-    cwd: ROOT,
-    env: process.env,
-    timeoutMs: 3_600_000,
-  });
-  if (result.code !== 0) throw new Error(`seeding ${count} sessions into ${databaseUrl.split(":")[0]} failed: ${result.output.slice(-400)}`);
-  log(`  seeded ${fmt(count)} Latch sessions (${databaseUrl.split(":")[0]}${redisUrl === null ? "" : " + Redis"}) in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  const result = await run(
+    "seed-sessions",
+    process.execPath,
+    ["--import", "tsx", SEEDER, databaseUrl, redisUrl ?? "-", String(count), outFile, String(RENEW_INTERVAL_MS), String(IDLE_TIMEOUT_MS)],
+    {
+      cwd: ROOT,
+      env: process.env,
+      timeoutMs: 3_600_000,
+    },
+  );
+  if (result.code !== 0)
+    throw new Error(`seeding ${count} sessions into ${databaseUrl.split(":")[0]} failed: ${result.output.slice(-400)}`);
+  log(
+    `  seeded ${fmt(count)} Latch sessions (${databaseUrl.split(":")[0]}${redisUrl === null ? "" : " + Redis"}) in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+  );
 }
 
 /**
@@ -72,7 +89,10 @@ async function seedConnectRedis(redisUrl: string, secret: string, count: number,
   const ids: string[] = [];
   const lines: string[] = [];
   const expires = new Date(Date.now() + IDLE_TIMEOUT_MS).toISOString();
-  const value = JSON.stringify({ cookie: { originalMaxAge: IDLE_TIMEOUT_MS, expires, secure: false, httpOnly: true, path: "/" }, userId: 1 });
+  const value = JSON.stringify({
+    cookie: { originalMaxAge: IDLE_TIMEOUT_MS, expires, secure: false, httpOnly: true, path: "/" },
+    userId: 1,
+  });
   for (let i = 0; i < count; i += 5_000) {
     const pipeline = redis.pipeline();
     for (let j = i; j < Math.min(count, i + 5_000); j += 1) {
@@ -208,7 +228,13 @@ async function startMany(name: string, env: ManyEnv, data: Data): Promise<Starte
     case "latch-sqlite":
     case "compare-sqlite": {
       if (name === "compare-sqlite" && !compareDist) return "BENCH_COMPARE_DIST is not set";
-      const running = await startLatch(name, env, { database: `sqlite:${data.sqlitePath}`, redisUrl: null, username: `bench.many.${name}`, ...latchExtra, ...(name === "compare-sqlite" ? { distDir: compareDist! } : {}) });
+      const running = await startLatch(name, env, {
+        database: `sqlite:${data.sqlitePath}`,
+        redisUrl: null,
+        username: `bench.many.${name}`,
+        ...latchExtra,
+        ...(name === "compare-sqlite" ? { distDir: compareDist! } : {}),
+      });
       return { running, cookieFile: data.files.get("sqlite")!, cookieName: "sid", metrics: true };
     }
     case "latch-postgres":
@@ -290,7 +316,10 @@ export interface ManyOptions {
  * the ceiling is taken from the same round.
  */
 export async function manySessions(names: string[], env: ManyEnv, options: RunOptions, many: ManyOptions): Promise<ManyResult[]> {
-  const selected = MANY_VARIANTS.filter((n) => names.includes(n) || (n.startsWith("compare-") && process.env.BENCH_COMPARE_DIST && names.includes(n.replace("compare", "latch"))));
+  const selected = MANY_VARIANTS.filter(
+    (n) =>
+      names.includes(n) || (n.startsWith("compare-") && process.env.BENCH_COMPARE_DIST && names.includes(n.replace("compare", "latch"))),
+  );
   const results: ManyResult[] = [];
   for (const count of many.counts) {
     log(`[many ${fmt(count)}] seeding`);
@@ -299,7 +328,24 @@ export async function manySessions(names: string[], env: ManyEnv, options: RunOp
       for (const access of many.access) {
         const rows = new Map<string, ManyResult>();
         for (const name of selected) {
-          rows.set(name, { name, count, access, status: "ok", error: null, samples: [], rps: Number.NaN, p50Ms: Number.NaN, p99Ms: Number.NaN, cpuUsPerRequest: null, hitRate: null, storeReadsPerS: null, storeWritesPerS: null, loopP99Ms: null, rssMiB: null, vsCeiling: null });
+          rows.set(name, {
+            name,
+            count,
+            access,
+            status: "ok",
+            error: null,
+            samples: [],
+            rps: Number.NaN,
+            p50Ms: Number.NaN,
+            p99Ms: Number.NaN,
+            cpuUsPerRequest: null,
+            hitRate: null,
+            storeReadsPerS: null,
+            storeWritesPerS: null,
+            loopP99Ms: null,
+            rssMiB: null,
+            vsCeiling: null,
+          });
         }
         for (let round = 1; round <= options.rounds; round += 1) {
           for (const name of selected) {
@@ -346,7 +392,8 @@ export async function manySessions(names: string[], env: ManyEnv, options: RunOp
                 ...sample,
                 hitRate: before && after ? ratio(after.hits - before.hits, after.hits - before.hits + after.misses - before.misses) : null,
                 storeReadsPerS: before && after ? (after.misses - before.misses) / seconds : null,
-                storeWritesPerS: before && after && Number.isFinite(after.storeWrites) ? (after.storeWrites - before.storeWrites) / seconds : null,
+                storeWritesPerS:
+                  before && after && Number.isFinite(after.storeWrites) ? (after.storeWrites - before.storeWrites) / seconds : null,
                 loopP99Ms: after?.loopP99S != null ? after.loopP99S * 1000 : null,
                 rssMiB: (rssBytes(running.process.pid) ?? Number.NaN) / 1048576,
               };
@@ -370,7 +417,9 @@ export async function manySessions(names: string[], env: ManyEnv, options: RunOp
           summariseMany(row);
           if (ceiling !== undefined && ceiling.samples.length > 0 && row.samples.length > 0) {
             // Per round, then the median: a noisy round moves both sides alike.
-            const perRound = row.samples.map((s) => ratio(s.rps, ceiling.samples.find((c) => c.round === s.round)?.rps ?? Number.NaN)).filter(Number.isFinite);
+            const perRound = row.samples
+              .map((s) => ratio(s.rps, ceiling.samples.find((c) => c.round === s.round)?.rps ?? Number.NaN))
+              .filter(Number.isFinite);
             row.vsCeiling = perRound.length > 0 ? median(perRound) : null;
           }
           results.push(row);
@@ -412,7 +461,12 @@ export function manyTable(rows: ManyResult[]): string[] {
     groups.set(key, [...(groups.get(key) ?? []), row]);
   }
   for (const [key, group] of groups) {
-    out.push(`### ${key}`, "", "| server | req/s | × ceiling | p50 ms | p99 ms | CPU µs/req | cache hit | store reads/s | store writes/s | loop p99 ms | RSS MiB |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    out.push(
+      `### ${key}`,
+      "",
+      "| server | req/s | × ceiling | p50 ms | p99 ms | CPU µs/req | cache hit | store reads/s | store writes/s | loop p99 ms | RSS MiB |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    );
     for (const r of group) {
       if (r.status !== "ok" || r.samples.length === 0) {
         out.push(`| ${r.name} | ${r.status}: ${r.error ?? ""} | | | | | | | | | |`);
@@ -426,4 +480,3 @@ export function manyTable(rows: ManyResult[]): string[] {
   }
   return out;
 }
-

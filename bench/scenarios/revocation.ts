@@ -41,7 +41,8 @@ async function signIn(a: Running): Promise<{ cookie: string; csrfToken: string }
   const reply = await call(`${a.url}/login`, "POST", { "content-type": "application/json" }, a.loginBody);
   const pair = reply.setCookie.map((c) => c.split(";")[0]!).find((c) => c.startsWith("sid=") && c.length > 4);
   const csrfToken = (JSON.parse(reply.body) as { csrfToken?: string }).csrfToken;
-  if (reply.status !== 200 || pair === undefined || csrfToken === undefined) throw new Error(`sign-in on A answered ${reply.status}: ${reply.body.slice(0, 200)}`);
+  if (reply.status !== 200 || pair === undefined || csrfToken === undefined)
+    throw new Error(`sign-in on A answered ${reply.status}: ${reply.body.slice(0, 200)}`);
   return { cookie: pair, csrfToken };
 }
 

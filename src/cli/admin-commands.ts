@@ -28,7 +28,9 @@ async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError("set LATCH_PASSWORD or pipe the password on stdin");
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+  return Buffer.concat(chunks)
+    .toString("utf8")
+    .replace(/\r?\n$/, "");
 }
 
 async function findUser(stores: Stores, who: string | undefined): Promise<UserRecord> {
@@ -58,10 +60,27 @@ async function settled(stores: Stores, done: string): Promise<string> {
  * Runs an administration command against the configured stores and prints
  * one line of result. Returns the exit code: 0 done, 1 refused, 2 usage.
  */
-export async function runAdminCommand(config: Config, args: string[], out: (line: string) => void, err: (line: string) => void): Promise<number> {
-  const { positionals, values } = parseArgs({ args, allowPositionals: true, options: { email: { type: "string" }, admin: { type: "boolean" } } });
+export async function runAdminCommand(
+  config: Config,
+  args: string[],
+  out: (line: string) => void,
+  err: (line: string) => void,
+): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { email: { type: "string" }, admin: { type: "boolean" } },
+  });
   const [group, action, ...rest] = positionals;
-  const known = ["users create", "users roles", "users revoke-sessions", "users reset-mfa", "users delete", "sessions purge", "sessions revoke-all"];
+  const known = [
+    "users create",
+    "users roles",
+    "users revoke-sessions",
+    "users reset-mfa",
+    "users delete",
+    "sessions purge",
+    "sessions revoke-all",
+  ];
   if (!known.includes(`${group} ${action}`)) {
     err(ADMIN_USAGE);
     return 2;
@@ -80,7 +99,12 @@ export async function runAdminCommand(config: Config, args: string[], out: (line
       }
       case "users roles": {
         const user = await findUser(stores, rest[0]);
-        const roles = normaliseRoles((rest[1] ?? "").split(",").map((r) => r.trim()).filter(Boolean));
+        const roles = normaliseRoles(
+          (rest[1] ?? "")
+            .split(",")
+            .map((r) => r.trim())
+            .filter(Boolean),
+        );
         await refuseRemovingLastAdmin(stores.users, user, roles);
         await stores.users.updateUserRoles(user.id, roles, runtime.clock.now());
         out(await settled(stores, `${user.username} now has roles ${roles.join(",")}`));
@@ -97,8 +121,20 @@ export async function runAdminCommand(config: Config, args: string[], out: (line
         const user = await findUser(stores, rest[0]);
         const removed = await stores.secondFactors.deleteSecondFactors(user.id);
         const revoked = await stores.sessions.deleteUserSessions(user.id);
-        await stores.events.recordEvent({ id: uuidv7(runtime.clock, runtime.random), userId: user.id, type: "mfa_reset", at: runtime.clock.now(), ipAddress: null, userAgent: null, detail: { by: "cli", revoked: String(revoked) } });
-        out(removed ? `removed the second factors of ${user.username} and revoked ${revoked} session(s)` : `${user.username} had no second factor; revoked ${revoked} session(s)`);
+        await stores.events.recordEvent({
+          id: uuidv7(runtime.clock, runtime.random),
+          userId: user.id,
+          type: "mfa_reset",
+          at: runtime.clock.now(),
+          ipAddress: null,
+          userAgent: null,
+          detail: { by: "cli", revoked: String(revoked) },
+        });
+        out(
+          removed
+            ? `removed the second factors of ${user.username} and revoked ${revoked} session(s)`
+            : `${user.username} had no second factor; revoked ${revoked} session(s)`,
+        );
         return 0;
       }
       case "users delete": {
@@ -121,7 +157,8 @@ export async function runAdminCommand(config: Config, args: string[], out: (line
       }
       default: {
         let total = 0;
-        for (let removed = -1; removed !== 0; total += removed) removed = await stores.sessions.deleteExpiredSessions(runtime.clock.now(), 1000);
+        for (let removed = -1; removed !== 0; total += removed)
+          removed = await stores.sessions.deleteExpiredSessions(runtime.clock.now(), 1000);
         out(`purged ${total} expired session(s)`);
         return 0;
       }

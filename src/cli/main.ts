@@ -41,7 +41,12 @@ async function main(argv: string[]): Promise<number> {
       return keysCommand(config, argv.slice(1));
     case "users":
     case "sessions":
-      return runAdminCommand(config, argv, (line) => process.stdout.write(`${line}\n`), (line) => process.stderr.write(`${line}\n`));
+      return runAdminCommand(
+        config,
+        argv,
+        (line) => process.stdout.write(`${line}\n`),
+        (line) => process.stderr.write(`${line}\n`),
+      );
     default:
       process.stderr.write(`latch: unknown command "${command}".\n  latch serve\n  latch keys rotate | list\n${ADMIN_USAGE}\n`);
       return 2;
@@ -62,17 +67,28 @@ async function keysCommand(config: Config, args: string[]): Promise<number> {
   }
   const stores = await openStores(config, { logger: QUIET });
   try {
-    const tokens = createTokenService({ keys: stores.keys, runtime: systemRuntime(), issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret, algorithm: config.tokenAlgorithm });
+    const tokens = createTokenService({
+      keys: stores.keys,
+      runtime: systemRuntime(),
+      issuer: config.issuer,
+      ttlSeconds: config.tokenTtlSeconds,
+      keySecret: config.tokenKeySecret,
+      algorithm: config.tokenAlgorithm,
+    });
     if (action === "rotate") {
       const key = await tokens.rotate();
-      process.stdout.write(`rotated: ${key.kid} (${key.alg}) signs new tokens; the previous key stays in the JWKS for ${Math.ceil(tokens.retentionMs / 1000)} s\n`);
+      process.stdout.write(
+        `rotated: ${key.kid} (${key.alg}) signs new tokens; the previous key stays in the JWKS for ${Math.ceil(tokens.retentionMs / 1000)} s\n`,
+      );
       return 0;
     }
     const keys = await tokens.list();
     if (keys.length === 0) process.stdout.write("no signing keys yet: the first is created when the server starts\n");
     for (const key of keys) {
       const retired = key.retiredAt === null ? "-" : new Date(key.retiredAt).toISOString();
-      process.stdout.write(`${key.kid}  ${key.alg.padEnd(5)}  ${key.status.padEnd(9)}  created ${new Date(key.createdAt).toISOString()}  retired ${retired}\n`);
+      process.stdout.write(
+        `${key.kid}  ${key.alg.padEnd(5)}  ${key.status.padEnd(9)}  created ${new Date(key.createdAt).toISOString()}  retired ${retired}\n`,
+      );
     }
     return 0;
   } catch (error) {

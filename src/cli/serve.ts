@@ -43,7 +43,14 @@ export async function serve(config: Config): Promise<void> {
   const stores = await openStores(config, { logger: storeLogger, clock: runtime.clock });
   const hasher = createPasswordHasher({ concurrency: config.hashConcurrency });
   const workers = cluster.isWorker ? workerReadiness(stores) : undefined;
-  const { app, context, drain } = await buildServer({ config, stores, runtime, hasher, routes: [webRoutes], ...(workers === undefined ? {} : { workers: workers.count }) });
+  const { app, context, drain } = await buildServer({
+    config,
+    stores,
+    runtime,
+    hasher,
+    routes: [webRoutes],
+    ...(workers === undefined ? {} : { workers: workers.count }),
+  });
 
   // In a cluster the primary made the bootstrap admin before forking (one
   // writer, so two workers never race to create it).
@@ -79,7 +86,10 @@ export async function serve(config: Config): Promise<void> {
   }
 
   if (config.production && config.mail.smtpUrl === null) {
-    app.log.warn({ outbox: config.mail.outbox }, "SMTP_URL is not set: mail is written as .eml files to MAIL_OUTBOX instead of being delivered");
+    app.log.warn(
+      { outbox: config.mail.outbox },
+      "SMTP_URL is not set: mail is written as .eml files to MAIL_OUTBOX instead of being delivered",
+    );
   }
   const mailSender = startServerMail(context, app.log.child({ component: "mail" }));
 
@@ -117,7 +127,15 @@ export async function serve(config: Config): Promise<void> {
 
   const address = await app.listen({ port: config.port, host: config.host });
   workers?.listening();
-  app.log.info({ address, database: config.database.kind, redis: config.redisUrl !== null, ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) }, "latch is listening");
+  app.log.info(
+    {
+      address,
+      database: config.database.kind,
+      redis: config.redisUrl !== null,
+      ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}),
+    },
+    "latch is listening",
+  );
 }
 
 /** What a worker and the primary tell each other about readiness. */
@@ -132,7 +150,11 @@ function isClusterMessage(message: unknown): message is ClusterMessage {
  * its stores answer (as its own /readyz would), and keeps the primary's
  * count of ready workers for /readyz.
  */
-function workerReadiness(stores: Awaited<ReturnType<typeof openStores>>): { count: () => { ready: number; total: number }; listening(): void; stop(): void } {
+function workerReadiness(stores: Awaited<ReturnType<typeof openStores>>): {
+  count: () => { ready: number; total: number };
+  listening(): void;
+  stop(): void;
+} {
   let listening = false;
   let count = { ready: 0, total: 1 };
   const onMessage = (message: unknown): void => {
@@ -191,7 +213,14 @@ async function servePrimary(config: Config): Promise<void> {
     }
     // A changed TOKEN_ALG's new key, made once here rather than by every worker at once.
     try {
-      const tokens = createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret, algorithm: config.tokenAlgorithm });
+      const tokens = createTokenService({
+        keys: stores.keys,
+        runtime,
+        issuer: config.issuer,
+        ttlSeconds: config.tokenTtlSeconds,
+        keySecret: config.tokenKeySecret,
+        algorithm: config.tokenAlgorithm,
+      });
       const key = await tokens.prepare();
       log.info({ kid: key.kid, alg: key.alg }, "token signing key ready");
     } catch (error) {

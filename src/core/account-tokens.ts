@@ -35,7 +35,14 @@ export function issueAccountToken(
   const ttl = options.purpose === "reset" ? RESET_TOKEN_TTL_MS : VERIFY_TOKEN_TTL_MS;
   return {
     token,
-    record: { hash: sha256(token), purpose: options.purpose, userId: options.userId, emailKey: options.emailKey, createdAt: now, expiresAt: now + ttl },
+    record: {
+      hash: sha256(token),
+      purpose: options.purpose,
+      userId: options.userId,
+      emailKey: options.emailKey,
+      createdAt: now,
+      expiresAt: now + ttl,
+    },
   };
 }
 

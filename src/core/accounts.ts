@@ -39,13 +39,21 @@ export const ROLE_PATTERN = /^[a-z][a-z0-9_-]{0,31}$/;
 
 /** The user as responses show it: never the hash or the look-up keys. */
 export function publicUser(user: User): User {
-  return { id: user.id, username: user.username, email: user.email, emailVerified: user.emailVerified, roles: user.roles, mfa: user.mfa, createdAt: user.createdAt };
+  return {
+    id: user.id,
+    username: user.username,
+    email: user.email,
+    emailVerified: user.emailVerified,
+    roles: user.roles,
+    mfa: user.mfa,
+    createdAt: user.createdAt,
+  };
 }
 
 /** Validates a roles list from input; "user" is always included. */
 export function normaliseRoles(value: unknown): string[] {
   if (!Array.isArray(value) || value.length > 16 || !value.every((r) => typeof r === "string" && ROLE_PATTERN.test(r))) {
-    throw new LatchError("invalid_input", "roles must be a list of at most 16 names like \"admin\" (a-z, 0-9, _ and -).", {
+    throw new LatchError("invalid_input", 'roles must be a list of at most 16 names like "admin" (a-z, 0-9, _ and -).', {
       details: { field: "roles" },
     });
   }
@@ -162,7 +170,11 @@ export function createAccounts(options: { users: UserStore; hasher: PasswordHash
  * Returns the user when it was created, null when the username exists.
  * An existing user is left alone: start-up never resets a password.
  */
-export async function ensureAdmin(accounts: Accounts, users: UserStore, admin: { username: string; password: string }): Promise<UserRecord | null> {
+export async function ensureAdmin(
+  accounts: Accounts,
+  users: UserStore,
+  admin: { username: string; password: string },
+): Promise<UserRecord | null> {
   const { key } = normaliseUsername(admin.username);
   if ((await users.findUserByLogin(key)) !== null) return null;
   try {

@@ -4,8 +4,18 @@ import { ConfigError, loadConfig } from "./config.js";
 
 describe("configuration", () => {
   it("reads the mail variables and refuses bad ones with one line naming the variable", () => {
-    const config = loadConfig({ PORT: "4000", SMTP_URL: "smtps://user:secret@mail.example.com:465", MAIL_FROM: "Acme <auth@acme.example>", MAIL_OUTBOX: "/var/mail/latch", PUBLIC_URL: "https://auth.acme.example/" });
-    assert.deepEqual(config.mail, { smtpUrl: "smtps://user:secret@mail.example.com:465", from: "Acme <auth@acme.example>", outbox: "/var/mail/latch" });
+    const config = loadConfig({
+      PORT: "4000",
+      SMTP_URL: "smtps://user:secret@mail.example.com:465",
+      MAIL_FROM: "Acme <auth@acme.example>",
+      MAIL_OUTBOX: "/var/mail/latch",
+      PUBLIC_URL: "https://auth.acme.example/",
+    });
+    assert.deepEqual(config.mail, {
+      smtpUrl: "smtps://user:secret@mail.example.com:465",
+      from: "Acme <auth@acme.example>",
+      outbox: "/var/mail/latch",
+    });
     assert.equal(config.publicUrl, "https://auth.acme.example");
     assert.equal(loadConfig({ PORT: "4000" }).publicUrl, "http://localhost:4000");
     for (const [variable, value] of [
@@ -16,7 +26,11 @@ describe("configuration", () => {
       ["PUBLIC_URL", "ftp://auth.example.com"],
       ["PUBLIC_URL", "https://auth.example.com/?q=1"],
     ] as const) {
-      assert.throws(() => loadConfig({ [variable]: value }), (e) => e instanceof ConfigError && e.variable === variable && !e.message.includes("\n"), `${variable}=${value}`);
+      assert.throws(
+        () => loadConfig({ [variable]: value }),
+        (e) => e instanceof ConfigError && e.variable === variable && !e.message.includes("\n"),
+        `${variable}=${value}`,
+      );
     }
   });
 
@@ -33,8 +47,15 @@ describe("configuration", () => {
     assert.equal(config.production, false);
     assert.equal(config.bodyLimitBytes, 16_384);
     assert.deepEqual(config.throttle, {
-      accountFailures: 10, accountWindowMs: 900_000, addressFailures: 100, addressWindowMs: 900_000, registrations: 100, registrationWindowMs: 3_600_000,
-      passwordResets: 100, passwordResetWindowMs: 3_600_000, resetMessagesPerAccount: 3,
+      accountFailures: 10,
+      accountWindowMs: 900_000,
+      addressFailures: 100,
+      addressWindowMs: 900_000,
+      registrations: 100,
+      registrationWindowMs: 3_600_000,
+      passwordResets: 100,
+      passwordResetWindowMs: 3_600_000,
+      resetMessagesPerAccount: 3,
     });
     assert.equal(config.publicUrl, "http://localhost:3000");
     assert.deepEqual(config.mail, { smtpUrl: null, from: "Latch <no-reply@localhost>", outbox: "./data/outbox" });
@@ -43,9 +64,17 @@ describe("configuration", () => {
 
   it("reads each variable", () => {
     const config = loadConfig({
-      PORT: "8080", HOST: "0.0.0.0", DATABASE_URL: "postgres://u@db/latch", REDIS_URL: "redis://cache:6379",
-      SESSION_IDLE_TIMEOUT: "60", SESSION_ABSOLUTE_TIMEOUT: "120", TRUSTED_ORIGINS: "https://a.example, https://b.example:8443",
-      ADMIN_USERNAME: "root", ADMIN_PASSWORD: "a long admin password", TRUST_PROXY: "10.0.0.0/8,127.0.0.1", NODE_ENV: "production",
+      PORT: "8080",
+      HOST: "0.0.0.0",
+      DATABASE_URL: "postgres://u@db/latch",
+      REDIS_URL: "redis://cache:6379",
+      SESSION_IDLE_TIMEOUT: "60",
+      SESSION_ABSOLUTE_TIMEOUT: "120",
+      TRUSTED_ORIGINS: "https://a.example, https://b.example:8443",
+      ADMIN_USERNAME: "root",
+      ADMIN_PASSWORD: "a long admin password",
+      TRUST_PROXY: "10.0.0.0/8,127.0.0.1",
+      NODE_ENV: "production",
     });
     assert.equal(config.port, 8080);
     assert.deepEqual(config.database, { kind: "postgres", url: "postgres://u@db/latch" });
@@ -72,13 +101,16 @@ describe("configuration", () => {
   ];
   for (const [env, variable] of bad) {
     it(`refuses ${JSON.stringify(env)} with one line naming ${variable}`, () => {
-      assert.throws(() => loadConfig(env), (error) => {
-        assert.ok(error instanceof ConfigError);
-        assert.equal(error.variable, variable);
-        assert.ok(error.message.includes(variable));
-        assert.ok(!error.message.includes("\n"));
-        return true;
-      });
+      assert.throws(
+        () => loadConfig(env),
+        (error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.variable, variable);
+          assert.ok(error.message.includes(variable));
+          assert.ok(!error.message.includes("\n"));
+          return true;
+        },
+      );
     });
   }
 });
@@ -92,13 +124,22 @@ describe("PUBLIC_URL", () => {
   });
 
   it("refuses anything but an http(s) URL, in one line naming the variable", () => {
-    for (const value of ["auth.example.com", "ftp://auth.example.com", "https://auth.example.com/?x=1", "https://auth.example.com/#a", "https://u:p@auth.example.com"]) {
-      assert.throws(() => loadConfig({ PUBLIC_URL: value }), (error: unknown) => {
-        assert.ok(error instanceof ConfigError, value);
-        assert.equal(error.variable, "PUBLIC_URL");
-        assert.match(error.message, /^Invalid configuration: PUBLIC_URL [^\n]+$/);
-        return true;
-      });
+    for (const value of [
+      "auth.example.com",
+      "ftp://auth.example.com",
+      "https://auth.example.com/?x=1",
+      "https://auth.example.com/#a",
+      "https://u:p@auth.example.com",
+    ]) {
+      assert.throws(
+        () => loadConfig({ PUBLIC_URL: value }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, value);
+          assert.equal(error.variable, "PUBLIC_URL");
+          assert.match(error.message, /^Invalid configuration: PUBLIC_URL [^\n]+$/);
+          return true;
+        },
+      );
     }
   });
 });

@@ -85,7 +85,10 @@ export interface Config {
 
 /** One line naming the variable, for start-up errors. */
 export class ConfigError extends Error {
-  constructor(readonly variable: string, message: string) {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
     super(`Invalid configuration: ${variable} ${message}`);
     this.name = "ConfigError";
   }
@@ -120,7 +123,10 @@ const publicUrl = z.string().transform((value, ctx) => {
     }
     return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
   } catch {
-    ctx.addIssue({ code: "custom", message: `must be the http(s) URL people reach Latch at, like https://auth.example.com (got "${value}")` });
+    ctx.addIssue({
+      code: "custom",
+      message: `must be the http(s) URL people reach Latch at, like https://auth.example.com (got "${value}")`,
+    });
     return z.NEVER;
   }
 });
@@ -159,7 +165,12 @@ const cidr = z
 const list = <T extends z.ZodType<unknown, string>>(item: T) =>
   z
     .string()
-    .transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean))
+    .transform((v) =>
+      v
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
     .pipe(z.array(item));
 
 const schema = z.object({
@@ -208,7 +219,9 @@ const schema = z.object({
   THROTTLE_PASSWORD_RESET_WINDOW: int(1, 31_536_000).default(3600),
   THROTTLE_RESET_MESSAGES: int(1, 1000).default(3),
   TOKEN_TTL: int(30, 900).default(900),
-  TOKEN_ALG: z.enum(TOKEN_ALGORITHMS, { error: `must be one of ${TOKEN_ALGORITHMS.join(", ")} (case matters)` }).default(DEFAULT_TOKEN_ALGORITHM),
+  TOKEN_ALG: z
+    .enum(TOKEN_ALGORITHMS, { error: `must be one of ${TOKEN_ALGORITHMS.join(", ")} (case matters)` })
+    .default(DEFAULT_TOKEN_ALGORITHM),
   TOKEN_ISSUER: z.string().trim().min(1).optional(),
   TOKEN_KEY_SECRET: z.string().min(32, "must be at least 32 characters (a random string; keep it out of the database)").optional(),
   MFA_KEY_SECRET: z.string().min(32, "must be at least 32 characters (a random string; keep it out of the database)").optional(),
@@ -248,7 +261,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError("SESSION_ABSOLUTE_TIMEOUT", `must be at least SESSION_IDLE_TIMEOUT (${e.SESSION_IDLE_TIMEOUT})`);
   }
   if ((e.ADMIN_USERNAME === undefined) !== (e.ADMIN_PASSWORD === undefined)) {
-    throw new ConfigError(e.ADMIN_USERNAME === undefined ? "ADMIN_USERNAME" : "ADMIN_PASSWORD", "must be set together with the other ADMIN_ variable");
+    throw new ConfigError(
+      e.ADMIN_USERNAME === undefined ? "ADMIN_USERNAME" : "ADMIN_PASSWORD",
+      "must be set together with the other ADMIN_ variable",
+    );
   }
   const idleTimeoutMs = e.SESSION_IDLE_TIMEOUT * 1000;
   return {
@@ -266,7 +282,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     trustedOrigins: e.TRUSTED_ORIGINS ?? [],
     publicUrl: e.PUBLIC_URL ?? `http://localhost:${e.PORT}`,
     mail: { smtpUrl: e.SMTP_URL ?? null, from: e.MAIL_FROM, outbox: e.MAIL_OUTBOX },
-    admin: e.ADMIN_USERNAME !== undefined && e.ADMIN_PASSWORD !== undefined ? { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD } : null,
+    admin:
+      e.ADMIN_USERNAME !== undefined && e.ADMIN_PASSWORD !== undefined ? { username: e.ADMIN_USERNAME, password: e.ADMIN_PASSWORD } : null,
     trustProxy: e.TRUST_PROXY,
     production,
     bodyLimitBytes: e.BODY_LIMIT,

@@ -10,7 +10,10 @@ export const errorCodes = {
   invalid_token: { status: 401, message: "The access token is invalid or has expired." },
   csrf: { status: 403, message: "Missing or invalid CSRF token or origin." },
   forbidden: { status: 403, message: "You do not have permission to do this." },
-  mfa_required: { status: 401, message: "This account has a second factor: send code (from the authenticator app) or recoveryCode as well." },
+  mfa_required: {
+    status: 401,
+    message: "This account has a second factor: send code (from the authenticator app) or recoveryCode as well.",
+  },
   not_found: { status: 404, message: "Not found." },
   method_not_allowed: { status: 405, message: "Method not allowed." },
   request_timeout: { status: 408, message: "The request took too long to arrive." },

@@ -11,9 +11,14 @@ describe("usernames", () => {
   });
 
   it("allow letters, digits, dot, underscore and hyphen, 3 to 64 characters", () => {
-    for (const ok of ["abc", "a.b_c-d", "Ünïcödé", "用户名", "x".repeat(64)]) assert.equal(normaliseUsername(ok).username, ok.normalize("NFKC"));
+    for (const ok of ["abc", "a.b_c-d", "Ünïcödé", "用户名", "x".repeat(64)])
+      assert.equal(normaliseUsername(ok).username, ok.normalize("NFKC"));
     for (const bad of ["ab", "x".repeat(65), "a b", "a@b", "a/b", "a\u0000b", "<script>", "", 12]) {
-      assert.throws(() => normaliseUsername(bad), (e) => isLatchError(e, "invalid_input"), String(bad));
+      assert.throws(
+        () => normaliseUsername(bad),
+        (e) => isLatchError(e, "invalid_input"),
+        String(bad),
+      );
     }
   });
 });
@@ -44,8 +49,20 @@ describe("new passwords", () => {
   });
 
   it("refuse short, long, common, username-equal and non-string passwords", () => {
-    for (const [bad, user] of [["short", "u"], ["x".repeat(257), "u"], ["password1", "u"], ["iloveyou", "u"], ["Qwerty123", "u"], ["JohnSmith99", "johnsmith99"], [null, "u"]] as const) {
-      assert.throws(() => checkNewPassword(bad, user), (e) => isLatchError(e, "invalid_input"), String(bad));
+    for (const [bad, user] of [
+      ["short", "u"],
+      ["x".repeat(257), "u"],
+      ["password1", "u"],
+      ["iloveyou", "u"],
+      ["Qwerty123", "u"],
+      ["JohnSmith99", "johnsmith99"],
+      [null, "u"],
+    ] as const) {
+      assert.throws(
+        () => checkNewPassword(bad, user),
+        (e) => isLatchError(e, "invalid_input"),
+        String(bad),
+      );
     }
   });
 });

@@ -17,16 +17,28 @@ describe("signing keys at rest", () => {
     assert.ok(isSealed(sealed));
     assert.ok(!sealed.includes("cHJpdmF0ZS1rZXktbWF0ZXJpYWw"));
     assert.equal(openPrivateKey(sealed, "kid-1", secret), jwk);
-    assert.throws(() => openPrivateKey(sealed, "kid-1", `${secret}x`), (e) => isLatchError(e, "unavailable"));
+    assert.throws(
+      () => openPrivateKey(sealed, "kid-1", `${secret}x`),
+      (e) => isLatchError(e, "unavailable"),
+    );
     assert.throws(() => openPrivateKey(sealed, "kid-2", secret), "bound to its kid");
-    assert.throws(() => openPrivateKey(sealed, "kid-1", null), (e) => isLatchError(e, "unavailable"));
+    assert.throws(
+      () => openPrivateKey(sealed, "kid-1", null),
+      (e) => isLatchError(e, "unavailable"),
+    );
     assert.equal(openPrivateKey(jwk, "kid-1", null), jwk, "plain keys pass through");
   });
 
   it("let a token service with TOKEN_KEY_SECRET sign and verify while the store holds only sealed keys", async () => {
     const stores = createMemoryStores();
     const clock = createFakeClock(Date.now());
-    const tokens = createTokenService({ keys: stores.keys, runtime: { clock, random }, issuer: "latch", ttlSeconds: 900, keySecret: secret });
+    const tokens = createTokenService({
+      keys: stores.keys,
+      runtime: { clock, random },
+      issuer: "latch",
+      ttlSeconds: 900,
+      keySecret: secret,
+    });
     const issued = await tokens.issue({ userId: "u1", sessionId: "s".repeat(30), roles: ["user"] });
     const verified = await tokens.verify(issued.token);
     assert.ok(verified.valid);

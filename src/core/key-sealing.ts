@@ -59,7 +59,13 @@ export function openPrivateKey(stored: string, kid: string, secret: string | nul
  * @example
  * const base32 = openText(row.secret, user.id, config.mfaKeySecret, "latch-totp-secrets", { name: "MFA_KEY_SECRET", what: "TOTP secret" });
  */
-export function openText(stored: string, context: string, secret: string | null, purpose: SealingPurpose, variable: { name: string; what: string }): string {
+export function openText(
+  stored: string,
+  context: string,
+  secret: string | null,
+  purpose: SealingPurpose,
+  variable: { name: string; what: string },
+): string {
   if (!isSealed(stored)) return stored;
   if (secret === null) {
     throw new LatchError("unavailable", `A ${variable.what} is sealed and ${variable.name} is not set.`);
@@ -71,6 +77,10 @@ export function openText(stored: string, context: string, secret: string | null,
     decipher.setAuthTag(Buffer.from(tag, "base64url"));
     return Buffer.concat([decipher.update(Buffer.from(ciphertext, "base64url")), decipher.final()]).toString("utf8");
   } catch (error) {
-    throw new LatchError("unavailable", `A ${variable.what} could not be unsealed: ${variable.name} does not match the one it was sealed with.`, { cause: error });
+    throw new LatchError(
+      "unavailable",
+      `A ${variable.what} could not be unsealed: ${variable.name} does not match the one it was sealed with.`,
+      { cause: error },
+    );
   }
 }

@@ -85,7 +85,12 @@ export async function verifyRegistration(
     });
     if (!result.verified || result.registrationInfo === undefined) return null;
     const { credential } = result.registrationInfo;
-    return { credentialId: credential.id, publicKey: credential.publicKey, counter: credential.counter, transports: credential.transports ?? [] };
+    return {
+      credentialId: credential.id,
+      publicKey: credential.publicKey,
+      counter: credential.counter,
+      transports: credential.transports ?? [],
+    };
   } catch {
     // Malformed or forged: the library throws for every way a response can be wrong.
     return null;
@@ -94,7 +99,13 @@ export async function verifyRegistration(
 
 /** Options for `navigator.credentials.get()`: no allowCredentials, so the browser offers the user's discoverable passkeys. */
 export async function authenticationOptions(rp: RelyingParty, random: RandomReader): Promise<PublicKeyCredentialRequestOptionsJSON> {
-  return generateAuthenticationOptions({ rpID: rp.id, challenge: challengeBytes(random), timeout: CHALLENGE_TTL_MS, userVerification: "required", allowCredentials: [] });
+  return generateAuthenticationOptions({
+    rpID: rp.id,
+    challenge: challengeBytes(random),
+    timeout: CHALLENGE_TTL_MS,
+    userVerification: "required",
+    allowCredentials: [],
+  });
 }
 
 /** The credential id a sign-in response names, or null when it is not shaped like one. */
@@ -110,7 +121,12 @@ export function assertionCredentialId(response: unknown): string | null {
  * signature, no user verification, or a counter that did not move forward
  * for an authenticator that keeps one).
  */
-export async function verifyAssertion(rp: RelyingParty, response: unknown, expectedChallenge: string, passkey: Passkey): Promise<number | null> {
+export async function verifyAssertion(
+  rp: RelyingParty,
+  response: unknown,
+  expectedChallenge: string,
+  passkey: Passkey,
+): Promise<number | null> {
   try {
     const result = await verifyAuthenticationResponse({
       response: response as AuthenticationResponseJSON,
@@ -118,7 +134,12 @@ export async function verifyAssertion(rp: RelyingParty, response: unknown, expec
       expectedOrigin: rp.origin,
       expectedRPID: rp.id,
       requireUserVerification: true,
-      credential: { id: passkey.credentialId, publicKey: new Uint8Array(passkey.publicKey), counter: passkey.counter, transports: passkey.transports as AuthenticatorTransport[] },
+      credential: {
+        id: passkey.credentialId,
+        publicKey: new Uint8Array(passkey.publicKey),
+        counter: passkey.counter,
+        transports: passkey.transports as AuthenticatorTransport[],
+      },
     });
     if (!result.verified || !result.authenticationInfo.userVerified) return null;
     return result.authenticationInfo.newCounter;

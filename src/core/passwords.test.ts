@@ -51,8 +51,17 @@ describe("password hashing", () => {
     const clock = createFakeClock(Date.now());
     const accounts = createAccounts({ users: stores.users, hasher, runtime: { clock, random: (bytes) => void randomFillSync(bytes) } });
     await stores.users.createUser({
-      id: "legacy", username: "legacy", usernameKey: "legacy", email: null, emailKey: null, emailVerified: false,
-      passwordHash: bcrypt.hashSync("an old password", 4).replace(/^\$2b\$/, "$2y$"), roles: ["user"], mfa: false, createdAt: 1, updatedAt: 1,
+      id: "legacy",
+      username: "legacy",
+      usernameKey: "legacy",
+      email: null,
+      emailKey: null,
+      emailVerified: false,
+      passwordHash: bcrypt.hashSync("an old password", 4).replace(/^\$2b\$/, "$2y$"),
+      roles: ["user"],
+      mfa: false,
+      createdAt: 1,
+      updatedAt: 1,
     });
     const user = await accounts.findByLogin("legacy");
     assert.equal(await accounts.checkCredentials(user, "an old password"), true);
@@ -85,7 +94,10 @@ describe("the hashing limiter", () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => (release = resolve));
     const running = [limit(() => gate), limit(() => gate), limit(() => gate)];
-    await assert.rejects(limit(() => gate), (error: unknown) => error instanceof LatchError && error.code === "unavailable" && error.status === 503);
+    await assert.rejects(
+      limit(() => gate),
+      (error: unknown) => error instanceof LatchError && error.code === "unavailable" && error.status === 503,
+    );
     release();
     await Promise.all(running);
     await limit(async () => {}); // the queue drained: accepted again

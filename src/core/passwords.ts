@@ -111,7 +111,8 @@ export function createLimiter(concurrency: number, options: { maxQueue?: number 
   const maxQueue = options.maxQueue ?? Number.POSITIVE_INFINITY;
   return async function run<T>(task: () => Promise<T>): Promise<T> {
     if (active >= concurrency) {
-      if (waiting.length >= maxQueue) throw new LatchError("unavailable", "Too many sign-ins at once; try again in a moment.", { retryAfter: 1 });
+      if (waiting.length >= maxQueue)
+        throw new LatchError("unavailable", "Too many sign-ins at once; try again in a moment.", { retryAfter: 1 });
       await new Promise<void>((resolve) => waiting.push(resolve));
     }
     active += 1;

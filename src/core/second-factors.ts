@@ -1,7 +1,15 @@
 import { openText, sealText } from "./key-sealing.js";
 import type { Runtime } from "./runtime.js";
 import type { SecondFactorStore } from "./store.js";
-import { generateRecoveryCodes, generateTotpSecret, hashRecoveryCode, isRecoveryCodeShape, matchTotp, normaliseCode, totpUri } from "./totp.js";
+import {
+  generateRecoveryCodes,
+  generateTotpSecret,
+  hashRecoveryCode,
+  isRecoveryCodeShape,
+  matchTotp,
+  normaliseCode,
+  totpUri,
+} from "./totp.js";
 
 /** How a second factor was proven. */
 export type SecondFactorMethod = "totp" | "recovery_code";
@@ -46,7 +54,8 @@ const VARIABLE = { name: "MFA_KEY_SECRET", what: "TOTP secret" };
  */
 export function createSecondFactors(options: { store: SecondFactorStore; runtime: Runtime; keySecret: string | null }): SecondFactors {
   const { store, runtime, keySecret } = options;
-  const seal = (base32: string, userId: string): string => (keySecret === null ? base32 : sealText(base32, userId, keySecret, runtime.random, "latch-totp-secrets"));
+  const seal = (base32: string, userId: string): string =>
+    keySecret === null ? base32 : sealText(base32, userId, keySecret, runtime.random, "latch-totp-secrets");
   const open = (stored: string, userId: string): string => openText(stored, userId, keySecret, "latch-totp-secrets", VARIABLE);
 
   async function newRecoveryCodes(userId: string): Promise<{ codes: string[]; hashes: string[] }> {
@@ -62,14 +71,14 @@ export function createSecondFactors(options: { store: SecondFactorStore; runtime
     },
 
     async confirmTotp(userId, code) {
-        const row = await store.findTotp(userId);
-        if (row === null || row.pendingSecret === null) return null;
-        const now = runtime.clock.now();
-        const step = matchTotp(open(row.pendingSecret, userId), normaliseCode(code), now);
-        if (step === null) return null;
-        const { codes, hashes } = await newRecoveryCodes(userId);
-        // The confirming code's step is recorded as used, so it cannot also sign in.
-        return (await store.confirmTotp(userId, row.pendingSecret, step, hashes, now)) ? codes : null;
+      const row = await store.findTotp(userId);
+      if (row === null || row.pendingSecret === null) return null;
+      const now = runtime.clock.now();
+      const step = matchTotp(open(row.pendingSecret, userId), normaliseCode(code), now);
+      if (step === null) return null;
+      const { codes, hashes } = await newRecoveryCodes(userId);
+      // The confirming code's step is recorded as used, so it cannot also sign in.
+      return (await store.confirmTotp(userId, row.pendingSecret, step, hashes, now)) ? codes : null;
     },
 
     async hasTotp(userId) {

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { randomFillSync } from "node:crypto";
 import { describe, it } from "node:test";
-import { csrfTokenFor, hashSessionSecret, issueSessionToken, parseSessionToken, slotTagFor, verifyCsrfToken, verifySessionSecret } from "./session-token.js";
+import {
+  csrfTokenFor,
+  hashSessionSecret,
+  issueSessionToken,
+  parseSessionToken,
+  slotTagFor,
+  verifyCsrfToken,
+  verifySessionSecret,
+} from "./session-token.js";
 
 const random = (bytes: Uint8Array): void => void randomFillSync(bytes);
 
@@ -38,7 +46,16 @@ describe("session tokens", () => {
   it("parse only well-formed values, before any I/O", () => {
     const { token, id, secret } = issueSessionToken("u", random);
     assert.deepEqual(parseSessionToken(token), { id, secret });
-    for (const bad of [undefined, null, "", token + "x", token.slice(1), token.replace(".", "-"), `${id}.${secret.slice(0, -1)}!`, "a".repeat(74)]) {
+    for (const bad of [
+      undefined,
+      null,
+      "",
+      token + "x",
+      token.slice(1),
+      token.replace(".", "-"),
+      `${id}.${secret.slice(0, -1)}!`,
+      "a".repeat(74),
+    ]) {
       assert.equal(parseSessionToken(bad as string), null, String(bad));
     }
   });

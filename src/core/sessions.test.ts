@@ -19,7 +19,17 @@ describe("session manager", () => {
     stores = createMemoryStores();
     sessions = createSessionManager({ store: stores.sessions, runtime: { clock, random: (b) => void randomFillSync(b) }, policy });
     await stores.users.createUser({
-      id: "u1", username: "u1", usernameKey: "u1", email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], mfa: false, createdAt: clock.now(), updatedAt: clock.now(),
+      id: "u1",
+      username: "u1",
+      usernameKey: "u1",
+      email: null,
+      emailKey: null,
+      emailVerified: false,
+      passwordHash: "x",
+      roles: ["user"],
+      mfa: false,
+      createdAt: clock.now(),
+      updatedAt: clock.now(),
     });
   });
 

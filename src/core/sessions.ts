@@ -100,9 +100,14 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
   const verified = new WeakMap<Session, string>();
   // Only a store that keeps sessions in memory (it can peek) hands out the
   // same object twice; for any other, remembering would be work for nothing.
-  const peek: ((id: string, now: number) => SessionWithUser | undefined) | null = isCachedSessionStore(store) ? store.peekSession.bind(store) : null;
-  const renew: ((id: string, lastSeenAt: number, idleExpiresAt: number) => Session | undefined) | null = isCachedSessionStore(store) ? store.renewCached.bind(store) : null;
-  const secretMatches = peek === null ? (secret: string, session: Session) => verifySessionSecret(secret, session.secretHash) : cachedSecretMatches;
+  const peek: ((id: string, now: number) => SessionWithUser | undefined) | null = isCachedSessionStore(store)
+    ? store.peekSession.bind(store)
+    : null;
+  const renew: ((id: string, lastSeenAt: number, idleExpiresAt: number) => Session | undefined) | null = isCachedSessionStore(store)
+    ? store.renewCached.bind(store)
+    : null;
+  const secretMatches =
+    peek === null ? (secret: string, session: Session) => verifySessionSecret(secret, session.secretHash) : cachedSecretMatches;
   function cachedSecretMatches(secret: string, session: Session): boolean {
     const known = verified.get(session);
     if (known !== undefined) return constantTimeEqualText(secret, known);
@@ -113,7 +118,13 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
     return true;
   }
 
-  function build(userId: string, metadata: SessionMetadata, createdAt: number, absoluteExpiresAt: number, state: Pick<Session, "amr" | "pending">): NewSession {
+  function build(
+    userId: string,
+    metadata: SessionMetadata,
+    createdAt: number,
+    absoluteExpiresAt: number,
+    state: Pick<Session, "amr" | "pending">,
+  ): NewSession {
     const issued = issueSessionToken(userId, runtime.random);
     const session: Session = {
       id: issued.id,
@@ -136,7 +147,8 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
     async create(userId, metadata, createOptions = {}) {
       const now = clock.now();
       const pending = createOptions.pendingForMs !== undefined;
-      const absoluteExpiresAt = now + (pending ? Math.min(createOptions.pendingForMs!, policy.absoluteTimeoutMs) : policy.absoluteTimeoutMs);
+      const absoluteExpiresAt =
+        now + (pending ? Math.min(createOptions.pendingForMs!, policy.absoluteTimeoutMs) : policy.absoluteTimeoutMs);
       const created = build(userId, metadata, now, absoluteExpiresAt, { amr: createOptions.amr ?? ["pwd"], pending });
       const storeOptions = createOptions.ifPasswordHash === undefined ? undefined : { ifPasswordHash: createOptions.ifPasswordHash };
       if (!(await store.createSession(created.session, storeOptions))) throw new LatchError("invalid_credentials");
@@ -173,7 +185,8 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       const found = peek?.(parsed.id, now);
       if (found === undefined) return undefined;
       if (!cachedSecretMatches(parsed.secret, found.session)) return null;
-      if (now - found.session.lastSeenAt < policy.renewIntervalMs) return { session: found.session, user: found.user, secret: parsed.secret, renewed: false };
+      if (now - found.session.lastSeenAt < policy.renewIntervalMs)
+        return { session: found.session, user: found.user, secret: parsed.secret, renewed: false };
       // A renewal due: done in memory when the store defers the write (the
       // session cache), else left to validate().
       const session = renew?.(found.session.id, now, Math.min(now + policy.idleTimeoutMs, found.session.absoluteExpiresAt));

@@ -128,7 +128,13 @@ export interface UserStore {
    * changed) when no such token is unexpired at `now`. Ending the user's
    * sessions is the caller's next step, through the session store.
    */
-  resetPassword(id: string, tokenHash: Uint8Array, passwordHash: string, now: number, notice: OutboxMessage | null): Promise<UserRecord | null>;
+  resetPassword(
+    id: string,
+    tokenHash: Uint8Array,
+    passwordHash: string,
+    now: number,
+    notice: OutboxMessage | null,
+  ): Promise<UserRecord | null>;
   /** Deletes the user and, atomically with it, every session, security event, token and queued message of theirs. */
   deleteUser(id: string): Promise<boolean>;
   /** Users ordered by id, ascending. */
@@ -598,5 +604,8 @@ export interface CachedSessionStore extends SessionStore {
  * const peek = isCachedSessionStore(stores.sessions) ? stores.sessions.peekSession : null;
  */
 export function isCachedSessionStore(store: SessionStore): store is CachedSessionStore {
-  return typeof (store as Partial<CachedSessionStore>).peekSession === "function" && typeof (store as Partial<CachedSessionStore>).cacheStats === "function";
+  return (
+    typeof (store as Partial<CachedSessionStore>).peekSession === "function" &&
+    typeof (store as Partial<CachedSessionStore>).cacheStats === "function"
+  );
 }

@@ -7,17 +7,41 @@ import { createMemoryStores } from "../stores/memory/memory-store.js";
 import { createFakeClock } from "./runtime.js";
 import type { FakeClock, Runtime } from "./runtime.js";
 import type { SigningKeyStore } from "./store.js";
-import { MAX_TOKEN_TTL_SECONDS, TOKEN_ALGORITHMS, cacheVerifiedTokens, createTokenService, generateSigningKey, jwkAlgorithm, parseBearerHeader } from "./tokens.js";
+import {
+  MAX_TOKEN_TTL_SECONDS,
+  TOKEN_ALGORITHMS,
+  cacheVerifiedTokens,
+  createTokenService,
+  generateSigningKey,
+  jwkAlgorithm,
+  parseBearerHeader,
+} from "./tokens.js";
 import type { TokenAlgorithm, TokenService, TokenVerification } from "./tokens.js";
 
 const SID = "abcdefgh" + "A".repeat(22);
 const subject = { userId: "0190a1b2-0000-7000-8000-000000000001", sessionId: SID, roles: ["user"] };
 
-function setup(options: { keys?: SigningKeyStore; clock?: FakeClock; ttlSeconds?: number; algorithm?: TokenAlgorithm } = {}): { tokens: TokenService; keys: SigningKeyStore; clock: FakeClock; runtime: Runtime } {
+function setup(options: { keys?: SigningKeyStore; clock?: FakeClock; ttlSeconds?: number; algorithm?: TokenAlgorithm } = {}): {
+  tokens: TokenService;
+  keys: SigningKeyStore;
+  clock: FakeClock;
+  runtime: Runtime;
+} {
   const clock = options.clock ?? createFakeClock(Date.UTC(2026, 0, 1));
   const keys = options.keys ?? createMemoryStores().keys;
   const runtime: Runtime = { clock, random: (bytes) => void randomFillSync(bytes) };
-  return { tokens: createTokenService({ keys, runtime, issuer: "latch-test", ttlSeconds: options.ttlSeconds ?? 900, algorithm: options.algorithm }), keys, clock, runtime };
+  return {
+    tokens: createTokenService({
+      keys,
+      runtime,
+      issuer: "latch-test",
+      ttlSeconds: options.ttlSeconds ?? 900,
+      algorithm: options.algorithm,
+    }),
+    keys,
+    clock,
+    runtime,
+  };
 }
 
 const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString("base64url");
@@ -99,7 +123,12 @@ describe("access tokens", () => {
   it("refuse another issuer, an unknown kid, and malformed input", async () => {
     const { tokens, keys, clock } = setup();
     const { token } = await tokens.issue(subject);
-    const other = createTokenService({ keys, runtime: { clock, random: (b) => void randomFillSync(b) }, issuer: "someone-else", ttlSeconds: 900 });
+    const other = createTokenService({
+      keys,
+      runtime: { clock, random: (b) => void randomFillSync(b) },
+      issuer: "someone-else",
+      ttlSeconds: 900,
+    });
     const wrongIssuer = await other.verify(token);
     assert.equal(!wrongIssuer.valid && wrongIssuer.reason, "issuer");
 
@@ -121,7 +150,10 @@ describe("access tokens", () => {
     const now = Math.floor(Date.UTC(2026, 0, 1) / 1000);
     const noSid = await new SignJWT({ roles: ["user"] })
       .setProtectedHeader({ alg: "ES256", kid: active!.kid, typ: "JWT" })
-      .setIssuer("latch-test").setSubject("u").setIssuedAt(now).setExpirationTime(now + 60)
+      .setIssuer("latch-test")
+      .setSubject("u")
+      .setIssuedAt(now)
+      .setExpirationTime(now + 60)
       .sign(key);
     const result = await tokens.verify(noSid);
     assert.equal(!result.valid && result.reason, "claims");
@@ -215,7 +247,10 @@ describe("signing keys", () => {
     clock.advance(MAX_TOKEN_TTL_SECONDS * 1000);
     assert.equal((await tokens.jwks()).keys.length, 2, "still needed: a process may have signed with it after retirement");
     clock.advance(tokens.retentionMs - MAX_TOKEN_TTL_SECONDS * 1000);
-    assert.deepEqual((await tokens.jwks()).keys.map((k) => k.kid), [(await tokens.list()).find((k) => k.status === "active")!.kid]);
+    assert.deepEqual(
+      (await tokens.jwks()).keys.map((k) => k.kid),
+      [(await tokens.list()).find((k) => k.status === "active")!.kid],
+    );
     assert.equal((await tokens.list()).find((k) => k.kid === old.kid)!.status, "expired");
     assert.equal(await tokens.prune(), 1);
     assert.equal((await keys.listSigningKeys()).length, 1);
@@ -301,8 +336,12 @@ describe("token algorithms (TOKEN_ALG)", () => {
     const privateJwk = JSON.parse(active!.privateJwk) as JWK;
     const payload = decodeJwt(issued.token);
     // The same RSA key under PS256 (a valid signature with a different algorithm) and an HMAC keyed with the public key.
-    const ps256 = await new SignJWT(payload).setProtectedHeader({ alg: "PS256", kid: active!.kid, typ: "JWT" }).sign(await importJWK({ ...privateJwk, alg: "PS256" }, "PS256"));
-    const hs256 = await new SignJWT(payload).setProtectedHeader({ alg: "HS256", kid: active!.kid, typ: "JWT" }).sign(new TextEncoder().encode(active!.publicJwk));
+    const ps256 = await new SignJWT(payload)
+      .setProtectedHeader({ alg: "PS256", kid: active!.kid, typ: "JWT" })
+      .sign(await importJWK({ ...privateJwk, alg: "PS256" }, "PS256"));
+    const hs256 = await new SignJWT(payload)
+      .setProtectedHeader({ alg: "HS256", kid: active!.kid, typ: "JWT" })
+      .sign(new TextEncoder().encode(active!.publicJwk));
     for (const token of [ps256, hs256]) {
       const result = await tokens.verify(token);
       assert.equal(!result.valid && result.reason, "algorithm", decodeProtectedHeader(token).alg);
@@ -335,7 +374,10 @@ describe("token algorithms (TOKEN_ALG)", () => {
     const again = createTokenService({ keys: first.keys, runtime: first.runtime, issuer: "latch-test", ttlSeconds: 900 });
     assert.equal((await again.issue(subject)).kid, fresh.kid);
     first.clock.advance(first.tokens.retentionMs);
-    assert.deepEqual((await restarted.jwks()).keys.map((k) => k.kid), [fresh.kid]);
+    assert.deepEqual(
+      (await restarted.jwks()).keys.map((k) => k.kid),
+      [fresh.kid],
+    );
   });
 
   it("rotates to a key of the configured algorithm", async () => {

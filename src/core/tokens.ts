@@ -151,10 +151,17 @@ export interface TokenService {
  * const key = await generateSigningKey({ runtime, alg: "RS256" });
  * await stores.keys.addSigningKey(key);
  */
-export async function generateSigningKey(options: { runtime: Runtime; keySecret?: string | null; alg?: TokenAlgorithm }): Promise<SigningKey> {
+export async function generateSigningKey(options: {
+  runtime: Runtime;
+  keySecret?: string | null;
+  alg?: TokenAlgorithm;
+}): Promise<SigningKey> {
   const alg = options.alg ?? DEFAULT_TOKEN_ALGORITHM;
   // "EdDSA" gives Ed25519 and "ES256" P-256 in jose; RSA is given its modulus explicitly.
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true, ...(alg === "RS256" ? { modulusLength: MIN_RSA_MODULUS_BITS } : {}) });
+  const { privateKey, publicKey } = await generateKeyPair(alg, {
+    extractable: true,
+    ...(alg === "RS256" ? { modulusLength: MIN_RSA_MODULUS_BITS } : {}),
+  });
   const kidBytes = new Uint8Array(16);
   options.runtime.random(kidBytes);
   const kid = toBase64Url(kidBytes);
@@ -282,7 +289,8 @@ export async function verifyAccessToken(
   }
   // Checked before any key is looked up, so `alg: none` or an HMAC header
   // never reaches a key resolver (and never makes a remote JWKS refetch).
-  if (!(TOKEN_ALGORITHMS as readonly unknown[]).includes(header.alg)) return reject("algorithm", "The access token's algorithm is not accepted.");
+  if (!(TOKEN_ALGORITHMS as readonly unknown[]).includes(header.alg))
+    return reject("algorithm", "The access token's algorithm is not accepted.");
   if (typeof header.kid !== "string" || header.kid.length === 0) return reject("unknown_key", "The access token names no signing key.");
   try {
     const { payload } = await jwtVerify(token, resolveKey, {
@@ -303,7 +311,9 @@ export async function verifyAccessToken(
     if (error instanceof errors.JWSSignatureVerificationFailed) return reject("signature", "The access token's signature is invalid.");
     if (error instanceof errors.JOSEAlgNotAllowed) return reject("algorithm", "The access token's algorithm is not accepted.");
     if (error instanceof errors.JWTClaimValidationFailed) {
-      return error.claim === "iss" ? reject("issuer", "The access token was issued by someone else.") : reject("claims", `The access token's ${error.claim} is invalid.`);
+      return error.claim === "iss"
+        ? reject("issuer", "The access token was issued by someone else.")
+        : reject("claims", `The access token's ${error.claim} is invalid.`);
     }
     if (error instanceof errors.JWTInvalid || error instanceof errors.JWSInvalid || error instanceof errors.JOSENotSupported) {
       return reject("malformed", "The access token is malformed.");
@@ -530,7 +540,15 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
       const iat = Math.floor(now / 1000);
       const notAfter = subject.notAfter === undefined ? Infinity : Math.floor(subject.notAfter / 1000);
       const exp = Math.max(iat + 1, Math.min(iat + ttlSeconds, notAfter));
-      const claims: AccessTokenClaims = { iss: issuer, sub: subject.userId, sid: subject.sessionId, roles: [...subject.roles], amr: [...(subject.amr ?? ["pwd"])], iat, exp };
+      const claims: AccessTokenClaims = {
+        iss: issuer,
+        sub: subject.userId,
+        sid: subject.sessionId,
+        roles: [...subject.roles],
+        amr: [...(subject.amr ?? ["pwd"])],
+        iat,
+        exp,
+      };
       const signingKey = await importOnce(privateKeys, key, () => openPrivateKey(key.privateJwk, key.kid, options.keySecret ?? null));
       const token = await new SignJWT({ sid: claims.sid, roles: claims.roles, amr: claims.amr })
         .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "JWT" })

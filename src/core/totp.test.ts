@@ -74,6 +74,10 @@ describe("sealing TOTP secrets", () => {
     assert.throws(() => openText(sealed, "user-2", key, "latch-totp-secrets", variable), /could not be unsealed: MFA_KEY_SECRET/);
     assert.throws(() => openText(sealed, "user-1", key, "latch-signing-keys", variable), /could not be unsealed/);
     assert.throws(() => openText(sealed, "user-1", null, "latch-totp-secrets", variable), /MFA_KEY_SECRET is not set/);
-    assert.equal(openText("JBSWY3DPEHPK3PXP", "user-1", key, "latch-totp-secrets", variable), "JBSWY3DPEHPK3PXP", "unsealed values pass through");
+    assert.equal(
+      openText("JBSWY3DPEHPK3PXP", "user-1", key, "latch-totp-secrets", variable),
+      "JBSWY3DPEHPK3PXP",
+      "unsealed values pass through",
+    );
   });
 });

@@ -22,7 +22,14 @@ export function generateTotpSecret(random: RandomReader): string {
 }
 
 function totpFor(base32: string, label: string): TOTP {
-  return new TOTP({ issuer: TOTP_ISSUER, label, algorithm: "SHA1", digits: TOTP_DIGITS, period: TOTP_PERIOD_SECONDS, secret: Secret.fromBase32(base32) });
+  return new TOTP({
+    issuer: TOTP_ISSUER,
+    label,
+    algorithm: "SHA1",
+    digits: TOTP_DIGITS,
+    period: TOTP_PERIOD_SECONDS,
+    secret: Secret.fromBase32(base32),
+  });
 }
 
 /**
@@ -51,7 +58,15 @@ export function totpStep(now: number): number {
  */
 export function matchTotp(base32: string, code: string, now: number): number | null {
   if (!/^\d{6}$/.test(code)) return null;
-  const delta = TOTP.validate({ token: code, secret: Secret.fromBase32(base32), algorithm: "SHA1", digits: TOTP_DIGITS, period: TOTP_PERIOD_SECONDS, timestamp: now, window: 1 });
+  const delta = TOTP.validate({
+    token: code,
+    secret: Secret.fromBase32(base32),
+    algorithm: "SHA1",
+    digits: TOTP_DIGITS,
+    period: TOTP_PERIOD_SECONDS,
+    timestamp: now,
+    window: 1,
+  });
   return delta === null ? null : totpStep(now) + delta;
 }
 

@@ -27,7 +27,11 @@ describe("the outbox sender", () => {
       jitter: () => 0.5,
     });
     try {
-      const registered = await t.app.inject({ method: "POST", url: "/register", payload: { username: "undeliverable", password: TEST_PASSWORD, email: "undeliverable@example.com" } });
+      const registered = await t.app.inject({
+        method: "POST",
+        url: "/register",
+        payload: { username: "undeliverable", password: TEST_PASSWORD, email: "undeliverable@example.com" },
+      });
       assert.equal(registered.statusCode, 201, "the request does not fail because of mail");
       const userId = registered.json().user.id as string;
       await sender.runOnce();
@@ -64,9 +68,19 @@ describe("the outbox sender", () => {
   it("backs off exponentially with jitter: half fixed, half random, capped", async () => {
     const port = await closedPort();
     const t = await createTestServer({ env: { SMTP_URL: `smtp://127.0.0.1:${port}` } });
-    const low = startServerMail(t.context, quiet, { pollIntervalMs: 3_600_000, probeIntervalMs: 3_600_000, jitter: () => 0, baseBackoffMs: 1000, maxBackoffMs: 8000 });
+    const low = startServerMail(t.context, quiet, {
+      pollIntervalMs: 3_600_000,
+      probeIntervalMs: 3_600_000,
+      jitter: () => 0,
+      baseBackoffMs: 1000,
+      maxBackoffMs: 8000,
+    });
     try {
-      await t.app.inject({ method: "POST", url: "/register", payload: { username: "backoff.user", password: TEST_PASSWORD, email: "backoff@example.com" } });
+      await t.app.inject({
+        method: "POST",
+        url: "/register",
+        payload: { username: "backoff.user", password: TEST_PASSWORD, email: "backoff@example.com" },
+      });
       await low.runOnce();
       const delays: number[] = [];
       for (let i = 0; i < 6; i += 1) {

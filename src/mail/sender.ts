@@ -110,17 +110,31 @@ export function startMailSender(options: MailSenderOptions): MailSender {
       const reason = describeFailure(error);
       if (now - message.createdAt >= retryForMs) {
         if (await mail.markFailed(message.id, owner, now, reason)) {
-          logger.warn({ message: message.id, kind: message.kind, attempts: message.attempts, reason }, "mail failed: giving up after the retry window");
+          logger.warn(
+            { message: message.id, kind: message.kind, attempts: message.attempts, reason },
+            "mail failed: giving up after the retry window",
+          );
           options.onFailed?.(message);
           await events
-            .recordEvent({ id: uuidv7(runtime.clock, runtime.random), userId: message.userId, type: "mail_failed", at: now, ipAddress: null, userAgent: null, detail: { message: message.id, kind: message.kind } })
+            .recordEvent({
+              id: uuidv7(runtime.clock, runtime.random),
+              userId: message.userId,
+              type: "mail_failed",
+              at: now,
+              ipAddress: null,
+              userAgent: null,
+              detail: { message: message.id, kind: message.kind },
+            })
             .catch((cause: unknown) => logger.warn({ err: cause, message: message.id }, "could not record the mail_failed event"));
         }
         return;
       }
       const delay = backoff(message.attempts);
       await mail.markRetry(message.id, owner, now + delay, reason);
-      logger.warn({ message: message.id, kind: message.kind, attempts: message.attempts, retryInMs: delay, reason }, "mail not handed over; will retry");
+      logger.warn(
+        { message: message.id, kind: message.kind, attempts: message.attempts, retryInMs: delay, reason },
+        "mail not handed over; will retry",
+      );
       return;
     }
     if (await mail.markSent(message.id, owner, runtime.clock.now())) {
@@ -200,9 +214,12 @@ export function startMailSender(options: MailSenderOptions): MailSender {
 
   function schedule(): void {
     if (stopped) return;
-    timer = setTimeout(() => {
-      void runOnce().finally(schedule);
-    }, transportDown ? Math.min(pollIntervalMs, probeIntervalMs) : pollIntervalMs);
+    timer = setTimeout(
+      () => {
+        void runOnce().finally(schedule);
+      },
+      transportDown ? Math.min(pollIntervalMs, probeIntervalMs) : pollIntervalMs,
+    );
     timer.unref();
   }
 

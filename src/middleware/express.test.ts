@@ -106,8 +106,14 @@ describe("Express requireAuth and requireRole", () => {
   it("requires the CSRF token for cookie-authenticated POSTs but not for Bearer ones", async () => {
     const user = await t.register();
     assert.equal((await call({ method: "POST", url: "/notes", headers: { cookie: `sid=${user.cookie}` } })).statusCode, 403);
-    assert.equal((await call({ method: "POST", url: "/notes", headers: { cookie: `sid=${user.cookie}`, "x-csrf-token": user.csrfToken } })).statusCode, 201);
-    assert.equal((await call({ method: "POST", url: "/notes", headers: { authorization: `Bearer ${await tokenFor(user)}` } })).statusCode, 201);
+    assert.equal(
+      (await call({ method: "POST", url: "/notes", headers: { cookie: `sid=${user.cookie}`, "x-csrf-token": user.csrfToken } })).statusCode,
+      201,
+    );
+    assert.equal(
+      (await call({ method: "POST", url: "/notes", headers: { authorization: `Bearer ${await tokenFor(user)}` } })).statusCode,
+      201,
+    );
   });
 
   it("re-sends the cookie when it slides the idle expiry", async () => {
@@ -118,7 +124,9 @@ describe("Express requireAuth and requireRole", () => {
   });
 
   it("answers 503 when the store is down, and checks role names when the middleware is created", async () => {
-    const down = resourceApp(createValidator({ sessions: { ...t.stores.sessions, findSession: () => Promise.reject(new LatchError("unavailable")) } }));
+    const down = resourceApp(
+      createValidator({ sessions: { ...t.stores.sessions, findSession: () => Promise.reject(new LatchError("unavailable")) } }),
+    );
     const user = await t.register();
     const response = await inject(down, { method: "GET", url: "/dashboard", headers: { cookie: `sid=${user.cookie}` } });
     assert.equal(response.statusCode, 503);

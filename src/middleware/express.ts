@@ -9,7 +9,16 @@ import type { AuthFailure, AuthRequirement, LatchAuth, Validator, ValidatorOptio
  * Latch's Bearer JWTs against its JWKS, with no call to Latch per request.
  */
 
-export type { AuthFailure, AuthRequirement, JwksOptions, LatchAuth, LatchSession, LatchUser, Validator, ValidatorOptions } from "./validate.js";
+export type {
+  AuthFailure,
+  AuthRequirement,
+  JwksOptions,
+  LatchAuth,
+  LatchSession,
+  LatchUser,
+  Validator,
+  ValidatorOptions,
+} from "./validate.js";
 export type { AccessTokenClaims } from "../core/tokens.js";
 export { createValidator, DEFAULT_SESSION_POLICY } from "./validate.js";
 

@@ -28,7 +28,9 @@ describe("the Fastify plugin", () => {
     });
     // Registered in a child scope: fastify-plugin makes the decorators visible here too.
     await app.register(async (scope) => {
-      scope.get("/dashboard", { preHandler: scope.requireAuth }, async (request) => ({ message: `Welcome, ${request.latch!.user.username}` }));
+      scope.get("/dashboard", { preHandler: scope.requireAuth }, async (request) => ({
+        message: `Welcome, ${request.latch!.user.username}`,
+      }));
       scope.get("/admin", { preHandler: [scope.requireAuth, scope.requireRole("admin")] }, async () => ({ message: "Admin area" }));
       scope.get("/public", async (request) => ({ latch: request.latch }));
     });

@@ -49,7 +49,9 @@ describe("the middleware and second factors", () => {
     await fastifyApp.register(latchFastify, { validator: latch });
     fastifyApp.get("/notes", { preHandler: fastifyApp.requireAuth }, async (request) => ({ amr: request.latch!.session.amr }));
     fastifyApp.post("/notes", { preHandler: fastifyApp.requireAuth }, async () => ({}));
-    fastifyApp.post("/transfers", { preHandler: fastifyApp.requireAuth({ mfa: true }) }, async (_request, reply) => reply.code(201).send({ ok: true }));
+    fastifyApp.post("/transfers", { preHandler: fastifyApp.requireAuth({ mfa: true }) }, async (_request, reply) =>
+      reply.code(201).send({ ok: true }),
+    );
     fastifyApp.get("/admin", { preHandler: fastifyApp.requireRole("admin", { mfa: true }) }, async () => ({ ok: true }));
     await fastifyApp.ready();
 
@@ -61,7 +63,12 @@ describe("the middleware and second factors", () => {
     const login = await t.app.inject({ method: "POST", url: "/login", payload: { username: user.username, password: TEST_PASSWORD } });
     pendingCookie = setCookieValue(login)!;
     const login2 = await t.app.inject({ method: "POST", url: "/login", payload: { username: user.username, password: TEST_PASSWORD } });
-    const done = await t.app.inject({ method: "POST", url: "/login/mfa", cookies: { sid: setCookieValue(login2)! }, payload: { code: code(t.clock.now()) } });
+    const done = await t.app.inject({
+      method: "POST",
+      url: "/login/mfa",
+      cookies: { sid: setCookieValue(login2)! },
+      payload: { code: code(t.clock.now()) },
+    });
     assert.equal(done.statusCode, 200, done.body);
     twoFactorCookie = setCookieValue(done)!;
     onlyPassword = await t.registerAdmin();
@@ -80,7 +87,12 @@ describe("the middleware and second factors", () => {
   ] as const) {
     it(`${name}: a pending sign-in's cookie is 401 on every route, even with the CSRF token its secret gives`, async () => {
       const csrf = csrfTokenFor(parseSessionToken(pendingCookie)!.secret);
-      for (const [method, url] of [["GET", "/notes"], ["POST", "/notes"], ["POST", "/transfers"], ["GET", "/admin"]] as const) {
+      for (const [method, url] of [
+        ["GET", "/notes"],
+        ["POST", "/notes"],
+        ["POST", "/transfers"],
+        ["GET", "/admin"],
+      ] as const) {
         const response = await call(method, url, { cookie: `sid=${pendingCookie}`, "x-csrf-token": csrf });
         assert.equal(response.statusCode, 401, `${name} ${method} ${url}`);
         assert.equal(response.json().error.code, "unauthenticated");
@@ -88,7 +100,10 @@ describe("the middleware and second factors", () => {
     });
 
     it(`${name}: requireAuth({ mfa: true }) takes a two-factor session and answers 403 to a one-factor one`, async () => {
-      const two = await call("POST", "/transfers", { cookie: `sid=${twoFactorCookie}`, "x-csrf-token": csrfTokenFor(parseSessionToken(twoFactorCookie)!.secret) });
+      const two = await call("POST", "/transfers", {
+        cookie: `sid=${twoFactorCookie}`,
+        "x-csrf-token": csrfTokenFor(parseSessionToken(twoFactorCookie)!.secret),
+      });
       assert.equal(two.statusCode, 201, two.body);
       const one = await call("POST", "/transfers", { cookie: `sid=${onlyPassword.cookie}`, "x-csrf-token": onlyPassword.csrfToken });
       assert.equal(one.statusCode, 403);
@@ -103,7 +118,14 @@ describe("the middleware and second factors", () => {
 
     it(`${name}: a Bearer token carries the session's amr; a one-factor token gets 403 with insufficient_user_authentication`, async () => {
       const token = async (cookie: string): Promise<string> =>
-        (await t.app.inject({ method: "POST", url: "/token", cookies: { sid: cookie }, headers: { "x-csrf-token": csrfTokenFor(parseSessionToken(cookie)!.secret) } })).json().access_token;
+        (
+          await t.app.inject({
+            method: "POST",
+            url: "/token",
+            cookies: { sid: cookie },
+            headers: { "x-csrf-token": csrfTokenFor(parseSessionToken(cookie)!.secret) },
+          })
+        ).json().access_token;
       const strong = await call("POST", "/transfers", { authorization: `Bearer ${await token(twoFactorCookie)}` });
       assert.equal(strong.statusCode, 201, strong.body);
       const weak = await call("POST", "/transfers", { authorization: `Bearer ${await token(onlyPassword.cookie)}` });
@@ -113,13 +135,29 @@ describe("the middleware and second factors", () => {
   }
 
   it("JWKS-only: the token's amr claim decides", async () => {
-    const jwksOnly = createValidator({ clock: t.clock, jwks: { url: "http://latch.test/.well-known/jwks.json", issuer: "latch", fetch: injectFetch(t) } });
+    const jwksOnly = createValidator({
+      clock: t.clock,
+      jwks: { url: "http://latch.test/.well-known/jwks.json", issuer: "latch", fetch: injectFetch(t) },
+    });
     const app = express();
     app.post("/transfers", requireAuth(jwksOnly, { mfa: true }), (_req, res) => void res.status(201).json({}));
-    const strongToken = (await t.app.inject({ method: "POST", url: "/token", cookies: { sid: twoFactorCookie }, headers: { "x-csrf-token": csrfTokenFor(parseSessionToken(twoFactorCookie)!.secret) } })).json().access_token;
-    assert.equal((await inject(app, { method: "POST", url: "/transfers", headers: { authorization: `Bearer ${strongToken}` } })).statusCode, 201);
+    const strongToken = (
+      await t.app.inject({
+        method: "POST",
+        url: "/token",
+        cookies: { sid: twoFactorCookie },
+        headers: { "x-csrf-token": csrfTokenFor(parseSessionToken(twoFactorCookie)!.secret) },
+      })
+    ).json().access_token;
+    assert.equal(
+      (await inject(app, { method: "POST", url: "/transfers", headers: { authorization: `Bearer ${strongToken}` } })).statusCode,
+      201,
+    );
     const weakToken = (await t.app.inject({ method: "POST", url: "/token", ...t.auth(onlyPassword) })).json().access_token;
-    assert.equal((await inject(app, { method: "POST", url: "/transfers", headers: { authorization: `Bearer ${weakToken}` } })).statusCode, 403);
+    assert.equal(
+      (await inject(app, { method: "POST", url: "/transfers", headers: { authorization: `Bearer ${weakToken}` } })).statusCode,
+      403,
+    );
   });
 
   it("refuses a malformed requirement at creation", () => {

@@ -55,7 +55,10 @@ describe("the resource server's validate()", () => {
     assert.throws(() => createValidator({ jwks: { url: "ftp://x/", issuer: "latch" } }), /jwks.url/);
     assert.throws(() => createValidator({ jwks: { url: "not a url", issuer: "latch" } }));
     assert.throws(() => createValidator({ jwks: { url: JWKS_URL, issuer: "" } }), /issuer/);
-    assert.throws(() => createValidator({ sessions: t.stores.sessions, policy: { idleTimeoutMs: 0, absoluteTimeoutMs: 1, renewIntervalMs: 0 } }), /policy/);
+    assert.throws(
+      () => createValidator({ sessions: t.stores.sessions, policy: { idleTimeoutMs: 0, absoluteTimeoutMs: 1, renewIntervalMs: 0 } }),
+      /policy/,
+    );
     assert.throws(() => createValidator({ sessions: t.stores.sessions, cookieNames: [] }), /cookieNames/);
     assert.throws(() => checkRole("Not A Role"), /role/);
   });
@@ -103,7 +106,11 @@ describe("the resource server's validate()", () => {
       if (saved === undefined) delete process.env.NODE_ENV;
       else process.env.NODE_ENV = saved;
     }
-    expectFailure(await createValidator({ ...options, production: true }).validate(get({ cookie: `sid=${user.cookie}` })), "unauthenticated", "Bearer");
+    expectFailure(
+      await createValidator({ ...options, production: true }).validate(get({ cookie: `sid=${user.cookie}` })),
+      "unauthenticated",
+      "Bearer",
+    );
   });
 
   it("checks the Origin of cookie-authenticated changes when given its origins, and not otherwise", async () => {
@@ -115,7 +122,11 @@ describe("the resource server's validate()", () => {
     const checked = createValidator({ ...options, origins: ["https://app.example.com"] });
     expectFailure(await checked.validate(post("https://evil.example", "cross-site")), "csrf", null, "untrusted Origin");
     assert.equal((await checked.validate(post("https://app.example.com", "cross-site"))).ok, true);
-    assert.equal((await createValidator(options).validate(post("https://evil.example", "cross-site"))).ok, true, "no Origin check by default");
+    assert.equal(
+      (await createValidator(options).validate(post("https://evil.example", "cross-site"))).ok,
+      true,
+      "no Origin check by default",
+    );
     assert.throws(() => createValidator({ ...options, origins: ["https://app.example.com/path"] }), /origins/);
   });
 
@@ -197,17 +208,32 @@ describe("the resource server's validate()", () => {
       expectFailure(await latch.validate(get({ authorization: `Bearer ${value}` })), "invalid_token", 'Bearer error="invalid_token"', what);
     }
     const elsewhere = createValidator({ ...options, jwks: { ...options.jwks!, issuer: "someone-else" } });
-    expectFailure(await elsewhere.validate(get({ authorization: `Bearer ${token}` })), "invalid_token", 'Bearer error="invalid_token"', "issuer");
+    expectFailure(
+      await elsewhere.validate(get({ authorization: `Bearer ${token}` })),
+      "invalid_token",
+      'Bearer error="invalid_token"',
+      "issuer",
+    );
 
     const expiring = await tokenFor(await t.register());
     t.clock.advance(600_000);
-    expectFailure(await latch.validate(get({ authorization: `Bearer ${expiring}` })), "invalid_token", 'Bearer error="invalid_token"', "expired");
+    expectFailure(
+      await latch.validate(get({ authorization: `Bearer ${expiring}` })),
+      "invalid_token",
+      'Bearer error="invalid_token"',
+      "expired",
+    );
 
     const live = await t.register();
     const liveToken = await tokenFor(live);
     assert.equal((await latch.validate(get({ authorization: `Bearer ${liveToken}` }))).ok, true);
     await t.app.inject({ method: "POST", url: "/logout", ...t.auth(live) });
-    expectFailure(await latch.validate(get({ authorization: `Bearer ${liveToken}` })), "invalid_token", 'Bearer error="invalid_token"', "ended session");
+    expectFailure(
+      await latch.validate(get({ authorization: `Bearer ${liveToken}` })),
+      "invalid_token",
+      'Bearer error="invalid_token"',
+      "ended session",
+    );
   });
 
   for (const alg of ["ES256", "RS256", "EdDSA"]) {
@@ -217,7 +243,11 @@ describe("the resource server's validate()", () => {
         const user = await server.register();
         const token = (await server.app.inject({ method: "POST", url: "/token", ...server.auth(user) })).json().token as string;
         assert.equal(decodeProtectedHeader(token).alg, alg);
-        const latch = createValidator({ jwks: { url: JWKS_URL, issuer: server.context.config.issuer, fetch: injectFetch(server) }, clock: server.clock, tokenCacheSize: 0 });
+        const latch = createValidator({
+          jwks: { url: JWKS_URL, issuer: server.context.config.issuer, fetch: injectFetch(server) },
+          clock: server.clock,
+          tokenCacheSize: 0,
+        });
         const result = await latch.validate(get({ authorization: `Bearer ${token}` }));
         assert.ok(result.ok, alg);
         assert.equal(result.auth.user.id, user.userId);
@@ -235,14 +265,27 @@ describe("the resource server's validate()", () => {
     const latch = createValidator({ jwks: options.jwks!, clock: t.clock, tokenCacheSize: 0 });
     assert.equal((await latch.validate(get({ authorization: `Bearer ${token}` }))).ok, true, "as published");
     const relabelled = `${b64({ alg: "RS256", typ: "JWT", kid })}.${payload}.${signature}`;
-    expectFailure(await latch.validate(get({ authorization: `Bearer ${relabelled}` })), "invalid_token", 'Bearer error="invalid_token"', "relabelled");
+    expectFailure(
+      await latch.validate(get({ authorization: `Bearer ${relabelled}` })),
+      "invalid_token",
+      'Bearer error="invalid_token"',
+      "relabelled",
+    );
     const stripped: FetchImplementation = async (url) => {
       const response = await t.app.inject({ url: new URL(url).pathname });
       const body = response.json() as { keys: Array<Record<string, unknown>> };
-      return new Response(JSON.stringify({ keys: body.keys.map(({ alg: _alg, ...rest }) => rest) }), { status: 200, headers: { "content-type": "application/json" } });
+      return new Response(JSON.stringify({ keys: body.keys.map(({ alg: _alg, ...rest }) => rest) }), {
+        status: 200,
+        headers: { "content-type": "application/json" },
+      });
     };
     const noAlg = createValidator({ jwks: { ...options.jwks!, fetch: stripped }, clock: t.clock, tokenCacheSize: 0 });
-    expectFailure(await noAlg.validate(get({ authorization: `Bearer ${token}` })), "invalid_token", 'Bearer error="invalid_token"', "JWKS without alg");
+    expectFailure(
+      await noAlg.validate(get({ authorization: `Bearer ${token}` })),
+      "invalid_token",
+      'Bearer error="invalid_token"',
+      "JWKS without alg",
+    );
   });
 
   it("on a JWKS-only server, believes a token until its exp, even after sign-out (the documented trade-off)", async () => {
@@ -283,15 +326,24 @@ describe("the resource server's validate()", () => {
   it("turns an unreachable JWKS or store into 503 unavailable, not a refused token", async () => {
     const user = await t.register();
     const token = await tokenFor(user);
-    const down = createValidator({ ...options, jwks: { ...options.jwks!, fetch: async () => Promise.reject(new TypeError("fetch failed")) } });
-    const error = await down.validate(get({ authorization: `Bearer ${token}` })).then(() => null, (e: unknown) => e);
+    const down = createValidator({
+      ...options,
+      jwks: { ...options.jwks!, fetch: async () => Promise.reject(new TypeError("fetch failed")) },
+    });
+    const error = await down.validate(get({ authorization: `Bearer ${token}` })).then(
+      () => null,
+      (e: unknown) => e,
+    );
     assert.ok(error instanceof LatchError);
     assert.equal(failureFromError(error)?.status, 503);
     const broken = createValidator({
       ...options,
       sessions: { ...t.stores.sessions, findSession: () => Promise.reject(new LatchError("unavailable", "db down")) },
     });
-    await assert.rejects(broken.validate(get({ cookie: `sid=${user.cookie}` })), (e: unknown) => failureFromError(e)?.code === "unavailable");
+    await assert.rejects(
+      broken.validate(get({ cookie: `sid=${user.cookie}` })),
+      (e: unknown) => failureFromError(e)?.code === "unavailable",
+    );
     assert.equal(failureFromError(new Error("a bug")), null);
   });
 });

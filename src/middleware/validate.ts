@@ -2,7 +2,15 @@ import { randomFillSync } from "node:crypto";
 import { createRemoteJWKSet, customFetch } from "jose";
 import type { FetchImplementation, JWTVerifyGetKey } from "jose";
 import { ROLE_PATTERN } from "../core/accounts.js";
-import { createRequestAuthenticator, CSRF_TOKEN_MESSAGE, csrfTokenPresented, hasSecurePrefix, isUnsafeMethod, originRefusal, sessionCookie } from "../auth/index.js";
+import {
+  createRequestAuthenticator,
+  CSRF_TOKEN_MESSAGE,
+  csrfTokenPresented,
+  hasSecurePrefix,
+  isUnsafeMethod,
+  originRefusal,
+  sessionCookie,
+} from "../auth/index.js";
 import type { BearerVerifier, OriginPolicy } from "../auth/index.js";
 import { errorCodes, isLatchError } from "../core/errors.js";
 import type { Clock } from "../core/runtime.js";
@@ -131,7 +139,8 @@ export interface AuthRequirement {
 }
 
 /** The 403 message for a one-factor sign-in where two are required. */
-export const MFA_REQUIRED_MESSAGE = "This needs a sign-in with a second factor: sign in again with a passkey, or with your password and a code.";
+export const MFA_REQUIRED_MESSAGE =
+  "This needs a sign-in with a second factor: sign in again with a passkey, or with your password and a code.";
 
 /** What the middleware puts on the request as `latch`. */
 export interface LatchAuth {
@@ -210,7 +219,12 @@ export function failureFromError(error: unknown): AuthFailure | null {
  */
 export function checkRequirement(value: unknown): AuthRequirement {
   if (value === undefined) return {};
-  if (typeof value !== "object" || value === null || Object.keys(value).some((k) => k !== "mfa") || !["undefined", "boolean"].includes(typeof (value as AuthRequirement).mfa)) {
+  if (
+    typeof value !== "object" ||
+    value === null ||
+    Object.keys(value).some((k) => k !== "mfa") ||
+    !["undefined", "boolean"].includes(typeof (value as AuthRequirement).mfa)
+  ) {
     throw new TypeError(`latch: the requirement must be like { mfa: true } (got ${JSON.stringify(value)})`);
   }
   return { ...(value as AuthRequirement) };
@@ -247,10 +261,14 @@ function checkOptions(options: ValidatorOptions): void {
   if (options.jwks !== undefined) {
     const url = new URL(options.jwks.url);
     if (url.protocol !== "https:" && url.protocol !== "http:") throw new TypeError("latch: jwks.url must be an http(s) URL");
-    if (typeof options.jwks.issuer !== "string" || options.jwks.issuer === "") throw new TypeError("latch: jwks.issuer must name Latch's TOKEN_ISSUER");
+    if (typeof options.jwks.issuer !== "string" || options.jwks.issuer === "")
+      throw new TypeError("latch: jwks.issuer must name Latch's TOKEN_ISSUER");
   }
   const policy = options.policy;
-  if (policy !== undefined && !(policy.idleTimeoutMs > 0 && policy.absoluteTimeoutMs >= policy.idleTimeoutMs && policy.renewIntervalMs >= 0)) {
+  if (
+    policy !== undefined &&
+    !(policy.idleTimeoutMs > 0 && policy.absoluteTimeoutMs >= policy.idleTimeoutMs && policy.renewIntervalMs >= 0)
+  ) {
     throw new TypeError("latch: policy must have idleTimeoutMs > 0, absoluteTimeoutMs >= idleTimeoutMs and renewIntervalMs >= 0");
   }
   if (options.cookieNames !== undefined && (options.cookieNames.length === 0 || !options.cookieNames.every((n) => /^[\w-]+$/.test(n)))) {
@@ -281,7 +299,8 @@ export function createValidator(options: ValidatorOptions): Validator {
   const production = options.production ?? process.env.NODE_ENV === "production";
   const cookieNames = options.cookieNames ?? (production ? PRODUCTION_COOKIE_NAMES : DEVELOPMENT_COOKIE_NAMES);
   const csrfRequired = options.csrf !== "off";
-  const originPolicy: OriginPolicy | null = options.origins === undefined ? null : { trusted: new Set(options.origins), own: new Set(), loopback: "deny" };
+  const originPolicy: OriginPolicy | null =
+    options.origins === undefined ? null : { trusted: new Set(options.origins), own: new Set(), loopback: "deny" };
   const store = options.sessions;
   // The same manager Latch uses, so renewal follows the same rule: at most
   // one write per renewal interval, never beyond the absolute expiry.
@@ -335,10 +354,22 @@ export function createValidator(options: ValidatorOptions): Validator {
           if (found === null) {
             // JWKS-only: the signature is all there is, so the claims are believed until exp.
             const user: LatchUser = { id: claims.sub, username: null, email: null, roles: [...claims.roles], mfa: null, createdAt: null };
-            const session: LatchSession = { id: claims.sid, userId: claims.sub, createdAt: null, lastSeenAt: null, idleExpiresAt: null, absoluteExpiresAt: null, amr: [...claims.amr] };
+            const session: LatchSession = {
+              id: claims.sid,
+              userId: claims.sub,
+              createdAt: null,
+              lastSeenAt: null,
+              idleExpiresAt: null,
+              absoluteExpiresAt: null,
+              amr: [...claims.amr],
+            };
             return { ok: true, auth: { via: "bearer", user, session, claims }, setCookie: null };
           }
-          return { ok: true, auth: { via: "bearer", user: userOf(found.user), session: sessionOf(found.session), claims }, setCookie: null };
+          return {
+            ok: true,
+            auth: { via: "bearer", user: userOf(found.user), session: sessionOf(found.session), claims },
+            setCookie: null,
+          };
         }
         case "session": {
           const { valid, cookieName, token } = who;
@@ -352,7 +383,11 @@ export function createValidator(options: ValidatorOptions): Validator {
           const setCookie = valid.renewed
             ? sessionCookie(cookieName, token, valid.session.idleExpiresAt, clock.now(), { secure: hasSecurePrefix(cookieName) })
             : null;
-          return { ok: true, auth: { via: "session", user: userOf(valid.user), session: sessionOf(valid.session), claims: null }, setCookie };
+          return {
+            ok: true,
+            auth: { via: "session", user: userOf(valid.user), session: sessionOf(valid.session), claims: null },
+            setCookie,
+          };
         }
       }
     },
@@ -376,5 +411,11 @@ export function createValidator(options: ValidatorOptions): Validator {
  * const validator = isValidator(options) ? options : createValidator(options);
  */
 export function isValidator(value: unknown): value is Validator {
-  return typeof value === "object" && value !== null && typeof (value as Validator).validate === "function" && typeof (value as Validator).authorize === "function" && typeof (value as Validator).require === "function";
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as Validator).validate === "function" &&
+    typeof (value as Validator).authorize === "function" &&
+    typeof (value as Validator).require === "function"
+  );
 }

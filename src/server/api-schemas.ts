@@ -53,7 +53,18 @@ export const sharedSchemas: Schema[] = [
   {
     $id: "Session",
     description: "A session by its public handle (never the cookie's secret).",
-    ...closed({ id: { type: "string" }, createdAt: isoTime, lastSeenAt: isoTime, idleExpiresAt: isoTime, absoluteExpiresAt: isoTime, amr: { type: "array", items: { type: "string", enum: ["pwd", "otp", "hwk", "mfa"] }, description: "How the session signed in (RFC 8176)." } }),
+    ...closed({
+      id: { type: "string" },
+      createdAt: isoTime,
+      lastSeenAt: isoTime,
+      idleExpiresAt: isoTime,
+      absoluteExpiresAt: isoTime,
+      amr: {
+        type: "array",
+        items: { type: "string", enum: ["pwd", "otp", "hwk", "mfa"] },
+        description: "How the session signed in (RFC 8176).",
+      },
+    }),
   },
   {
     $id: "ListedSession",
@@ -64,7 +75,11 @@ export const sharedSchemas: Schema[] = [
       lastSeenAt: isoTime,
       idleExpiresAt: isoTime,
       absoluteExpiresAt: isoTime,
-      amr: { type: "array", items: { type: "string", enum: ["pwd", "otp", "hwk", "mfa"] }, description: "How the session signed in (RFC 8176)." },
+      amr: {
+        type: "array",
+        items: { type: "string", enum: ["pwd", "otp", "hwk", "mfa"] },
+        description: "How the session signed in (RFC 8176).",
+      },
       userAgent: nullable({ type: "string" }),
       ipAddress: nullable({ type: "string", description: "Truncated: an IPv4 /24 or IPv6 /48." }),
       current: { type: "boolean", description: "The session this request was made with." },
@@ -77,8 +92,12 @@ export const sharedSchemas: Schema[] = [
   },
   {
     $id: "MfaRequired",
-    description: "The password was right and the account has TOTP: the cookie now holds a pending sign-in, which only POST /login/mfa accepts.",
-    ...closed({ mfaRequired: { type: "boolean", const: true }, methods: { type: "array", items: { type: "string", enum: ["totp", "recovery_code"] } } }),
+    description:
+      "The password was right and the account has TOTP: the cookie now holds a pending sign-in, which only POST /login/mfa accepts.",
+    ...closed({
+      mfaRequired: { type: "boolean", const: true },
+      methods: { type: "array", items: { type: "string", enum: ["totp", "recovery_code"] } },
+    }),
   },
   {
     $id: "RecoveryCodes",
@@ -88,12 +107,20 @@ export const sharedSchemas: Schema[] = [
   {
     $id: "Passkey",
     description: "A passkey as the API shows it (never its public key or credential id).",
-    ...closed({ id: { type: "string" }, name: { type: "string" }, createdAt: isoTime, lastUsedAt: nullable({ type: "string", format: "date-time" }) }),
+    ...closed({
+      id: { type: "string" },
+      name: { type: "string" },
+      createdAt: isoTime,
+      lastUsedAt: nullable({ type: "string", format: "date-time" }),
+    }),
   },
   {
     $id: "WebAuthnOptions",
-    description: "WebAuthn options in their JSON form (PublicKeyCredentialCreationOptionsJSON or PublicKeyCredentialRequestOptionsJSON), for @simplewebauthn/browser or PublicKeyCredential.parse…FromJSON.",
-    ...closed({ options: { type: "object", properties: { challenge: { type: "string" } }, required: ["challenge"], additionalProperties: true } }),
+    description:
+      "WebAuthn options in their JSON form (PublicKeyCredentialCreationOptionsJSON or PublicKeyCredentialRequestOptionsJSON), for @simplewebauthn/browser or PublicKeyCredential.parse…FromJSON.",
+    ...closed({
+      options: { type: "object", properties: { challenge: { type: "string" } }, required: ["challenge"], additionalProperties: true },
+    }),
   },
   { $id: "Message", ...closed({ message: { type: "string" } }) },
   { $id: "UserView", ...closed({ message: { type: "string" }, user: { $ref: "User#" } }) },
@@ -131,9 +158,13 @@ export function noBody(description: string, extra: Schema = {}): Schema {
   return { description, type: "null", ...extra };
 }
 
-const setCookie = { "Set-Cookie": { type: "string", description: "The session cookie (sid, or __Host-sid in production): set, renewed or cleared." } };
+const setCookie = {
+  "Set-Cookie": { type: "string", description: "The session cookie (sid, or __Host-sid in production): set, renewed or cleared." },
+};
 const retryAfter = { "Retry-After": { type: "integer", description: "Seconds to wait." } };
-const wwwAuthenticate = { "WWW-Authenticate": { type: "string", description: 'Bearer, with error="invalid_token" for a bad token (RFC 6750).' } };
+const wwwAuthenticate = {
+  "WWW-Authenticate": { type: "string", description: 'Bearer, with error="invalid_token" for a bad token (RFC 6750).' },
+};
 
 /** Response headers to document beside a body: `withHeaders(answer(...), "Set-Cookie")`. */
 export function withHeaders(response: Schema, ...names: Array<"Set-Cookie" | "Retry-After" | "WWW-Authenticate">): Schema {
@@ -188,9 +219,15 @@ export const securitySchemes = {
     type: "apiKey",
     in: "header",
     name: "X-CSRF-Token",
-    description: "The session's CSRF token (from sign-in or GET /csrf-token), required with the cookie on POST, PUT, PATCH and DELETE. `CSRF-Token` is accepted too.",
+    description:
+      "The session's CSRF token (from sign-in or GET /csrf-token), required with the cookie on POST, PUT, PATCH and DELETE. `CSRF-Token` is accepted too.",
   },
-  bearerToken: { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "An access token from POST /token, verifiable with /.well-known/jwks.json." },
+  bearerToken: {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "An access token from POST /token, verifiable with /.well-known/jwks.json.",
+  },
 } as const;
 
 export const idParam = (what: string): Schema => ({

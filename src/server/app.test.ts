@@ -22,19 +22,33 @@ describe("request handling", () => {
   }
 
   it("answers malformed JSON with 400 invalid_input", async () => {
-    const response = await t.app.inject({ method: "POST", url: "/login", headers: { "content-type": "application/json" }, payload: '{"username": "x",' });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/login",
+      headers: { "content-type": "application/json" },
+      payload: '{"username": "x",',
+    });
     assertError(response, 400, "invalid_input");
   });
 
   it("answers a non-JSON body with 415 unsupported_media_type", async () => {
     for (const type of ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]) {
-      const response = await t.app.inject({ method: "POST", url: "/login", headers: { "content-type": type }, payload: "username=a&password=b" });
+      const response = await t.app.inject({
+        method: "POST",
+        url: "/login",
+        headers: { "content-type": type },
+        payload: "username=a&password=b",
+      });
       assertError(response, 415, "unsupported_media_type");
     }
   });
 
   it("answers a body over 16 KiB with 413 payload_too_large", async () => {
-    const response = await t.app.inject({ method: "POST", url: "/register", payload: { username: "big", password: "x".repeat(17 * 1024) } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/register",
+      payload: { username: "big", password: "x".repeat(17 * 1024) },
+    });
     assertError(response, 413, "payload_too_large");
   });
 
@@ -46,7 +60,10 @@ describe("request handling", () => {
   });
 
   it("refuses __proto__ and constructor keys with 400", async () => {
-    for (const payload of ['{"__proto__": {"admin": true}, "username": "a", "password": "b"}', '{"constructor": {"prototype": {"x": 1}}}']) {
+    for (const payload of [
+      '{"__proto__": {"admin": true}, "username": "a", "password": "b"}',
+      '{"constructor": {"prototype": {"x": 1}}}',
+    ]) {
       const response = await t.app.inject({ method: "POST", url: "/register", headers: { "content-type": "application/json" }, payload });
       assertError(response, 400, "invalid_input");
     }
@@ -95,7 +112,10 @@ describe("origins and CORS", () => {
 
   it("refuses sign-in and registration from an untrusted Origin with 403 csrf (login CSRF)", async () => {
     const { username } = await t.register();
-    for (const [url, payload] of [["/login", { username, password: TEST_PASSWORD }], ["/register", { username: "fromevil", password: TEST_PASSWORD }]] as const) {
+    for (const [url, payload] of [
+      ["/login", { username, password: TEST_PASSWORD }],
+      ["/register", { username: "fromevil", password: TEST_PASSWORD }],
+    ] as const) {
       const response = await t.app.inject({ method: "POST", url, payload, headers: { origin: "https://evil.example" } });
       assert.equal(response.statusCode, 403);
       assert.equal(response.json().error.code, "csrf");
@@ -104,10 +124,17 @@ describe("origins and CORS", () => {
 
   it("refuses a cross-site request without an Origin, and allows a same-origin one", async () => {
     const { username } = await t.register();
-    const crossSite = await t.app.inject({ method: "POST", url: "/login", payload: { username, password: TEST_PASSWORD }, headers: { "sec-fetch-site": "cross-site" } });
+    const crossSite = await t.app.inject({
+      method: "POST",
+      url: "/login",
+      payload: { username, password: TEST_PASSWORD },
+      headers: { "sec-fetch-site": "cross-site" },
+    });
     assert.equal(crossSite.statusCode, 403);
     const sameOrigin = await t.app.inject({
-      method: "POST", url: "/login", payload: { username, password: TEST_PASSWORD },
+      method: "POST",
+      url: "/login",
+      payload: { username, password: TEST_PASSWORD },
       headers: { origin: "http://localhost:80", host: "localhost:80", "sec-fetch-site": "same-origin" },
     });
     assert.equal(sameOrigin.statusCode, 200, sameOrigin.body);
@@ -115,14 +142,24 @@ describe("origins and CORS", () => {
 
   it("refuses a session-authenticated state change from an untrusted Origin even with the CSRF token", async () => {
     const { cookie, csrfToken } = await t.register();
-    const response = await t.app.inject({ method: "POST", url: "/logout", cookies: { sid: cookie }, headers: { "x-csrf-token": csrfToken, origin: "https://evil.example" } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/logout",
+      cookies: { sid: cookie },
+      headers: { "x-csrf-token": csrfToken, origin: "https://evil.example" },
+    });
     assert.equal(response.statusCode, 403);
     assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: cookie } })).statusCode, 200);
   });
 
   it("lets a trusted origin sign in cross-site, with credentialed CORS headers echoing it", async () => {
     const { username } = await t.register();
-    const response = await t.app.inject({ method: "POST", url: "/login", payload: { username, password: TEST_PASSWORD }, headers: { origin: trusted, "sec-fetch-site": "cross-site" } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/login",
+      payload: { username, password: TEST_PASSWORD },
+      headers: { origin: trusted, "sec-fetch-site": "cross-site" },
+    });
     assert.equal(response.statusCode, 200);
     assert.equal(response.headers["access-control-allow-origin"], trusted);
     assert.equal(response.headers["access-control-allow-credentials"], "true");
@@ -130,11 +167,19 @@ describe("origins and CORS", () => {
   });
 
   it("answers a trusted preflight and gives an untrusted one no CORS headers", async () => {
-    const ok = await t.app.inject({ method: "OPTIONS", url: "/login", headers: { origin: trusted, "access-control-request-method": "POST" } });
+    const ok = await t.app.inject({
+      method: "OPTIONS",
+      url: "/login",
+      headers: { origin: trusted, "access-control-request-method": "POST" },
+    });
     assert.equal(ok.statusCode, 204);
     assert.equal(ok.headers["access-control-allow-origin"], trusted);
     assert.match(String(ok.headers["access-control-allow-headers"]), /X-CSRF-Token/);
-    const refused = await t.app.inject({ method: "OPTIONS", url: "/login", headers: { origin: "https://evil.example", "access-control-request-method": "POST" } });
+    const refused = await t.app.inject({
+      method: "OPTIONS",
+      url: "/login",
+      headers: { origin: "https://evil.example", "access-control-request-method": "POST" },
+    });
     assert.equal(refused.headers["access-control-allow-origin"], undefined);
     const simple = await t.app.inject({ url: "/healthz", headers: { origin: "https://evil.example" } });
     assert.equal(simple.headers["access-control-allow-origin"], undefined);
@@ -182,7 +227,11 @@ describe("GET /metrics", () => {
       // Through the trusted proxy on loopback, the forwarded client decides.
       const forwarded = await t.app.inject({ url: "/metrics", remoteAddress: "127.0.0.1", headers: { "x-forwarded-for": "203.0.113.5" } });
       assert.equal(forwarded.statusCode, 403);
-      const forwardedLocal = await t.app.inject({ url: "/metrics", remoteAddress: "127.0.0.1", headers: { "x-forwarded-for": "127.0.0.1" } });
+      const forwardedLocal = await t.app.inject({
+        url: "/metrics",
+        remoteAddress: "127.0.0.1",
+        headers: { "x-forwarded-for": "127.0.0.1" },
+      });
       assert.equal(forwardedLocal.statusCode, 200);
     } finally {
       await t.close();
@@ -197,7 +246,8 @@ describe("GET /metrics with an in-process session cache", () => {
     const t = await createTestServer({ stores: cache.stores });
     try {
       const user = await t.register("metrics.cache.user");
-      for (let i = 0; i < 3; i += 1) assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: user.cookie } })).statusCode, 200);
+      for (let i = 0; i < 3; i += 1)
+        assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: user.cookie } })).statusCode, 200);
       const scrape = async (): Promise<string> => (await t.app.inject({ url: "/metrics", remoteAddress: "127.0.0.1" })).body;
       let body = await scrape();
       assert.match(body, /latch_session_cache_serving 1/);

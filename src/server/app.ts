@@ -91,7 +91,14 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
       renewIntervalMs: config.session.renewIntervalMs,
     },
   });
-  const tokens = createTokenService({ keys: stores.keys, runtime, issuer: config.issuer, ttlSeconds: config.tokenTtlSeconds, keySecret: config.tokenKeySecret, algorithm: config.tokenAlgorithm });
+  const tokens = createTokenService({
+    keys: stores.keys,
+    runtime,
+    issuer: config.issuer,
+    ttlSeconds: config.tokenTtlSeconds,
+    keySecret: config.tokenKeySecret,
+    algorithm: config.tokenAlgorithm,
+  });
   const context: ServerContext = {
     config,
     stores,
@@ -169,7 +176,12 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     // must not hold a connection forever: Node answers 408 and closes it.
     requestTimeout: config.requestTimeoutMs,
     serverFactory: (handler, factoryOptions) => {
-      const options = factoryOptions as { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number; maxRequestsPerSocket?: number };
+      const options = factoryOptions as {
+        keepAliveTimeout?: number;
+        requestTimeout?: number;
+        connectionTimeout?: number;
+        maxRequestsPerSocket?: number;
+      };
       const server = createHttpServer(
         {
           requestTimeout: config.requestTimeoutMs,
@@ -233,7 +245,6 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
     // contract says and Fastify does): no 405, so no Allow header maps the API.
     void reply.code(404).send({ error: { code: "not_found", message: `No route for ${request.method} ${request.url.split("?")[0]}.` } });
   });
-
 
   // Callback style, not async: this runs on every request, and a promise per
   // request is measurable on the hot path.

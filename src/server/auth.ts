@@ -38,7 +38,10 @@ export interface GuardOptions {
 /** The request's auth for a validated cookie; re-sends the cookie when the idle expiry slid. */
 function cookieAuth(ctx: ServerContext, token: string, valid: ValidSession, reply: FastifyReply): RequestAuth {
   if (valid.renewed) {
-    reply.header("Set-Cookie", sessionCookie(ctx.cookieName, token, valid.session.idleExpiresAt, ctx.runtime.clock.now(), ctx.cookieOptions));
+    reply.header(
+      "Set-Cookie",
+      sessionCookie(ctx.cookieName, token, valid.session.idleExpiresAt, ctx.runtime.clock.now(), ctx.cookieOptions),
+    );
   }
   return { via: "session", user: valid.user, session: valid.session, cookie: valid };
 }
@@ -111,7 +114,8 @@ export function guard(ctx: ServerContext, options: GuardOptions = {}): preHandle
       if (bearerAllowed) reply.header("WWW-Authenticate", "Bearer");
       throw new LatchError("unauthenticated");
     }
-    if (isUnsafeMethod(request.method) && !csrfTokenPresented(request.headers, valid.secret)) throw new LatchError("csrf", CSRF_TOKEN_MESSAGE);
+    if (isUnsafeMethod(request.method) && !csrfTokenPresented(request.headers, valid.secret))
+      throw new LatchError("csrf", CSRF_TOKEN_MESSAGE);
     if (role !== undefined && !valid.user.roles.includes(role)) throw new LatchError("forbidden");
     request.auth = cookieAuth(ctx, token, valid, reply);
   }

@@ -24,7 +24,12 @@ const fastifyCodes: Record<string, { code: ErrorCode; message?: string }> = {
  * the request is echoed.
  */
 export function clientErrorResponse(error: NodeJS.ErrnoException): string {
-  const code: ErrorCode = error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "request_timeout" : error.code === "HPE_HEADER_OVERFLOW" ? "headers_too_large" : "invalid_input";
+  const code: ErrorCode =
+    error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? "request_timeout"
+      : error.code === "HPE_HEADER_OVERFLOW"
+        ? "headers_too_large"
+        : "invalid_input";
   const message = code === "invalid_input" ? "The request is not valid HTTP." : errorCodes[code].message;
   const body = JSON.stringify({ error: { code, message } });
   const { status } = errorCodes[code];
@@ -46,7 +51,12 @@ function byStatus(status: number): ErrorCode {
  * and leaves as a bare 500 (or 503 for an unavailable store): no stack, SQL
  * or path ever reaches the client.
  */
-export function errorHandler(error: FastifyError | LatchError, request: FastifyRequest, reply: FastifyReply, outages?: OutageLog): FastifyReply {
+export function errorHandler(
+  error: FastifyError | LatchError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  outages?: OutageLog,
+): FastifyReply {
   let code: ErrorCode;
   let message: string;
   if (error instanceof LatchError) {

@@ -26,7 +26,8 @@ export function recordEvent(
     detail,
   };
   ctx.stores.events.recordEvent(event).catch((error: unknown) => {
-    if (!ctx.outages.failed(error, { event: type, reqId: request.id })) request.log.warn({ err: error, event: type, reqId: request.id }, "could not record security event");
+    if (!ctx.outages.failed(error, { event: type, reqId: request.id }))
+      request.log.warn({ err: error, event: type, reqId: request.id }, "could not record security event");
   });
 }
 

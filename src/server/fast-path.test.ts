@@ -12,7 +12,12 @@ const VOLATILE = new Set(["date", "connection", "keep-alive", "transfer-encoding
 
 function comparable(headers: Headers | Record<string, unknown>): Record<string, string> {
   const entries = headers instanceof Headers ? [...headers.entries()] : Object.entries(headers).map(([k, v]) => [k, String(v)] as const);
-  return Object.fromEntries(entries.filter(([k]) => !VOLATILE.has(k.toLowerCase())).map(([k, v]) => [k.toLowerCase(), v]).sort(([a], [b]) => a!.localeCompare(b!)));
+  return Object.fromEntries(
+    entries
+      .filter(([k]) => !VOLATILE.has(k.toLowerCase()))
+      .map(([k, v]) => [k.toLowerCase(), v])
+      .sort(([a], [b]) => a!.localeCompare(b!)),
+  );
 }
 
 describe("the fast path for validated GETs", () => {
@@ -113,9 +118,17 @@ describe("the fast path when a renewal is due", () => {
     assert.ok(fastCookie !== null && typeof fastifyCookie === "string", "both re-send the cookie");
     assert.equal(fastCookie.replace(a.cookie, "<value>"), fastifyCookie.replace(b.cookie, "<value>"), "same attributes and expiry");
     const renewedAt = t.clock.now();
-    assert.equal((await cache.stores.sessions.findSession(a.cookie.split(".")[0]!, renewedAt))?.session.lastSeenAt, renewedAt, "the cache has the slide");
+    assert.equal(
+      (await cache.stores.sessions.findSession(a.cookie.split(".")[0]!, renewedAt))?.session.lastSeenAt,
+      renewedAt,
+      "the cache has the slide",
+    );
     await cache.flush();
-    assert.equal((await inner.sessions.findSession(a.cookie.split(".")[0]!, renewedAt))?.session.lastSeenAt, renewedAt, "and the store, after the batch");
+    assert.equal(
+      (await inner.sessions.findSession(a.cookie.split(".")[0]!, renewedAt))?.session.lastSeenAt,
+      renewedAt,
+      "and the store, after the batch",
+    );
     const again = await fetch(`${base}/protected`, { headers: { cookie: `sid=${a.cookie}` } });
     await again.text();
     assert.equal(again.headers.get("set-cookie"), null, "no renewal until the next interval");

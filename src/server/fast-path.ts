@@ -29,7 +29,10 @@ function preparedAnswers(body: (user: User) => string, fixedHeaders: readonly st
     let answer = prepared.get(user);
     if (answer === undefined) {
       const text = body(user);
-      answer = { text, headers: [...fixedHeaders, "content-type", "application/json; charset=utf-8", "content-length", String(Buffer.byteLength(text))] };
+      answer = {
+        text,
+        headers: [...fixedHeaders, "content-type", "application/json; charset=utf-8", "content-length", String(Buffer.byteLength(text))],
+      };
       prepared.set(user, answer);
     }
     return answer;
@@ -92,7 +95,13 @@ export function createFastPath(ctx: ServerContext, headers: Readonly<Record<stri
     // new expiry, as the Fastify path does (src/server/auth.ts).
     response.writeHead(
       200,
-      valid.renewed ? [...answer.headers, "set-cookie", sessionCookie(ctx.cookieName, token, valid.session.idleExpiresAt, ctx.runtime.clock.now(), ctx.cookieOptions)] : answer.headers,
+      valid.renewed
+        ? [
+            ...answer.headers,
+            "set-cookie",
+            sessionCookie(ctx.cookieName, token, valid.session.idleExpiresAt, ctx.runtime.clock.now(), ctx.cookieOptions),
+          ]
+        : answer.headers,
     );
     response.end(answer.text);
     answered += 1;

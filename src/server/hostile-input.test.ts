@@ -8,13 +8,58 @@ import type { SignedIn, TestServer } from "../testing/test-server.js";
  * a 5xx, always the contract's error shape, and the server healthy after.
  */
 const hostileValues: unknown[] = [
-  0, -1, 1e308, -0, 3.14, true, false, null, [], {}, [[]], [{}], { a: { b: { c: [] } } }, [TEST_PASSWORD],
-  "", " ", "\t\n", "\u0000", "a\u0000b", "admin\u0000", "x".repeat(15_000),
-  "' OR '1'='1", "'; DROP TABLE users; --", "\" OR \"\"=\"", "1; SELECT pg_sleep(10)", "%00", "%27%20OR%201=1",
-  "../../etc/passwd", "<script>alert(1)</script>", "{{7*7}}", "${process.exit()}", "$where", "__proto__", "constructor",
-  "ａｄｍｉｎ", "аdmin", "ᴬᴰᴹᴵᴺ", "admin\u200b", "\u202eadmin", "Ａ".repeat(64), "🔐".repeat(300),
-  "\ud800", "\udfff\ud800", "\uffff", "\u0085", "é", "e\u0301",
-  { $gt: "" }, { $ne: null }, ["admin", "user"], { toString: "x" }, { valueOf: 1 },
+  0,
+  -1,
+  1e308,
+  -0,
+  3.14,
+  true,
+  false,
+  null,
+  [],
+  {},
+  [[]],
+  [{}],
+  { a: { b: { c: [] } } },
+  [TEST_PASSWORD],
+  "",
+  " ",
+  "\t\n",
+  "\u0000",
+  "a\u0000b",
+  "admin\u0000",
+  "x".repeat(15_000),
+  "' OR '1'='1",
+  "'; DROP TABLE users; --",
+  '" OR ""="',
+  "1; SELECT pg_sleep(10)",
+  "%00",
+  "%27%20OR%201=1",
+  "../../etc/passwd",
+  "<script>alert(1)</script>",
+  "{{7*7}}",
+  "${process.exit()}",
+  "$where",
+  "__proto__",
+  "constructor",
+  "ａｄｍｉｎ",
+  "аdmin",
+  "ᴬᴰᴹᴵᴺ",
+  "admin\u200b",
+  "\u202eadmin",
+  "Ａ".repeat(64),
+  "🔐".repeat(300),
+  "\ud800",
+  "\udfff\ud800",
+  "\uffff",
+  "\u0085",
+  "é",
+  "e\u0301",
+  { $gt: "" },
+  { $ne: null },
+  ["admin", "user"],
+  { toString: "x" },
+  { valueOf: 1 },
 ];
 
 const fieldsOf: Record<string, string[]> = {
@@ -37,7 +82,7 @@ const rawBodies: Array<string | Buffer> = [
   "nul",
   '"just a string"',
   "1e999999",
-  "{\"username\": \"\\ud800\"}",
+  '{"username": "\\ud800"}',
   Buffer.from([0x7b, 0x22, 0x75, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0xc0, 0xaf, 0x22, 0x7d]),
   Buffer.from([0xef, 0xbb, 0xbf, 0x7b, 0x7d]),
   Buffer.alloc(20_000, 0x20),
@@ -93,7 +138,14 @@ describe("hostile input", () => {
       const user = endpoint.startsWith("PATCH") ? admin : endpoint === "POST /register" || endpoint === "POST /login" ? null : victim;
       for (const field of fields) {
         for (const value of hostileValues) {
-          const base: Record<string, unknown> = { username: "hostile.victim", password: "wrong password", email: "x@example.com", currentPassword: "wrong password", newPassword: TEST_PASSWORD, roles: ["user"] };
+          const base: Record<string, unknown> = {
+            username: "hostile.victim",
+            password: "wrong password",
+            email: "x@example.com",
+            currentPassword: "wrong password",
+            newPassword: TEST_PASSWORD,
+            roles: ["user"],
+          };
           const body = Object.fromEntries(fields.map((f) => [f, base[f]]));
           body[field] = value;
           await send(method, path, JSON.stringify(body), user);
@@ -108,7 +160,12 @@ describe("hostile input", () => {
     assert.deepEqual((await t.app.inject({ url: "/healthz" })).json(), { status: "ok" });
     assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: victim.cookie } })).statusCode, 200);
     assert.equal((await t.app.inject({ url: "/admin", cookies: { sid: admin.cookie } })).statusCode, 200);
-    const login = await t.app.inject({ method: "POST", url: "/login", payload: { username: "hostile.admin", password: TEST_PASSWORD }, remoteAddress: "192.0.2.200" });
+    const login = await t.app.inject({
+      method: "POST",
+      url: "/login",
+      payload: { username: "hostile.admin", password: TEST_PASSWORD },
+      remoteAddress: "192.0.2.200",
+    });
     assert.equal(login.statusCode, 200);
     const roles = (await t.app.inject({ url: "/me", cookies: { sid: victim.cookie } })).json().user.roles;
     assert.ok(Array.isArray(roles) && !roles.includes("admin"), "no hostile body granted a role");

@@ -17,10 +17,17 @@ describe("logs", () => {
       const me = await t.register("log.user");
       await t.app.inject({ method: "POST", url: "/login", payload: { username: "log.user", password: "a wrong password here" } });
       const login = await t.login("log.user");
-      const token = (await t.app.inject({ method: "POST", url: "/token", payload: { username: "log.user", password: TEST_PASSWORD } })).json().token as string;
+      const token = (
+        await t.app.inject({ method: "POST", url: "/token", payload: { username: "log.user", password: TEST_PASSWORD } })
+      ).json().token as string;
       await t.app.inject({ url: "/me", headers: { authorization: `Bearer ${token}` } });
       await t.app.inject({ url: "/me", headers: { authorization: `Bearer ${token}x` } });
-      await t.app.inject({ method: "POST", url: "/password", ...t.auth(login), payload: { currentPassword: TEST_PASSWORD, newPassword: "the second passphrase" } });
+      await t.app.inject({
+        method: "POST",
+        url: "/password",
+        ...t.auth(login),
+        payload: { currentPassword: TEST_PASSWORD, newPassword: "the second passphrase" },
+      });
       // A store failure mid-request is logged with its cause: that must not carry secrets either.
       const original = t.stores.sessions.findSession;
       t.stores.sessions.findSession = async () => {
@@ -32,9 +39,18 @@ describe("logs", () => {
       assert.ok(output.includes("backend exploded"), "the failure itself is logged");
       const user = await t.stores.users.findUserById(me.userId);
       const secrets = [
-        TEST_PASSWORD, "a wrong password here", "the second passphrase",
-        me.cookie, me.cookie.split(".")[1]!, me.csrfToken, login.cookie, login.csrfToken, token, token.split(".")[2]!,
-        user!.passwordHash, setCookieValue(login.response)!,
+        TEST_PASSWORD,
+        "a wrong password here",
+        "the second passphrase",
+        me.cookie,
+        me.cookie.split(".")[1]!,
+        me.csrfToken,
+        login.cookie,
+        login.csrfToken,
+        token,
+        token.split(".")[2]!,
+        user!.passwordHash,
+        setCookieValue(login.response)!,
       ];
       for (const secret of secrets) assert.ok(!output.includes(secret), `a secret leaked into the logs: ${secret.slice(0, 6)}…`);
     } finally {

@@ -76,7 +76,10 @@ function message(ctx: ServerContext, user: UserRecord, kind: MailKind, to: strin
   return { id: uuidv7(ctx.runtime.clock, ctx.runtime.random), userId: user.id, kind, to, ...mail, createdAt: ctx.runtime.clock.now() };
 }
 
-const context = (ctx: ServerContext, user: UserRecord): { username: string; publicUrl: string } => ({ username: user.username, publicUrl: ctx.config.publicUrl });
+const context = (ctx: ServerContext, user: UserRecord): { username: string; publicUrl: string } => ({
+  username: user.username,
+  publicUrl: ctx.config.publicUrl,
+});
 
 /** Queues a verification link for the user's current email (none: nothing). Returns the message id. */
 export async function queueVerification(ctx: ServerContext, user: UserRecord): Promise<string | null> {

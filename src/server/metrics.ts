@@ -83,9 +83,24 @@ export function createMetrics(stores?: Partial<Pick<Stores, "sessions" | "mail">
   }
   return {
     registry,
-    mailSent: new Counter({ name: "latch_mail_sent_total", help: "Messages handed over to SMTP or the outbox folder, by kind.", labelNames: ["kind"], registers: [registry] }),
-    mailFailed: new Counter({ name: "latch_mail_failed_total", help: "Messages given up on after the retry window, by kind.", labelNames: ["kind"], registers: [registry] }),
-    signIns: new Counter({ name: "latch_sign_ins_total", help: "Sign-in attempts by result.", labelNames: ["result"], registers: [registry] }),
+    mailSent: new Counter({
+      name: "latch_mail_sent_total",
+      help: "Messages handed over to SMTP or the outbox folder, by kind.",
+      labelNames: ["kind"],
+      registers: [registry],
+    }),
+    mailFailed: new Counter({
+      name: "latch_mail_failed_total",
+      help: "Messages given up on after the retry window, by kind.",
+      labelNames: ["kind"],
+      registers: [registry],
+    }),
+    signIns: new Counter({
+      name: "latch_sign_ins_total",
+      help: "Sign-in attempts by result.",
+      labelNames: ["result"],
+      registers: [registry],
+    }),
     registrations: new Counter({ name: "latch_registrations_total", help: "Accounts created.", registers: [registry] }),
     storeFailures: new Counter({
       name: "latch_store_failures_total",
@@ -135,7 +150,8 @@ function isLoopbackHost(host: string | undefined): boolean {
  */
 export function metricsRoute(app: FastifyInstance, metrics: Metrics): void {
   app.get("/metrics", { schema: metricsSchema }, async (request, reply) => {
-    if (!isLoopback(request.socket.remoteAddress) || !isLoopback(request.ip) || !isLoopbackHost(request.headers.host)) throw new LatchError("forbidden", "Metrics are served to loopback clients only.");
+    if (!isLoopback(request.socket.remoteAddress) || !isLoopback(request.ip) || !isLoopbackHost(request.headers.host))
+      throw new LatchError("forbidden", "Metrics are served to loopback clients only.");
     reply.header("Content-Type", metrics.registry.contentType);
     return metrics.registry.metrics();
   });

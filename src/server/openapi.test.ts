@@ -46,15 +46,49 @@ interface Document {
 
 /** The contract's endpoints (CONTRACT.md): the Endpoints table, then mail and second factors, which may not be built yet. */
 const CONTRACT_ENDPOINTS = [
-  "POST /register", "POST /login", "POST /logout", "GET /protected", "GET /dashboard", "GET /me", "GET /csrf-token",
-  "GET /sessions", "DELETE /sessions/:id", "POST /sessions/revoke-others", "POST /password", "POST /token",
-  "GET /.well-known/jwks.json", "GET /me/export", "DELETE /me", "GET /admin", "GET /admin/users", "PATCH /admin/users/:id",
-  "POST /admin/users/:id/revoke-sessions", "DELETE /users/:id", "GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json",
-  "POST /password/forgot", "POST /password/reset", "POST /email/verify", "POST /email/verify/send", "POST /me/email",
+  "POST /register",
+  "POST /login",
+  "POST /logout",
+  "GET /protected",
+  "GET /dashboard",
+  "GET /me",
+  "GET /csrf-token",
+  "GET /sessions",
+  "DELETE /sessions/:id",
+  "POST /sessions/revoke-others",
+  "POST /password",
+  "POST /token",
+  "GET /.well-known/jwks.json",
+  "GET /me/export",
+  "DELETE /me",
+  "GET /admin",
+  "GET /admin/users",
+  "PATCH /admin/users/:id",
+  "POST /admin/users/:id/revoke-sessions",
+  "DELETE /users/:id",
+  "GET /healthz",
+  "GET /readyz",
+  "GET /metrics",
+  "GET /openapi.json",
+  "POST /password/forgot",
+  "POST /password/reset",
+  "POST /email/verify",
+  "POST /email/verify/send",
+  "POST /me/email",
 ];
 const CONTRACT_LATER = [
-  "POST /mfa/totp", "POST /mfa/totp/confirm", "DELETE /mfa/totp", "POST /mfa/recovery-codes", "POST /login/mfa", "DELETE /admin/users/:id/mfa",
-  "POST /passkeys/register/options", "POST /passkeys/register", "GET /passkeys", "DELETE /passkeys/:id", "POST /passkeys/login/options", "POST /passkeys/login",
+  "POST /mfa/totp",
+  "POST /mfa/totp/confirm",
+  "DELETE /mfa/totp",
+  "POST /mfa/recovery-codes",
+  "POST /login/mfa",
+  "DELETE /admin/users/:id/mfa",
+  "POST /passkeys/register/options",
+  "POST /passkeys/register",
+  "GET /passkeys",
+  "DELETE /passkeys/:id",
+  "POST /passkeys/login/options",
+  "POST /passkeys/login",
 ];
 
 const toTemplate = (url: string): string => url.replace(/:([A-Za-z_]+)/g, "{$1}");
@@ -126,22 +160,40 @@ describe("GET /openapi.json", () => {
       return;
     }
     const type = String(response.headers["content-type"] ?? "").split(";")[0]!;
-    assert.ok(type in documented.content, `${method} ${template} ${status} answered ${type}, documented ${Object.keys(documented.content)}`);
-    const pointer = ["paths", template, method.toLowerCase(), "responses", status, "content", type, "schema"].map((p) => p.replace(/~/g, "~0").replace(/\//g, "~1")).join("/");
+    assert.ok(
+      type in documented.content,
+      `${method} ${template} ${status} answered ${type}, documented ${Object.keys(documented.content)}`,
+    );
+    const pointer = ["paths", template, method.toLowerCase(), "responses", status, "content", type, "schema"]
+      .map((p) => p.replace(/~/g, "~0").replace(/\//g, "~1"))
+      .join("/");
     const validate = ajv.getSchema(`latch-openapi#/${pointer}`)!;
     const body = type === "application/json" ? response.json() : response.body;
-    assert.ok(validate(body), `${method} ${template} ${status} (${what}) does not match its schema: ${ajv.errorsText(validate.errors)}\n${response.body.slice(0, 500)}`);
+    assert.ok(
+      validate(body),
+      `${method} ${template} ${status} (${what}) does not match its schema: ${ajv.errorsText(validate.errors)}\n${response.body.slice(0, 500)}`,
+    );
   }
 
-  async function call(t: TestServer, options: InjectOptions & { method: string; url: string }, what: string, template = options.url): Promise<LightMyRequestResponse> {
+  async function call(
+    t: TestServer,
+    options: InjectOptions & { method: string; url: string },
+    what: string,
+    template = options.url,
+  ): Promise<LightMyRequestResponse> {
     const response = await t.app.inject(options);
     check(options.method, template, response, what);
     // A body the server accepted must be one the document allows (the schemas describe, so this is their check).
     const op = operation(options.method, toTemplate(template));
     if (response.statusCode < 300 && op.requestBody !== undefined && typeof options.payload === "object" && options.payload !== null) {
-      const pointer = ["paths", toTemplate(template), options.method.toLowerCase(), "requestBody", "content", "application/json", "schema"].map((p) => p.replace(/~/g, "~0").replace(/\//g, "~1")).join("/");
+      const pointer = ["paths", toTemplate(template), options.method.toLowerCase(), "requestBody", "content", "application/json", "schema"]
+        .map((p) => p.replace(/~/g, "~0").replace(/\//g, "~1"))
+        .join("/");
       const validate = ajv.getSchema(`latch-openapi#/${pointer}`)!;
-      assert.ok(validate(options.payload), `${options.method} ${template}: the accepted body does not match the documented request body: ${ajv.errorsText(validate.errors)}`);
+      assert.ok(
+        validate(options.payload),
+        `${options.method} ${template}: the accepted body does not match the documented request body: ${ajv.errorsText(validate.errors)}`,
+      );
     }
     return response;
   }
@@ -153,7 +205,9 @@ describe("GET /openapi.json", () => {
     assert.equal(result.valid, true, JSON.stringify(result.errors, null, 2));
     assert.equal(validator.version, "3.1");
     // And the validator does find faults: a response without a description, say.
-    const broken = structuredClone(doc) as unknown as { paths: Record<string, Record<string, { responses: Record<string, Record<string, unknown>> }>> };
+    const broken = structuredClone(doc) as unknown as {
+      paths: Record<string, Record<string, { responses: Record<string, Record<string, unknown>> }>>;
+    };
     delete broken.paths["/login"]!.post!.responses["200"]!.description;
     assert.equal((await new Validator().validate(broken as never)).valid, false);
   });
@@ -168,17 +222,28 @@ describe("GET /openapi.json", () => {
         assert.ok((op.tags ?? []).length > 0, `${method} ${path} has a tag`);
         assert.ok(Array.isArray(op.security), `${method} ${path} states its security`);
         for (const [status, response] of Object.entries(op.responses)) {
-          if (Number(status) >= 400) assert.deepEqual(response.content?.["application/json"]?.schema, { $ref: "#/components/schemas/Error" }, `${method} ${path} ${status}`);
+          if (Number(status) >= 400)
+            assert.deepEqual(
+              response.content?.["application/json"]?.schema,
+              { $ref: "#/components/schemas/Error" },
+              `${method} ${path} ${status}`,
+            );
         }
       }
     }
     assert.deepEqual(Object.keys(doc.components.securitySchemes).sort(), ["bearerToken", "csrfToken", "sessionCookie"]);
-    assert.deepEqual(doc.components.securitySchemes.sessionCookie, { type: "apiKey", in: "cookie", name: "sid", description: (doc.components.securitySchemes.sessionCookie as { description: string }).description });
+    assert.deepEqual(doc.components.securitySchemes.sessionCookie, {
+      type: "apiKey",
+      in: "cookie",
+      name: "sid",
+      description: (doc.components.securitySchemes.sessionCookie as { description: string }).description,
+    });
     assert.equal((doc.components.securitySchemes.csrfToken as { name: string }).name, "X-CSRF-Token");
     assert.equal((doc.components.securitySchemes.bearerToken as { scheme: string }).scheme, "bearer");
     // No dangling reference anywhere.
     const text = JSON.stringify(doc);
-    for (const [, name] of text.matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)) assert.ok(name! in doc.components.schemas, `dangling $ref ${name}`);
+    for (const [, name] of text.matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g))
+      assert.ok(name! in doc.components.schemas, `dangling $ref ${name}`);
     assert.doesNotMatch(text, /"\$ref":"(?!#\/components\/schemas\/)/, "every $ref points into components");
   });
 
@@ -226,7 +291,11 @@ describe("GET /openapi.json", () => {
     }
 
     it("for the specific outcomes of each endpoint", async () => {
-      const register = await call(t, { method: "POST", url: "/register", payload: { username: "doc.user", password: TEST_PASSWORD, email: "doc@example.com" } }, "registered");
+      const register = await call(
+        t,
+        { method: "POST", url: "/register", payload: { username: "doc.user", password: TEST_PASSWORD, email: "doc@example.com" } },
+        "registered",
+      );
       assert.equal(register.statusCode, 201);
       await call(t, { method: "POST", url: "/register", payload: { username: "doc.user", password: TEST_PASSWORD } }, "taken");
       await call(t, { method: "POST", url: "/register", payload: { username: "x", password: TEST_PASSWORD } }, "bad username");
@@ -250,7 +319,11 @@ describe("GET /openapi.json", () => {
 
       await call(t, { method: "POST", url: "/token", ...t.auth(me) }, "token for the session");
       await call(t, { method: "POST", url: "/token", payload: { username: "doc.user", password: TEST_PASSWORD } }, "token for credentials");
-      await call(t, { method: "POST", url: "/token", payload: { username: "doc.user", password: "wrong password" } }, "token, wrong password");
+      await call(
+        t,
+        { method: "POST", url: "/token", payload: { username: "doc.user", password: "wrong password" } },
+        "token, wrong password",
+      );
       await call(t, { method: "POST", url: "/token", payload: [] }, "token, not an object");
       await call(t, { method: "GET", url: "/.well-known/jwks.json" }, "jwks");
 
@@ -260,9 +333,31 @@ describe("GET /openapi.json", () => {
       await t.login("doc.user");
       await call(t, { method: "POST", url: "/sessions/revoke-others", ...t.auth(me) }, "revoke others");
 
-      await call(t, { method: "POST", url: "/password", ...t.auth(me), payload: { currentPassword: "wrong password", newPassword: "another fine passphrase" } }, "wrong current");
-      await call(t, { method: "POST", url: "/password", ...t.auth(me), payload: { currentPassword: TEST_PASSWORD, newPassword: "short" } }, "weak new");
-      const changed = await call(t, { method: "POST", url: "/password", ...t.auth(me), payload: { currentPassword: TEST_PASSWORD, newPassword: "another fine passphrase" } }, "changed");
+      await call(
+        t,
+        {
+          method: "POST",
+          url: "/password",
+          ...t.auth(me),
+          payload: { currentPassword: "wrong password", newPassword: "another fine passphrase" },
+        },
+        "wrong current",
+      );
+      await call(
+        t,
+        { method: "POST", url: "/password", ...t.auth(me), payload: { currentPassword: TEST_PASSWORD, newPassword: "short" } },
+        "weak new",
+      );
+      const changed = await call(
+        t,
+        {
+          method: "POST",
+          url: "/password",
+          ...t.auth(me),
+          payload: { currentPassword: TEST_PASSWORD, newPassword: "another fine passphrase" },
+        },
+        "changed",
+      );
       assert.equal(changed.statusCode, 200);
 
       const admin = await t.registerAdmin();
@@ -274,11 +369,36 @@ describe("GET /openapi.json", () => {
       await call(t, { method: "GET", url: "/admin/users?limit=0", ...adminBearer }, "bad limit", "/admin/users");
       await call(t, { method: "GET", url: "/admin/users", cookies: { sid: target.cookie } }, "not admin", "/admin/users");
       const unknown = "01900000-0000-7000-8000-000000000000";
-      await call(t, { method: "PATCH", url: `/admin/users/${target.userId}`, ...t.auth(admin), payload: { roles: ["user", "editor"] } }, "roles set", "/admin/users/:id");
-      await call(t, { method: "PATCH", url: `/admin/users/${target.userId}`, ...adminBearer, payload: { roles: ["user"], username: "renamed" } }, "extra field", "/admin/users/:id");
-      await call(t, { method: "PATCH", url: `/admin/users/${unknown}`, ...adminBearer, payload: { roles: ["user"] } }, "unknown user", "/admin/users/:id");
-      await call(t, { method: "POST", url: `/admin/users/${target.userId}/revoke-sessions`, ...adminBearer }, "revoked", "/admin/users/:id/revoke-sessions");
-      await call(t, { method: "POST", url: `/admin/users/${unknown}/revoke-sessions`, ...adminBearer }, "unknown", "/admin/users/:id/revoke-sessions");
+      await call(
+        t,
+        { method: "PATCH", url: `/admin/users/${target.userId}`, ...t.auth(admin), payload: { roles: ["user", "editor"] } },
+        "roles set",
+        "/admin/users/:id",
+      );
+      await call(
+        t,
+        { method: "PATCH", url: `/admin/users/${target.userId}`, ...adminBearer, payload: { roles: ["user"], username: "renamed" } },
+        "extra field",
+        "/admin/users/:id",
+      );
+      await call(
+        t,
+        { method: "PATCH", url: `/admin/users/${unknown}`, ...adminBearer, payload: { roles: ["user"] } },
+        "unknown user",
+        "/admin/users/:id",
+      );
+      await call(
+        t,
+        { method: "POST", url: `/admin/users/${target.userId}/revoke-sessions`, ...adminBearer },
+        "revoked",
+        "/admin/users/:id/revoke-sessions",
+      );
+      await call(
+        t,
+        { method: "POST", url: `/admin/users/${unknown}/revoke-sessions`, ...adminBearer },
+        "unknown",
+        "/admin/users/:id/revoke-sessions",
+      );
       await call(t, { method: "DELETE", url: `/users/${target.userId}`, ...adminBearer }, "deleted", "/users/:id");
       await call(t, { method: "DELETE", url: `/users/${target.userId}`, ...adminBearer }, "gone", "/users/:id");
 
@@ -292,15 +412,47 @@ describe("GET /openapi.json", () => {
       const linkToken = async (userId: string, kind: string): Promise<string> => {
         // A token of the real shape, written as a request would (the outbox's copy is not readable here).
         const user = (await t.stores.users.findUserById(userId))!;
-        const { token, record } = issueAccountToken(t.context.runtime, { purpose: kind === "reset" ? "reset" : "verify", userId, emailKey: user.emailKey });
-        await t.stores.mail.queueMessage({ id: randomUUID(), userId, kind: kind === "reset" ? "password_reset" : "verify_email", to: user.email!, subject: "s", text: "t", html: "h", createdAt: t.clock.now() }, { token: record });
+        const { token, record } = issueAccountToken(t.context.runtime, {
+          purpose: kind === "reset" ? "reset" : "verify",
+          userId,
+          emailKey: user.emailKey,
+        });
+        await t.stores.mail.queueMessage(
+          {
+            id: randomUUID(),
+            userId,
+            kind: kind === "reset" ? "password_reset" : "verify_email",
+            to: user.email!,
+            subject: "s",
+            text: "t",
+            html: "h",
+            createdAt: t.clock.now(),
+          },
+          { token: record },
+        );
         return token;
       };
       const mailer = await t.register();
-      await call(t, { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "mailer@example.com", password: TEST_PASSWORD } }, "email changed");
-      await call(t, { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "doc@example.com", password: TEST_PASSWORD } }, "email taken");
-      await call(t, { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "other@example.com", password: "wrong password" } }, "wrong password");
-      await call(t, { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "nope", password: TEST_PASSWORD } }, "bad email");
+      await call(
+        t,
+        { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "mailer@example.com", password: TEST_PASSWORD } },
+        "email changed",
+      );
+      await call(
+        t,
+        { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "doc@example.com", password: TEST_PASSWORD } },
+        "email taken",
+      );
+      await call(
+        t,
+        { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "other@example.com", password: "wrong password" } },
+        "wrong password",
+      );
+      await call(
+        t,
+        { method: "POST", url: "/me/email", ...t.auth(mailer), payload: { email: "nope", password: TEST_PASSWORD } },
+        "bad email",
+      );
       await call(t, { method: "POST", url: "/email/verify/send", ...t.auth(mailer) }, "sent again");
       await call(t, { method: "POST", url: "/email/verify", payload: { token: await linkToken(mailer.userId, "verify") } }, "verified");
       await call(t, { method: "POST", url: "/email/verify", payload: { token: "x" } }, "bad token");
@@ -309,8 +461,20 @@ describe("GET /openapi.json", () => {
       await call(t, { method: "POST", url: "/password/forgot", payload: {} }, "forgot, nobody named");
       // The reset message is queued just after the answer, voiding older reset tokens: let it finish first.
       await t.context.mail.idle();
-      await call(t, { method: "POST", url: "/password/reset", payload: { token: await linkToken(mailer.userId, "reset"), newPassword: "a reset passphrase here" } }, "reset");
-      await call(t, { method: "POST", url: "/password/reset", payload: { token: "A".repeat(43), newPassword: "a reset passphrase here" } }, "unknown token");
+      await call(
+        t,
+        {
+          method: "POST",
+          url: "/password/reset",
+          payload: { token: await linkToken(mailer.userId, "reset"), newPassword: "a reset passphrase here" },
+        },
+        "reset",
+      );
+      await call(
+        t,
+        { method: "POST", url: "/password/reset", payload: { token: "A".repeat(43), newPassword: "a reset passphrase here" } },
+        "unknown token",
+      );
       await t.context.mail.idle();
 
       await call(t, { method: "GET", url: "/healthz" }, "alive");
@@ -328,11 +492,22 @@ describe("GET /openapi.json", () => {
           const M = method.toUpperCase();
           const needsSession = (op.security ?? []).length > 0 && op.security!.every((r) => Object.keys(r).length > 0);
           if (needsSession && "401" in op.responses) await call(t, { method: M, url }, "no credentials", template);
-          if (op.tags?.includes("admin") && "403" in op.responses) await call(t, { method: M, url, ...t.auth(user), payload: method === "patch" ? { roles: ["user"] } : undefined }, "not an admin", template);
+          if (op.tags?.includes("admin") && "403" in op.responses)
+            await call(
+              t,
+              { method: M, url, ...t.auth(user), payload: method === "patch" ? { roles: ["user"] } : undefined },
+              "not an admin",
+              template,
+            );
           if (!UNSAFE.has(method)) continue;
           const json = { "content-type": "application/json" };
           await call(t, { method: M, url, headers: json, payload: '{"username": ' }, "malformed JSON", template);
-          await call(t, { method: M, url, headers: { ...json, origin: "https://evil.example" }, payload: "{}" }, "foreign Origin", template);
+          await call(
+            t,
+            { method: M, url, headers: { ...json, origin: "https://evil.example" }, payload: "{}" },
+            "foreign Origin",
+            template,
+          );
           await call(t, { method: M, url, headers: json, payload: JSON.stringify({ pad: "x".repeat(20_000) }) }, "too large", template);
           await call(t, { method: M, url, headers: { "content-type": "text/plain" }, payload: "username=a" }, "not JSON", template);
         }
@@ -357,7 +532,12 @@ describe("GET /openapi.json", () => {
               "/email/verify": { token: "A".repeat(43) },
             };
             const payload = payloads[template] as InjectOptions["payload"];
-            const response = await call(broken, { method: method.toUpperCase(), url, ...broken.auth(user), payload }, "store down", template);
+            const response = await call(
+              broken,
+              { method: method.toUpperCase(), url, ...broken.auth(user), payload },
+              "store down",
+              template,
+            );
             assert.equal(response.statusCode, 503, `${method} ${template}: ${response.body}`);
           }
         }
@@ -367,21 +547,40 @@ describe("GET /openapi.json", () => {
     });
 
     it("when throttled: 429 with Retry-After", async () => {
-      const throttled = await createTestServer({ env: { THROTTLE_ACCOUNT_FAILURES: "1", THROTTLE_ADDRESS_FAILURES: "1", THROTTLE_REGISTRATIONS: "1", THROTTLE_PASSWORD_RESETS: "1" } });
+      const throttled = await createTestServer({
+        env: { THROTTLE_ACCOUNT_FAILURES: "1", THROTTLE_ADDRESS_FAILURES: "1", THROTTLE_REGISTRATIONS: "1", THROTTLE_PASSWORD_RESETS: "1" },
+      });
       try {
         const user = await throttled.register();
         const unverified = await throttled.login(user.username);
-        await throttled.app.inject({ method: "POST", url: "/me/email", ...throttled.auth(unverified), payload: { email: "throttled@example.com", password: TEST_PASSWORD } });
-        for (let i = 0; i < 5; i += 1) await throttled.app.inject({ method: "POST", url: "/email/verify/send", ...throttled.auth(unverified) });
+        await throttled.app.inject({
+          method: "POST",
+          url: "/me/email",
+          ...throttled.auth(unverified),
+          payload: { email: "throttled@example.com", password: TEST_PASSWORD },
+        });
+        for (let i = 0; i < 5; i += 1)
+          await throttled.app.inject({ method: "POST", url: "/email/verify/send", ...throttled.auth(unverified) });
         const attempts: Array<[string, InjectOptions & { method: string; url: string }]> = [
           ["/register", { method: "POST", url: "/register", payload: { username: "second.one", password: TEST_PASSWORD } }],
           ["/login", { method: "POST", url: "/login", payload: { username: user.username, password: "wrong password" } }],
           ["/token", { method: "POST", url: "/token", payload: { username: user.username, password: "wrong password" } }],
-          ["/password", { method: "POST", url: "/password", ...throttled.auth(user), payload: { currentPassword: "wrong password", newPassword: "another fine passphrase" } }],
+          [
+            "/password",
+            {
+              method: "POST",
+              url: "/password",
+              ...throttled.auth(user),
+              payload: { currentPassword: "wrong password", newPassword: "another fine passphrase" },
+            },
+          ],
           ["/me", { method: "DELETE", url: "/me", ...throttled.auth(user), payload: { password: "wrong password" } }],
           ["/password/forgot", { method: "POST", url: "/password/forgot", payload: { username: user.username } }],
           ["/email/verify/send", { method: "POST", url: "/email/verify/send", ...throttled.auth(unverified) }],
-          ["/me/email", { method: "POST", url: "/me/email", ...throttled.auth(user), payload: { email: "x@example.com", password: "wrong password" } }],
+          [
+            "/me/email",
+            { method: "POST", url: "/me/email", ...throttled.auth(user), payload: { email: "x@example.com", password: "wrong password" } },
+          ],
         ];
         for (const [template, options] of attempts) {
           let response: LightMyRequestResponse | undefined;
@@ -403,15 +602,40 @@ describe("GET /openapi.json", () => {
       await call(t, { method: "POST", url: "/mfa/totp/confirm", ...t.auth(user), payload: { code: "12345" } }, "wrong code");
       await call(t, { method: "POST", url: "/mfa/totp/confirm", ...t.auth(user), payload: { code: code(secret) } }, "confirmed");
       t.clock.advance(30_000);
-      await call(t, { method: "POST", url: "/mfa/recovery-codes", ...t.auth(user), payload: { password: "wrong password" } }, "wrong password");
+      await call(
+        t,
+        { method: "POST", url: "/mfa/recovery-codes", ...t.auth(user), payload: { password: "wrong password" } },
+        "wrong password",
+      );
       await call(t, { method: "POST", url: "/mfa/recovery-codes", ...t.auth(user), payload: { password: TEST_PASSWORD } }, "new codes");
       await call(t, { method: "GET", url: "/me/export", cookies: { sid: user.cookie } }, "export with TOTP");
-      const pending = await call(t, { method: "POST", url: "/login", payload: { username: user.username, password: TEST_PASSWORD } }, "mfa required");
+      const pending = await call(
+        t,
+        { method: "POST", url: "/login", payload: { username: user.username, password: TEST_PASSWORD } },
+        "mfa required",
+      );
       assert.equal(pending.json().mfaRequired, true);
       const pendingCookie = setCookieValue(pending)!;
-      await call(t, { method: "POST", url: "/token", payload: { username: user.username, password: TEST_PASSWORD } }, "token, mfa required");
-      await call(t, { method: "POST", url: "/login/mfa", cookies: { sid: pendingCookie }, payload: { code: "000000" === code(secret) ? "111111" : "000000" } }, "wrong code");
-      const done = await call(t, { method: "POST", url: "/login/mfa", cookies: { sid: pendingCookie }, payload: { code: code(secret) } }, "second step");
+      await call(
+        t,
+        { method: "POST", url: "/token", payload: { username: user.username, password: TEST_PASSWORD } },
+        "token, mfa required",
+      );
+      await call(
+        t,
+        {
+          method: "POST",
+          url: "/login/mfa",
+          cookies: { sid: pendingCookie },
+          payload: { code: "000000" === code(secret) ? "111111" : "000000" },
+        },
+        "wrong code",
+      );
+      const done = await call(
+        t,
+        { method: "POST", url: "/login/mfa", cookies: { sid: pendingCookie }, payload: { code: code(secret) } },
+        "second step",
+      );
       const strong = { ...user, cookie: setCookieValue(done)!, csrfToken: done.json().csrfToken as string };
       await call(t, { method: "GET", url: "/me", cookies: { sid: strong.cookie } }, "two-factor session");
       await call(t, { method: "DELETE", url: "/mfa/totp", ...t.auth(strong), payload: { password: TEST_PASSWORD } }, "off");
@@ -421,15 +645,36 @@ describe("GET /openapi.json", () => {
       const webauthnCookie = (response: LightMyRequestResponse): string => setCookieValue(response, "webauthn")!;
       const options = await call(t, { method: "POST", url: "/passkeys/register/options", ...t.auth(strong) }, "registration options");
       const created = authenticator.register({ challenge: options.json().options.challenge, rpId: rp.id, origin: rp.origin });
-      const withChallenge = (response: LightMyRequestResponse) => ({ cookies: { sid: strong.cookie, webauthn: webauthnCookie(response) }, headers: { "x-csrf-token": strong.csrfToken } });
-      const registered = await call(t, { method: "POST", url: "/passkeys/register", ...withChallenge(options), payload: { response: created, name: "Laptop" } }, "registered");
+      const withChallenge = (response: LightMyRequestResponse) => ({
+        cookies: { sid: strong.cookie, webauthn: webauthnCookie(response) },
+        headers: { "x-csrf-token": strong.csrfToken },
+      });
+      const registered = await call(
+        t,
+        { method: "POST", url: "/passkeys/register", ...withChallenge(options), payload: { response: created, name: "Laptop" } },
+        "registered",
+      );
       const passkeyId = registered.json().passkey.id as string;
       const again = await t.app.inject({ method: "POST", url: "/passkeys/register/options", ...t.auth(strong) });
       const twice = authenticator.register({ challenge: again.json().options.challenge, rpId: rp.id, origin: rp.origin });
-      await call(t, { method: "POST", url: "/passkeys/register", ...withChallenge(again), payload: { response: twice } }, "registered twice");
+      await call(
+        t,
+        { method: "POST", url: "/passkeys/register", ...withChallenge(again), payload: { response: twice } },
+        "registered twice",
+      );
       await call(t, { method: "GET", url: "/passkeys", cookies: { sid: strong.cookie } }, "list");
-      await call(t, { method: "PATCH", url: `/passkeys/${passkeyId}`, ...t.auth(strong), payload: { name: "Work laptop" } }, "renamed", "/passkeys/:id");
-      await call(t, { method: "PATCH", url: "/passkeys/01900000-0000-7000-8000-000000000000", ...t.auth(strong), payload: { name: "x" } }, "unknown", "/passkeys/:id");
+      await call(
+        t,
+        { method: "PATCH", url: `/passkeys/${passkeyId}`, ...t.auth(strong), payload: { name: "Work laptop" } },
+        "renamed",
+        "/passkeys/:id",
+      );
+      await call(
+        t,
+        { method: "PATCH", url: "/passkeys/01900000-0000-7000-8000-000000000000", ...t.auth(strong), payload: { name: "x" } },
+        "unknown",
+        "/passkeys/:id",
+      );
       const signInOptions = await call(t, { method: "POST", url: "/passkeys/login/options" }, "sign-in options");
       const assertion = authenticator.assert({ challenge: signInOptions.json().options.challenge, rpId: rp.id, origin: rp.origin });
       const viaPasskey = { cookies: { webauthn: webauthnCookie(signInOptions) }, payload: { response: assertion } };
@@ -440,7 +685,12 @@ describe("GET /openapi.json", () => {
 
       const admin = await t.registerAdmin();
       await call(t, { method: "DELETE", url: `/admin/users/${user.userId}/mfa`, ...t.auth(admin) }, "reset", "/admin/users/:id/mfa");
-      await call(t, { method: "DELETE", url: "/admin/users/01900000-0000-7000-8000-000000000000/mfa", ...t.auth(admin) }, "unknown", "/admin/users/:id/mfa");
+      await call(
+        t,
+        { method: "DELETE", url: "/admin/users/01900000-0000-7000-8000-000000000000/mfa", ...t.auth(admin) },
+        "unknown",
+        "/admin/users/:id/mfa",
+      );
     });
 
     it("for the second factors when throttled: 429 with Retry-After", async () => {
@@ -448,12 +698,22 @@ describe("GET /openapi.json", () => {
       try {
         const user = await throttled.register();
         const { secret } = (await throttled.app.inject({ method: "POST", url: "/mfa/totp", ...throttled.auth(user) })).json();
-        await throttled.app.inject({ method: "POST", url: "/mfa/totp/confirm", ...throttled.auth(user), payload: { code: TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: throttled.clock.now() }) } });
-        const pending = setCookieValue(await throttled.app.inject({ method: "POST", url: "/login", payload: { username: user.username, password: TEST_PASSWORD } }))!;
+        await throttled.app.inject({
+          method: "POST",
+          url: "/mfa/totp/confirm",
+          ...throttled.auth(user),
+          payload: { code: TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: throttled.clock.now() }) },
+        });
+        const pending = setCookieValue(
+          await throttled.app.inject({ method: "POST", url: "/login", payload: { username: user.username, password: TEST_PASSWORD } }),
+        )!;
         const attempts: Array<[string, InjectOptions & { method: string; url: string }]> = [
           ["/login/mfa", { method: "POST", url: "/login/mfa", cookies: { sid: pending }, payload: { code: "000000" } }],
           ["/mfa/totp", { method: "DELETE", url: "/mfa/totp", ...throttled.auth(user), payload: { password: "wrong password" } }],
-          ["/mfa/recovery-codes", { method: "POST", url: "/mfa/recovery-codes", ...throttled.auth(user), payload: { password: "wrong password" } }],
+          [
+            "/mfa/recovery-codes",
+            { method: "POST", url: "/mfa/recovery-codes", ...throttled.auth(user), payload: { password: "wrong password" } },
+          ],
           ["/passkeys/login", { method: "POST", url: "/passkeys/login", payload: { response: { id: "x" } } }],
           ["/passkeys/login/options", { method: "POST", url: "/passkeys/login/options" }],
         ];

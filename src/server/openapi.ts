@@ -103,7 +103,9 @@ export async function registerApiDocument(app: FastifyInstance, options: { cooki
         { name: "operations", description: "Health, readiness, metrics and this document." },
       ],
       // The cookie scheme names this server's cookie: `__Host-sid` in production.
-      components: { securitySchemes: { ...securitySchemes, sessionCookie: { ...securitySchemes.sessionCookie, name: options.cookieName } } as never },
+      components: {
+        securitySchemes: { ...securitySchemes, sessionCookie: { ...securitySchemes.sessionCookie, name: options.cookieName } } as never,
+      },
     },
     // Shared schemas keep their names: `{ $ref: "User#" }` becomes #/components/schemas/User.
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === "string" ? json.$id : `def-${i}`) },

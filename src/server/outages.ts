@@ -63,7 +63,10 @@ export function createOutageLog(options: OutageLogOptions): OutageLog {
           clearInterval(outage.timer);
           down.delete(store);
           const label = store === "database" ? "The database" : store === "redis" ? "Redis" : store;
-          logger.info({ store, failures: outage.failures, downForMs: now() - outage.since }, `${label} answers again: ${outage.failures} request(s) failed during the outage`);
+          logger.info(
+            { store, failures: outage.failures, downForMs: now() - outage.since },
+            `${label} answers again: ${outage.failures} request(s) failed during the outage`,
+          );
         })
         .catch(() => {})
         .finally(() => (checking = false));
@@ -85,7 +88,10 @@ export function createOutageLog(options: OutageLogOptions): OutageLog {
       if (stopped) return true;
       down.set(store, { since: now(), failures: 1, timer: watch(store) });
       const label = store === "database" ? "The database" : store === "redis" ? "Redis" : store;
-      logger.error({ ...context, store, err: error }, `${label} is unavailable: answering 503 until it is back (logged once; see latch_store_failures_total)`);
+      logger.error(
+        { ...context, store, err: error },
+        `${label} is unavailable: answering 503 until it is back (logged once; see latch_store_failures_total)`,
+      );
       return true;
     },
     stop() {

@@ -6,8 +6,24 @@ import type { Session, User } from "../core/store.js";
 export const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** The contract's user object: `{id, username, email, emailVerified, roles, mfa, createdAt}`; never a hash. */
-export function userJson(user: User): { id: string; username: string; email: string | null; emailVerified: boolean; roles: string[]; mfa: boolean; createdAt: string } {
-  return { id: user.id, username: user.username, email: user.email, emailVerified: user.emailVerified, roles: user.roles, mfa: user.mfa, createdAt: iso(user.createdAt) };
+export function userJson(user: User): {
+  id: string;
+  username: string;
+  email: string | null;
+  emailVerified: boolean;
+  roles: string[];
+  mfa: boolean;
+  createdAt: string;
+} {
+  return {
+    id: user.id,
+    username: user.username,
+    email: user.email,
+    emailVerified: user.emailVerified,
+    roles: user.roles,
+    mfa: user.mfa,
+    createdAt: iso(user.createdAt),
+  };
 }
 
 const userTexts = new WeakMap<User, string>();

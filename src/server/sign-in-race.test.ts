@@ -67,7 +67,12 @@ for (const [kind, makeStores] of storeKinds) {
           const attacker = t.app.inject({ method: "POST", url: route, payload: { username: owner.username, password: TEST_PASSWORD } });
           await held;
           // Meanwhile the owner changes the password (which ends every other session).
-          const changed = await t.app.inject({ method: "POST", url: "/password", ...t.auth(owner), payload: { currentPassword: TEST_PASSWORD, newPassword: NEW_PASSWORD } });
+          const changed = await t.app.inject({
+            method: "POST",
+            url: "/password",
+            ...t.auth(owner),
+            payload: { currentPassword: TEST_PASSWORD, newPassword: NEW_PASSWORD },
+          });
           assert.equal(changed.statusCode, 200, changed.body);
           release();
           const answer = await attacker;
@@ -77,10 +82,18 @@ for (const [kind, makeStores] of storeKinds) {
           // The owner's own session (rotated by the change) is the only one left.
           const rotated = changed.json() as { csrfToken: string };
           const cookie = /sid=([^;]+)/.exec(String(changed.headers["set-cookie"]))![1]!;
-          const sessions = await t.app.inject({ url: "/sessions", cookies: { sid: cookie }, headers: { "x-csrf-token": rotated.csrfToken } });
+          const sessions = await t.app.inject({
+            url: "/sessions",
+            cookies: { sid: cookie },
+            headers: { "x-csrf-token": rotated.csrfToken },
+          });
           assert.equal(sessions.json().sessions.length, 1, sessions.body);
           // And the new password works.
-          assert.equal((await t.app.inject({ method: "POST", url: "/login", payload: { username: owner.username, password: NEW_PASSWORD } })).statusCode, 200);
+          assert.equal(
+            (await t.app.inject({ method: "POST", url: "/login", payload: { username: owner.username, password: NEW_PASSWORD } }))
+              .statusCode,
+            200,
+          );
         } finally {
           await t.close();
         }

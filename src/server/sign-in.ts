@@ -33,7 +33,9 @@ export async function verifySignIn(ctx: ServerContext, request: FastifyRequest):
   const body = bodyObject(request);
   const login = body.username ?? body.email;
   if (typeof login !== "string" || typeof body.password !== "string") {
-    throw new LatchError("invalid_input", "Send username (or email) and password as strings.", { details: { field: typeof login !== "string" ? "username" : "password" } });
+    throw new LatchError("invalid_input", "Send username (or email) and password as strings.", {
+      details: { field: typeof login !== "string" ? "username" : "password" },
+    });
   }
   const release = await checkAddress(ctx, request);
   try {
@@ -72,7 +74,11 @@ export async function startSession(
   // Only while the hash the password was checked against is still the
   // user's: a password change that landed meanwhile has ended the user's
   // sessions, and must end this one too (401, as for a wrong password).
-  const created = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }, { ...options, ifPasswordHash: user.passwordHash });
+  const created = await ctx.sessions.create(
+    user.id,
+    { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) },
+    { ...options, ifPasswordHash: user.passwordHash },
+  );
   if (previous !== null) {
     // Only a cookie that proves its secret may end a session: a planted id alone must not sign anyone out.
     const valid = await ctx.sessions.validate(`${previous.id}.${previous.secret}`);
@@ -118,6 +124,7 @@ export async function verifySecondFactor(
   }
   await recordSuccess(ctx, user.id);
   ctx.metrics.signIns.inc({ result: "success" });
-  if (method === "recovery_code") recordEvent(ctx, request, "recovery_code_used", user.id, { left: String(await ctx.stores.secondFactors.countRecoveryCodes(user.id)) });
+  if (method === "recovery_code")
+    recordEvent(ctx, request, "recovery_code_used", user.id, { left: String(await ctx.stores.secondFactors.countRecoveryCodes(user.id)) });
   return ["pwd", "otp", "mfa"];
 }

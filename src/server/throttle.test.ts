@@ -34,7 +34,10 @@ describe("sign-in throttling", () => {
   it("throttles unknown accounts the same way, so the limit does not reveal which exist", async () => {
     const statuses = [];
     for (let i = 0; i < 11; i += 1) {
-      statuses.push((await t.app.inject({ method: "POST", url: "/login", payload: { username: "no.such.user", password: "wrong password" } })).statusCode);
+      statuses.push(
+        (await t.app.inject({ method: "POST", url: "/login", payload: { username: "no.such.user", password: "wrong password" } }))
+          .statusCode,
+      );
     }
     assert.equal(statuses[10], 429);
   });
@@ -44,10 +47,18 @@ describe("sign-in throttling", () => {
     try {
       const statuses = [];
       for (let i = 0; i < 4; i += 1) {
-        statuses.push((await fresh.app.inject({ method: "POST", url: "/register", payload: { username: `reg.limit.${i}`, password: TEST_PASSWORD } })).statusCode);
+        statuses.push(
+          (await fresh.app.inject({ method: "POST", url: "/register", payload: { username: `reg.limit.${i}`, password: TEST_PASSWORD } }))
+            .statusCode,
+        );
       }
       assert.deepEqual(statuses, [201, 201, 201, 429]);
-      const other = await fresh.app.inject({ method: "POST", url: "/register", remoteAddress: "203.0.113.9", payload: { username: "reg.other", password: TEST_PASSWORD } });
+      const other = await fresh.app.inject({
+        method: "POST",
+        url: "/register",
+        remoteAddress: "203.0.113.9",
+        payload: { username: "reg.other", password: TEST_PASSWORD },
+      });
       assert.equal(other.statusCode, 201);
     } finally {
       await fresh.close();
@@ -60,10 +71,15 @@ describe("throttling under concurrency and across endpoints", () => {
     const t = await createTestServer({ env: { THROTTLE_ADDRESS_FAILURES: "20" } });
     try {
       const responses = await Promise.all(
-        Array.from({ length: 60 }, (_, i) => t.app.inject({ method: "POST", url: "/login", payload: { username: `nobody.${i}`, password: "wrong password" } })),
+        Array.from({ length: 60 }, (_, i) =>
+          t.app.inject({ method: "POST", url: "/login", payload: { username: `nobody.${i}`, password: "wrong password" } }),
+        ),
       );
       const statuses = responses.map((r) => r.statusCode);
-      assert.ok(statuses.every((s) => s === 401 || s === 429 || s === 503), statuses.join(","));
+      assert.ok(
+        statuses.every((s) => s === 401 || s === 429 || s === 503),
+        statuses.join(","),
+      );
       assert.ok(statuses.filter((s) => s === 401).length <= 20, `${statuses.filter((s) => s === 401).length} guesses were checked`);
       assert.ok(statuses.filter((s) => s === 429).length >= 40);
     } finally {
@@ -75,7 +91,11 @@ describe("throttling under concurrency and across endpoints", () => {
     const t = await createTestServer();
     try {
       const { username } = await t.register();
-      const responses = await Promise.all(Array.from({ length: 20 }, () => t.app.inject({ method: "POST", url: "/login", payload: { username, password: "wrong password" } })));
+      const responses = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          t.app.inject({ method: "POST", url: "/login", payload: { username, password: "wrong password" } }),
+        ),
+      );
       const statuses = responses.map((r) => r.statusCode).sort();
       assert.deepEqual(statuses, [...Array(10).fill(401), ...Array(10).fill(429)]);
     } finally {
@@ -87,9 +107,19 @@ describe("throttling under concurrency and across endpoints", () => {
     const t = await createTestServer({ env: { THROTTLE_ADDRESS_FAILURES: "3" } });
     try {
       for (let i = 0; i < 3; i += 1) {
-        await t.app.inject({ method: "POST", url: "/login", payload: { username: `nobody.${i}`, password: "wrong password" }, headers: { "x-forwarded-for": `198.51.100.${i}` } });
+        await t.app.inject({
+          method: "POST",
+          url: "/login",
+          payload: { username: `nobody.${i}`, password: "wrong password" },
+          headers: { "x-forwarded-for": `198.51.100.${i}` },
+        });
       }
-      const spoofed = await t.app.inject({ method: "POST", url: "/login", payload: { username: "nobody.x", password: "wrong password" }, headers: { "x-forwarded-for": "198.51.100.99" } });
+      const spoofed = await t.app.inject({
+        method: "POST",
+        url: "/login",
+        payload: { username: "nobody.x", password: "wrong password" },
+        headers: { "x-forwarded-for": "198.51.100.99" },
+      });
       assert.equal(spoofed.statusCode, 429, "a forged X-Forwarded-For does not give a fresh address");
     } finally {
       await t.close();
@@ -97,9 +127,19 @@ describe("throttling under concurrency and across endpoints", () => {
     const proxied = await createTestServer({ env: { THROTTLE_ADDRESS_FAILURES: "3", TRUST_PROXY: "127.0.0.1" } });
     try {
       for (let i = 0; i < 3; i += 1) {
-        await proxied.app.inject({ method: "POST", url: "/login", payload: { username: `nobody.${i}`, password: "wrong password" }, headers: { "x-forwarded-for": "198.51.100.1" } });
+        await proxied.app.inject({
+          method: "POST",
+          url: "/login",
+          payload: { username: `nobody.${i}`, password: "wrong password" },
+          headers: { "x-forwarded-for": "198.51.100.1" },
+        });
       }
-      const other = await proxied.app.inject({ method: "POST", url: "/login", payload: { username: "nobody.x", password: "wrong password" }, headers: { "x-forwarded-for": "198.51.100.2" } });
+      const other = await proxied.app.inject({
+        method: "POST",
+        url: "/login",
+        payload: { username: "nobody.x", password: "wrong password" },
+        headers: { "x-forwarded-for": "198.51.100.2" },
+      });
       assert.equal(other.statusCode, 401, "behind a trusted proxy, each client address has its own limit");
     } finally {
       await proxied.close();
@@ -110,7 +150,12 @@ describe("throttling under concurrency and across endpoints", () => {
     const t = await createTestServer({ env: { THROTTLE_ADDRESS_FAILURES: "3", THROTTLE_REGISTRATIONS: "2", TRUST_PROXY: "127.0.0.1" } });
     try {
       const guess = (from: string, i: number) =>
-        t.app.inject({ method: "POST", url: "/login", payload: { username: `nobody.${i}`, password: "wrong password" }, headers: { "x-forwarded-for": from } });
+        t.app.inject({
+          method: "POST",
+          url: "/login",
+          payload: { username: `nobody.${i}`, password: "wrong password" },
+          headers: { "x-forwarded-for": from },
+        });
       // One /64, a different address every time (what any host with a /64 can do).
       const rotating = ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:0db8:0001:0002:abcd::9"];
       for (const [i, from] of rotating.entries()) assert.equal((await guess(from, i)).statusCode, 401);
@@ -119,12 +164,18 @@ describe("throttling under concurrency and across endpoints", () => {
       assert.equal(fourth.json().error.code, "rate_limited");
       assert.equal((await guess("2001:db8:1:3::1", 10)).statusCode, 401, "the next /64 is another client");
 
-      for (const [i, from] of ["::ffff:198.51.100.7", "198.51.100.7", "::ffff:198.51.100.7"].entries()) assert.equal((await guess(from, 20 + i)).statusCode, 401);
+      for (const [i, from] of ["::ffff:198.51.100.7", "198.51.100.7", "::ffff:198.51.100.7"].entries())
+        assert.equal((await guess(from, 20 + i)).statusCode, 401);
       assert.equal((await guess("198.51.100.7", 30)).statusCode, 429, "IPv4-mapped IPv6 counts as the IPv4 address");
       assert.equal((await guess("198.51.100.8", 31)).statusCode, 401, "IPv4 stays per address");
 
       const register = (from: string, i: number) =>
-        t.app.inject({ method: "POST", url: "/register", payload: { username: `v6.reg.${i}`, password: TEST_PASSWORD }, headers: { "x-forwarded-for": from } });
+        t.app.inject({
+          method: "POST",
+          url: "/register",
+          payload: { username: `v6.reg.${i}`, password: TEST_PASSWORD },
+          headers: { "x-forwarded-for": from },
+        });
       assert.equal((await register("2001:db8:9:9::1", 1)).statusCode, 201);
       assert.equal((await register("2001:db8:9:9::2", 2)).statusCode, 201);
       assert.equal((await register("2001:db8:9:9:8::3", 3)).statusCode, 429, "registrations count per /64");
@@ -139,19 +190,32 @@ describe("throttling under concurrency and across endpoints", () => {
     const t = await createTestServer({ stores: openSqliteStores({ path }), env: { THROTTLE_ADDRESS_FAILURES: "3" } });
     const reader = new BetterSqlite3(path, { readonly: true });
     const rows = (): number =>
-      (reader.prepare("SELECT (SELECT count(*) FROM security_events) + (SELECT count(*) FROM rate_limits) + (SELECT count(*) FROM sessions) + (SELECT count(*) FROM users) AS n").get() as { n: number }).n;
-    const throttledEvents = (): Array<{ detail: string }> => reader.prepare("SELECT detail FROM security_events WHERE type = 'throttled'").all() as Array<{ detail: string }>;
+      (
+        reader
+          .prepare(
+            "SELECT (SELECT count(*) FROM security_events) + (SELECT count(*) FROM rate_limits) + (SELECT count(*) FROM sessions) + (SELECT count(*) FROM users) AS n",
+          )
+          .get() as { n: number }
+      ).n;
+    const throttledEvents = (): Array<{ detail: string }> =>
+      reader.prepare("SELECT detail FROM security_events WHERE type = 'throttled'").all() as Array<{ detail: string }>;
     try {
       const victim = await t.register();
       // A credential-stuffing flood: a new login name on every request, from one address.
       for (let i = 0; i < 3; i += 1) {
-        assert.equal((await t.app.inject({ method: "POST", url: "/login", payload: { username: `stuffed.${i}`, password: "wrong password" } })).statusCode, 401);
+        assert.equal(
+          (await t.app.inject({ method: "POST", url: "/login", payload: { username: `stuffed.${i}`, password: "wrong password" } }))
+            .statusCode,
+          401,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
       const before = rows();
       const statuses = new Map<number, number>();
       for (let i = 0; i < 1000; i += 1) {
-        const status = (await t.app.inject({ method: "POST", url: "/login", payload: { username: `stuffed.${i}`, password: "wrong password" } })).statusCode;
+        const status = (
+          await t.app.inject({ method: "POST", url: "/login", payload: { username: `stuffed.${i}`, password: "wrong password" } })
+        ).statusCode;
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
       }
       // Guesses at the victim's account from that address: refused too, and they write nothing either.
@@ -162,7 +226,9 @@ describe("throttling under concurrency and across endpoints", () => {
       assert.deepEqual([...statuses], [[429, 1000]]);
       const added = rows() - before;
       assert.ok(added <= 5, `1,200 refused sign-ins added ${added} rows`);
-      const scopes = throttledEvents().map((row) => JSON.parse(row.detail).scope).sort();
+      const scopes = throttledEvents()
+        .map((row) => JSON.parse(row.detail).scope)
+        .sort();
       assert.deepEqual(scopes, ["address"], "one event for the address's window");
       // The victim's own history keeps its sign-up, not a flood of refusals.
       const history = await t.stores.events.listUserEvents(victim.userId, 100);
@@ -170,9 +236,15 @@ describe("throttling under concurrency and across endpoints", () => {
       assert.ok(history.some((e) => e.type === "register"));
       // A new window records again.
       t.clock.advance(900_001);
-      for (let i = 0; i < 5; i += 1) await t.app.inject({ method: "POST", url: "/login", payload: { username: `later.${i}`, password: "wrong password" } });
+      for (let i = 0; i < 5; i += 1)
+        await t.app.inject({ method: "POST", url: "/login", payload: { username: `later.${i}`, password: "wrong password" } });
       await new Promise((resolve) => setTimeout(resolve, 20));
-      assert.deepEqual(throttledEvents().map((row) => JSON.parse(row.detail).scope).sort(), ["address", "address"]);
+      assert.deepEqual(
+        throttledEvents()
+          .map((row) => JSON.parse(row.detail).scope)
+          .sort(),
+        ["address", "address"],
+      );
     } finally {
       reader.close();
       await t.close();
@@ -184,7 +256,8 @@ describe("throttling under concurrency and across endpoints", () => {
     const t = await createTestServer();
     try {
       const victim = await t.register();
-      for (let i = 0; i < 60; i += 1) await t.app.inject({ method: "POST", url: "/login", payload: { username: victim.username, password: `wrong password ${i}` } });
+      for (let i = 0; i < 60; i += 1)
+        await t.app.inject({ method: "POST", url: "/login", payload: { username: victim.username, password: `wrong password ${i}` } });
       await new Promise((resolve) => setTimeout(resolve, 20));
       const types = (await t.stores.events.listUserEvents(victim.userId, 200)).map((e) => e.type);
       assert.equal(types.filter((type) => type === "throttled").length, 1, types.join(","));
@@ -202,7 +275,8 @@ describe("throttling under concurrency and across endpoints", () => {
       for (let i = 0; i < 11; i += 1) {
         const url = i % 2 === 0 ? "/password" : "/me";
         const method = i % 2 === 0 ? "POST" : "DELETE";
-        const payload = i % 2 === 0 ? { currentPassword: "wrong password", newPassword: "another fine passphrase" } : { password: "wrong password" };
+        const payload =
+          i % 2 === 0 ? { currentPassword: "wrong password", newPassword: "another fine passphrase" } : { password: "wrong password" };
         statuses.push((await t.app.inject({ method, url, payload, ...t.auth(me) })).statusCode);
       }
       assert.deepEqual(statuses, [...Array(10).fill(401), 429]);

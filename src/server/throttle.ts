@@ -61,7 +61,13 @@ function refuse(ctx: ServerContext, request: FastifyRequest, userId: string | nu
  * @example
  * refuseOver(ctx, request, await ctx.stores.limits.hit(key, windowMs, now), limit, { scope: "token", userId: null });
  */
-export function refuseOver(ctx: ServerContext, request: FastifyRequest, state: { count: number; resetAt: number }, limit: number, options: { scope: string; userId: string | null }): void {
+export function refuseOver(
+  ctx: ServerContext,
+  request: FastifyRequest,
+  state: { count: number; resetAt: number },
+  limit: number,
+  options: { scope: string; userId: string | null },
+): void {
   if (state.count > limit) refuse(ctx, request, options.userId, options.scope, state.resetAt, state.count === limit + 1);
 }
 
@@ -106,7 +112,12 @@ export async function checkAddress(ctx: ServerContext, request: FastifyRequest):
 }
 
 /** Counts an attempt on the account (a user id, or the login text when no such user exists); refuses past the limit. */
-export async function countAccountAttempt(ctx: ServerContext, request: FastifyRequest, account: string, userId: string | null): Promise<void> {
+export async function countAccountAttempt(
+  ctx: ServerContext,
+  request: FastifyRequest,
+  account: string,
+  userId: string | null,
+): Promise<void> {
   const { accountFailures, accountWindowMs } = ctx.config.throttle;
   const state = await ctx.stores.limits.hit(`login:acct:${account}`, accountWindowMs, ctx.runtime.clock.now());
   refuseOver(ctx, request, state, accountFailures, { scope: "account", userId });

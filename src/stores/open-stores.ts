@@ -33,14 +33,20 @@ export interface OpenStoresOptions {
  * @example
  * const stores = await openStores(loadConfig(process.env));
  */
-export async function openStores(config: Pick<Config, "database" | "redisUrl"> & Partial<Pick<Config, "session" | "sessionCacheSize">>, options: OpenStoresOptions = {}): Promise<Stores> {
+export async function openStores(
+  config: Pick<Config, "database" | "redisUrl"> & Partial<Pick<Config, "session" | "sessionCacheSize">>,
+  options: OpenStoresOptions = {},
+): Promise<Stores> {
   const clock = options.clock ?? { now: () => Date.now() };
   const cacheOptions = { clock, ...sessionCacheOptions(config) };
   if (config.redisUrl === null) {
     if (config.database.kind === "sqlite") return cachedSqlite(openSqliteStores({ path: config.database.path }), clock, cacheOptions);
     return cachedPostgres(await createPostgresStores({ url: config.database.url }), config.database.url, cacheOptions, options.logger);
   }
-  const database = config.database.kind === "sqlite" ? openSqliteStores({ path: config.database.path }) : await createPostgresStores({ url: config.database.url });
+  const database =
+    config.database.kind === "sqlite"
+      ? openSqliteStores({ path: config.database.path })
+      : await createPostgresStores({ url: config.database.url });
 
   const redis = connectRedis(config.redisUrl);
   const tiered = createTieredStores({ database, redis, logger: options.logger, prefix: DEFAULT_REDIS_PREFIX, clock });
@@ -55,7 +61,9 @@ export { DATA_VERSION_CHECK_MS } from "./sqlite/index.js";
  * copy of a session never falls more than one interval behind (a session
  * renewed is at least 0.9 of its idle timeout from ending).
  */
-function sessionCacheOptions(config: Partial<Pick<Config, "session" | "sessionCacheSize">>): Pick<SessionCacheOptions, "maxEntries" | "writeBehindMs"> {
+function sessionCacheOptions(
+  config: Partial<Pick<Config, "session" | "sessionCacheSize">>,
+): Pick<SessionCacheOptions, "maxEntries" | "writeBehindMs"> {
   return {
     ...(config.sessionCacheSize === undefined ? {} : { maxEntries: config.sessionCacheSize }),
     ...(config.session === undefined ? {} : { writeBehindMs: Math.min(1_000, config.session.renewIntervalMs) }),
@@ -93,12 +101,17 @@ function cachedPostgres(database: PostgresStores, url: string, cacheOptions: Ses
   // Transitions only, so an outage is one line each way, not one per retry.
   let state: "starting" | "up" | "down" = "starting";
   channel.onStatus((status) => {
-    if (status === "down" && state === "up") logger?.warn({}, "PostgreSQL revocation listener down: every validation reads the database until it is back");
+    if (status === "down" && state === "up")
+      logger?.warn({}, "PostgreSQL revocation listener down: every validation reads the database until it is back");
     if (status === "up" && state === "down") logger?.info({}, "PostgreSQL revocation listener back: serving sessions from memory again");
     state = status;
   });
   const notUp = setTimeout(() => {
-    if (state === "starting") logger?.warn({}, "PostgreSQL revocation listener has not come up: every validation reads the database (is DATABASE_URL a transaction-mode pooler? LISTEN needs a session)");
+    if (state === "starting")
+      logger?.warn(
+        {},
+        "PostgreSQL revocation listener has not come up: every validation reads the database (is DATABASE_URL a transaction-mode pooler? LISTEN needs a session)",
+      );
   }, 10_000);
   notUp.unref();
   const close = cache.stores.close;

@@ -25,7 +25,11 @@ export interface ConformanceTarget {
   cleanup?: () => Promise<void>;
 }
 
-export function runStoreConformance(name: string, factory: () => Promise<ConformanceTarget>, options: { skip?: string | false } = {}): void {
+export function runStoreConformance(
+  name: string,
+  factory: () => Promise<ConformanceTarget>,
+  options: { skip?: string | false } = {},
+): void {
   describe(`store conformance: ${name}`, { skip: options.skip ?? false }, () => {
     let target: ConformanceTarget;
     let s: Stores;
@@ -159,9 +163,15 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
           created.push(user);
         }
         const firstPage = await s.users.listUsers({ limit: 2, after: `${prefix}-` });
-        assert.deepEqual(firstPage.map((u) => u.id), created.slice(0, 2).map((u) => u.id));
+        assert.deepEqual(
+          firstPage.map((u) => u.id),
+          created.slice(0, 2).map((u) => u.id),
+        );
         const secondPage = await s.users.listUsers({ limit: 2, after: firstPage[1]!.id });
-        assert.deepEqual(secondPage.map((u) => u.id), created.slice(2, 4).map((u) => u.id));
+        assert.deepEqual(
+          secondPage.map((u) => u.id),
+          created.slice(2, 4).map((u) => u.id),
+        );
         const all = await s.users.listUsers({ limit: 100 });
         const ids = all.map((u) => u.id);
         assert.deepEqual(ids, [...ids].sort());
@@ -186,7 +196,15 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.ok(found);
         assert.deepEqual(Buffer.from(found.session.secretHash), Buffer.from(session.secretHash));
         assert.deepEqual({ ...found.session, secretHash: null }, { ...session, secretHash: null });
-        assert.deepEqual(found.user, { id: user.id, username: user.username, email: user.email, emailVerified: false, roles: user.roles, mfa: false, createdAt: user.createdAt });
+        assert.deepEqual(found.user, {
+          id: user.id,
+          username: user.username,
+          email: user.email,
+          emailVerified: false,
+          roles: user.roles,
+          mfa: false,
+          createdAt: user.createdAt,
+        });
       });
 
       it("keeps null metadata", async () => {
@@ -285,7 +303,10 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.equal(await s.sessions.rotateSession(session.id, next), true);
         assert.equal(await s.sessions.findSession(session.id, Date.now()), null);
         assert.equal((await s.sessions.findSession(next.id, Date.now()))?.session.id, next.id);
-        assert.deepEqual((await s.sessions.listUserSessions(session.userId, Date.now())).map((x) => x.id), [next.id]);
+        assert.deepEqual(
+          (await s.sessions.listUserSessions(session.userId, Date.now())).map((x) => x.id),
+          [next.id],
+        );
       });
 
       it("refuses to rotate a session that no longer exists, writing nothing", async () => {
@@ -305,7 +326,10 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         await s.sessions.createSession(expired);
         await userWithSession();
         const listed = await s.sessions.listUserSessions(user.id, now + 1000);
-        assert.deepEqual(listed.map((x) => x.id), [second.id, first.id]);
+        assert.deepEqual(
+          listed.map((x) => x.id),
+          [second.id, first.id],
+        );
         assert.deepEqual(Buffer.from(listed[0]!.secretHash), Buffer.from(second.secretHash));
       });
 
@@ -314,7 +338,10 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         for (let i = 0; i < 3; i += 1) await s.sessions.createSession(newSession(user.id));
         const { session: otherUsers } = await userWithSession();
         assert.equal(await s.sessions.deleteUserSessions(user.id, { exceptId: keep.id }), 3);
-        assert.deepEqual((await s.sessions.listUserSessions(user.id, Date.now())).map((x) => x.id), [keep.id]);
+        assert.deepEqual(
+          (await s.sessions.listUserSessions(user.id, Date.now())).map((x) => x.id),
+          [keep.id],
+        );
         assert.ok(await s.sessions.findSession(otherUsers.id, Date.now()));
         assert.equal(await s.sessions.deleteUserSessions(user.id), 1);
         assert.equal(await s.sessions.findSession(keep.id, Date.now()), null);
@@ -343,7 +370,10 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
           if (removed === 0) break;
         }
         assert.ok(total >= 5, `removed ${total}`);
-        assert.deepEqual((await s.sessions.listUserSessions(user.id, sweepAt)).map((x) => x.id), [liveOne.id]);
+        assert.deepEqual(
+          (await s.sessions.listUserSessions(user.id, sweepAt)).map((x) => x.id),
+          [liveOne.id],
+        );
         assert.ok(await s.sessions.findSession(liveOne.id, sweepAt));
       });
 
@@ -357,13 +387,20 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         const wrong = newSession(user.id);
         assert.equal(await s.sessions.createSession(wrong, { ifPasswordHash: "$argon2id$another" }), false);
         assert.equal(await s.sessions.findSession(wrong.id, now), null);
-        assert.equal(await s.sessions.createSession(newSession(randomUUID()), { ifPasswordHash: user.passwordHash }), false, "no such user");
+        assert.equal(
+          await s.sessions.createSession(newSession(randomUUID()), { ifPasswordHash: user.passwordHash }),
+          false,
+          "no such user",
+        );
         // The sign-in verified the old hash; the password changed before its session was written.
         await s.users.updateUserPassword(user.id, "$argon2id$the-new-one", Date.now());
         const late = newSession(user.id);
         assert.equal(await s.sessions.createSession(late, { ifPasswordHash: user.passwordHash }), false);
         assert.equal(await s.sessions.findSession(late.id, now), null);
-        assert.deepEqual((await s.sessions.listUserSessions(user.id, now)).map((x) => x.id), [right.id]);
+        assert.deepEqual(
+          (await s.sessions.listUserSessions(user.id, now)).map((x) => x.id),
+          [right.id],
+        );
         assert.equal(await s.sessions.createSession(newSession(user.id)), true, "without the condition a session is always written");
       });
 
@@ -379,7 +416,11 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
             await s.sessions.deleteUserSessions(user.id);
           };
           const [created] = await Promise.all([s.sessions.createSession(session, { ifPasswordHash: user.passwordHash }), change()]);
-          assert.equal(await s.sessions.findSession(session.id, Date.now()), null, `round ${round}: created=${created}, and the session survived the change`);
+          assert.equal(
+            await s.sessions.findSession(session.id, Date.now()),
+            null,
+            `round ${round}: created=${created}, and the session survived the change`,
+          );
         }
       });
 
@@ -396,7 +437,11 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         const user = newUser();
         await s.users.createUser(user);
         const now = Date.now();
-        const events = [newEvent(user.id, now - 3000), newEvent(user.id, now - 1000, "sign_out"), newEvent(user.id, now - 2000, "password_changed")];
+        const events = [
+          newEvent(user.id, now - 3000),
+          newEvent(user.id, now - 1000, "sign_out"),
+          newEvent(user.id, now - 2000, "password_changed"),
+        ];
         for (const event of events) await s.events.recordEvent(event);
         const listed = await s.events.listUserEvents(user.id, 2);
         assert.deepEqual(listed, [events[1], events[2]]);
@@ -449,7 +494,10 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         const key = `conformance:${randomUUID()}`;
         const now = Date.now();
         const results = await Promise.all(Array.from({ length: 25 }, () => s.limits.hit(key, 60_000, now)));
-        assert.deepEqual(results.map((r) => r.count).sort((a, b) => a - b), Array.from({ length: 25 }, (_, i) => i + 1));
+        assert.deepEqual(
+          results.map((r) => r.count).sort((a, b) => a - b),
+          Array.from({ length: 25 }, (_, i) => i + 1),
+        );
         assert.equal((await s.limits.peek(key, now))?.count, 25);
       });
 
@@ -480,7 +528,14 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
       it("adds keys newest first and retires the previous active key", async () => {
         const base = Date.now() + 1_000_000;
         const existing = await s.keys.listSigningKeys();
-        const first = { kid: randomUUID(), alg: "EdDSA" as const, publicJwk: '{"kty":"OKP"}', privateJwk: '{"kty":"OKP","d":"x"}', createdAt: base, retiredAt: null };
+        const first = {
+          kid: randomUUID(),
+          alg: "EdDSA" as const,
+          publicJwk: '{"kty":"OKP"}',
+          privateJwk: '{"kty":"OKP","d":"x"}',
+          createdAt: base,
+          retiredAt: null,
+        };
         const second = { ...first, kid: randomUUID(), createdAt: base + 1000 };
         await s.keys.addSigningKey(first);
         await s.keys.addSigningKey(second);
@@ -490,7 +545,10 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.deepEqual(listed[1], { ...first, retiredAt: second.createdAt });
         assert.equal(listed.filter((k) => k.retiredAt === null).length, 1);
         assert.ok((await s.keys.deleteSigningKeysRetiredBefore(second.createdAt + 1)) >= 1);
-        assert.equal((await s.keys.listSigningKeys()).some((k) => k.kid === first.kid), false);
+        assert.equal(
+          (await s.keys.listSigningKeys()).some((k) => k.kid === first.kid),
+          false,
+        );
       });
     });
 
@@ -531,13 +589,21 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.equal(claimed.length, 1);
         assert.equal(claimed[0]!.attempts, 1);
         assert.equal(claimed[0]!.text, "text");
-        assert.equal((await s.mail.claimMessages(b, now, { leaseMs: minute, limit: 1000 })).filter((e) => e.id === m.id).length, 0, "leased");
+        assert.equal(
+          (await s.mail.claimMessages(b, now, { leaseMs: minute, limit: 1000 })).filter((e) => e.id === m.id).length,
+          0,
+          "leased",
+        );
         assert.equal(await s.mail.markSent(m.id, b, now), false, "only the lease holder marks");
         assert.equal(await s.mail.markSent(m.id, a, now), true);
         const [summary] = await s.mail.listUserMessages(user.id, 10);
         assert.equal(summary?.status, "sent");
         assert.equal(summary?.sentAt, now);
-        assert.equal((await s.mail.claimMessages(b, now + hour, { leaseMs: minute, limit: 1000 })).filter((e) => e.id === m.id).length, 0, "sent is never claimed again");
+        assert.equal(
+          (await s.mail.claimMessages(b, now + hour, { leaseMs: minute, limit: 1000 })).filter((e) => e.id === m.id).length,
+          0,
+          "sent is never claimed again",
+        );
       });
 
       it("a lease that runs out lets another sender take the message; retries wait; retryNow makes them due; failed is final", async () => {
@@ -547,12 +613,19 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         await s.mail.queueMessage(m);
         const now = Date.now();
         const [a, b] = [owner(), owner()];
-        assert.equal((await s.mail.claimMessages(a, now, { leaseMs: 1000, limit: 1000 })).some((e) => e.id === m.id), true);
+        assert.equal(
+          (await s.mail.claimMessages(a, now, { leaseMs: 1000, limit: 1000 })).some((e) => e.id === m.id),
+          true,
+        );
         const retaken = (await s.mail.claimMessages(b, now + 1001, { leaseMs: minute, limit: 1000 })).find((e) => e.id === m.id);
         assert.equal(retaken?.attempts, 2);
         assert.equal(await s.mail.markSent(m.id, a, now), false);
         assert.equal(await s.mail.markRetry(m.id, b, now + hour, "ECONNREFUSED"), true);
-        assert.equal((await s.mail.claimMessages(a, now + 2000, { leaseMs: minute, limit: 1000 })).some((e) => e.id === m.id), false, "waits out its backoff");
+        assert.equal(
+          (await s.mail.claimMessages(a, now + 2000, { leaseMs: minute, limit: 1000 })).some((e) => e.id === m.id),
+          false,
+          "waits out its backoff",
+        );
         assert.ok((await s.mail.nextDueAt())! <= now + hour);
         assert.ok((await s.mail.retryNow(now + 2000)) >= 1);
         const again = (await s.mail.claimMessages(a, now + 2000, { leaseMs: minute, limit: 1000 })).find((e) => e.id === m.id);
@@ -561,7 +634,10 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.equal(await s.mail.markFailed(m.id, a, now + 3000, "gave up"), true);
         const [summary] = await s.mail.listUserMessages(user.id, 10);
         assert.equal(summary?.status, "failed");
-        assert.equal((await s.mail.claimMessages(b, now + 2 * hour, { leaseMs: minute, limit: 1000 })).some((e) => e.id === m.id), false);
+        assert.equal(
+          (await s.mail.claimMessages(b, now + 2 * hour, { leaseMs: minute, limit: 1000 })).some((e) => e.id === m.id),
+          false,
+        );
       });
 
       it("verifyEmail spends the token once, only for the email it was sent to; updateUserEmail voids it", async () => {
@@ -587,8 +663,12 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
 
         const other = newUser();
         await s.users.createUser(other);
-        await assert.rejects(s.users.updateUserEmail(user.id, { email: other.email!, emailKey: other.emailKey! }, Date.now()), (e) => isLatchError(e, "conflict"));
-        await assert.rejects(s.users.updateUserEmail(user.id, { email: other.username, emailKey: other.usernameKey }, Date.now()), (e) => isLatchError(e, "conflict"));
+        await assert.rejects(s.users.updateUserEmail(user.id, { email: other.email!, emailKey: other.emailKey! }, Date.now()), (e) =>
+          isLatchError(e, "conflict"),
+        );
+        await assert.rejects(s.users.updateUserEmail(user.id, { email: other.username, emailKey: other.usernameKey }, Date.now()), (e) =>
+          isLatchError(e, "conflict"),
+        );
         assert.equal((await s.users.findUserById(user.id))?.email, next, "a conflict changes nothing");
         const expired = token(user, "verify", { emailKey: next, expiresAt: Date.now() - 1 });
         await s.mail.queueMessage(message(user), { token: expired });
@@ -758,13 +838,21 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.ok(found);
         assert.deepEqual(Buffer.from(found.publicKey), Buffer.from(passkey.publicKey));
         assert.deepEqual({ ...found, publicKey: null }, { ...passkey, publicKey: null });
-        await assert.rejects(s.secondFactors.createPasskey(passkeyOf(user.id, { credentialId: passkey.credentialId })), (e) => isLatchError(e, "conflict"));
+        await assert.rejects(s.secondFactors.createPasskey(passkeyOf(user.id, { credentialId: passkey.credentialId })), (e) =>
+          isLatchError(e, "conflict"),
+        );
         const second = passkeyOf(user.id, { createdAt: passkey.createdAt + 1, name: "Phone" });
         await s.secondFactors.createPasskey(second);
-        assert.deepEqual((await s.secondFactors.listPasskeys(user.id)).map((p) => p.id), [passkey.id, second.id]);
+        assert.deepEqual(
+          (await s.secondFactors.listPasskeys(user.id)).map((p) => p.id),
+          [passkey.id, second.id],
+        );
         assert.equal(await s.secondFactors.findPasskeyByCredentialId("nope"), null);
         // The counter moves by compare-and-set.
-        const uses = await Promise.all([s.secondFactors.recordPasskeyUse(passkey.id, 0, 5, 1000), s.secondFactors.recordPasskeyUse(passkey.id, 0, 5, 1000)]);
+        const uses = await Promise.all([
+          s.secondFactors.recordPasskeyUse(passkey.id, 0, 5, 1000),
+          s.secondFactors.recordPasskeyUse(passkey.id, 0, 5, 1000),
+        ]);
         assert.equal(uses.filter(Boolean).length, 1);
         const used = await s.secondFactors.findPasskeyByCredentialId(passkey.credentialId);
         assert.equal(used?.counter, 5);
@@ -809,9 +897,19 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
 
       it("hands a WebAuthn challenge out once, never after it expired, and sweeps expired ones", async () => {
         const now = Date.now();
-        const challenge = { id: randomBytes(16).toString("base64url"), purpose: "sign_in" as const, userId: null, secretHash: randomBytes(32), challenge: "abc", expiresAt: now + minute };
+        const challenge = {
+          id: randomBytes(16).toString("base64url"),
+          purpose: "sign_in" as const,
+          userId: null,
+          secretHash: randomBytes(32),
+          challenge: "abc",
+          expiresAt: now + minute,
+        };
         await s.secondFactors.putChallenge(challenge);
-        const taken = await Promise.all([s.secondFactors.takeChallenge(challenge.id, now), s.secondFactors.takeChallenge(challenge.id, now)]);
+        const taken = await Promise.all([
+          s.secondFactors.takeChallenge(challenge.id, now),
+          s.secondFactors.takeChallenge(challenge.id, now),
+        ]);
         assert.equal(taken.filter((c) => c !== null).length, 1);
         const got = taken.find((c) => c !== null)!;
         assert.deepEqual(Buffer.from(got.secretHash), challenge.secretHash);
@@ -833,14 +931,20 @@ export function runStoreConformance(name: string, factory: () => Promise<Conform
         assert.ok(Number.isInteger(start) && start >= 0);
         assert.equal(await s.marks.raiseFlushMark(), start + 1);
         const raised = await Promise.all(Array.from({ length: 10 }, () => s.marks!.raiseFlushMark()));
-        assert.deepEqual([...raised].sort((a, b) => a - b), Array.from({ length: 10 }, (_, i) => start + 2 + i));
+        assert.deepEqual(
+          [...raised].sort((a, b) => a - b),
+          Array.from({ length: 10 }, (_, i) => start + 2 + i),
+        );
         assert.equal(await s.marks.readFlushMark(), start + 11);
       });
 
       it("reports every backend as ok while it answers", async () => {
         const health = await s.health();
         assert.ok(Object.keys(health).length > 0);
-        assert.ok(Object.values(health).every((h) => h === "ok"), JSON.stringify(health));
+        assert.ok(
+          Object.values(health).every((h) => h === "ok"),
+          JSON.stringify(health),
+        );
       });
     });
   });

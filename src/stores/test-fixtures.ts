@@ -11,7 +11,20 @@ const MINUTE = 60_000;
 export function testUser(overrides: Partial<UserRecord> = {}): UserRecord {
   const tag = randomBytes(6).toString("hex");
   const now = Date.now();
-  return { id: randomUUID(), username: `u_${tag}`, usernameKey: `u_${tag}`, email: null, emailKey: null, emailVerified: false, passwordHash: "$argon2id$x", roles: ["user"], mfa: false, createdAt: now, updatedAt: now, ...overrides };
+  return {
+    id: randomUUID(),
+    username: `u_${tag}`,
+    usernameKey: `u_${tag}`,
+    email: null,
+    emailKey: null,
+    emailVerified: false,
+    passwordHash: "$argon2id$x",
+    roles: ["user"],
+    mfa: false,
+    createdAt: now,
+    updatedAt: now,
+    ...overrides,
+  };
 }
 
 /** A live session row for the user, with a real token's id and secret hash (30 min idle, 24 h absolute). */

@@ -51,7 +51,8 @@ export function createSoftwareAuthenticator(): SoftwareAuthenticator {
     bytes.writeUInt32BE(counter);
     return bytes;
   };
-  const clientData = (type: string, challenge: string, origin: string): Buffer => Buffer.from(JSON.stringify({ type, challenge, origin, crossOrigin: false }));
+  const clientData = (type: string, challenge: string, origin: string): Buffer =>
+    Buffer.from(JSON.stringify({ type, challenge, origin, crossOrigin: false }));
 
   return {
     credentialId,
@@ -59,14 +60,24 @@ export function createSoftwareAuthenticator(): SoftwareAuthenticator {
       const idLength = Buffer.alloc(2);
       idLength.writeUInt16BE(rawId.length);
       const authData = Buffer.concat([sha256(rpId), flags(0x40), counterBytes(), Buffer.alloc(16), idLength, rawId, coseKey(publicKey)]);
-      const attestationObject = isoCBOR.encode(new Map<string, unknown>([["fmt", "none"], ["attStmt", new Map()], ["authData", authData]]) as never);
+      const attestationObject = isoCBOR.encode(
+        new Map<string, unknown>([
+          ["fmt", "none"],
+          ["attStmt", new Map()],
+          ["authData", authData],
+        ]) as never,
+      );
       return {
         id: credentialId,
         rawId: credentialId,
         type: "public-key",
         clientExtensionResults: {},
         authenticatorAttachment: "platform",
-        response: { clientDataJSON: b64url(clientData("webauthn.create", challenge, origin)), attestationObject: b64url(attestationObject), transports: ["internal"] },
+        response: {
+          clientDataJSON: b64url(clientData("webauthn.create", challenge, origin)),
+          attestationObject: b64url(attestationObject),
+          transports: ["internal"],
+        },
       };
     },
     assert({ challenge, rpId, origin, userHandle }) {

@@ -60,7 +60,13 @@ export function setCookieValue(response: LightMyRequestResponse, name = "sid"): 
 }
 
 export async function createTestServer(
-  options: { env?: Record<string, string>; stores?: Stores; hasher?: PasswordHasher; config?: Partial<Config>; logger?: BuildServerOptions["logger"] } = {},
+  options: {
+    env?: Record<string, string>;
+    stores?: Stores;
+    hasher?: PasswordHasher;
+    config?: Partial<Config>;
+    logger?: BuildServerOptions["logger"];
+  } = {},
 ): Promise<TestServer> {
   const clock = createFakeClock(Date.now());
   const stores = options.stores ?? createMemoryStores();
@@ -78,7 +84,13 @@ export async function createTestServer(
   function signedIn(response: LightMyRequestResponse, name: string): SignedIn {
     if (response.statusCode >= 300) throw new Error(`sign-in failed: ${response.statusCode} ${response.body}`);
     const body = response.json() as { user: { id: string }; csrfToken: string };
-    return { response, cookie: setCookieValue(response, context.cookieName)!, csrfToken: body.csrfToken, userId: body.user.id, username: name };
+    return {
+      response,
+      cookie: setCookieValue(response, context.cookieName)!,
+      csrfToken: body.csrfToken,
+      userId: body.user.id,
+      username: name,
+    };
   }
 
   const server: TestServer = {

@@ -30,7 +30,8 @@ export function assertNoInlineCode(body: string): void {
     assert.doesNotMatch(names, /\son[a-z]+\s*=/i, `no event-handler attribute: ${tag}`);
     assert.doesNotMatch(names, /\sstyle\s*=/i, `no style attribute: ${tag}`);
     assert.doesNotMatch(tag, /\s(?:href|src|action)="\s*javascript:/i, `no javascript: URL: ${tag}`);
-    if (/^<script\b/i.test(tag)) assert.match(tag, /\ssrc="\/assets\/(?:latch|simplewebauthn-browser)\.js\?v=[\w-]+"/, "every script is one of the served assets");
+    if (/^<script\b/i.test(tag))
+      assert.match(tag, /\ssrc="\/assets\/(?:latch|simplewebauthn-browser)\.js\?v=[\w-]+"/, "every script is one of the served assets");
   }
 }
 

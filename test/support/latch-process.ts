@@ -80,9 +80,17 @@ export async function startLatch(env: Record<string, string>, options: { port?: 
 export class Client {
   cookie: string | undefined;
   csrfToken: string | undefined;
-  constructor(readonly base: string, readonly cookieName = "sid") {}
+  constructor(
+    readonly base: string,
+    readonly cookieName = "sid",
+  ) {}
 
-  async request(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any; headers: Headers }> {
+  async request(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; body: any; headers: Headers }> {
     const response = await fetch(this.base + path, {
       method,
       headers: {

@@ -32,7 +32,7 @@ process.on("exit", () => {
  * own from the benchmarking range (198.18.0.0/15) through X-Forwarded-For,
  * which the Latch processes believe from loopback (TRUST_PROXY).
  */
-export const CLIENT_ADDRESS = `198.18.${randomBytes(1)[0]}.${randomBytes(1)[0]! % 254 + 1}`;
+export const CLIENT_ADDRESS = `198.18.${randomBytes(1)[0]}.${(randomBytes(1)[0]! % 254) + 1}`;
 
 /**
  * The environment of a Latch on shared stores: the per-address limits are
@@ -78,7 +78,8 @@ export function redisBinariesSkip(): string | false {
   const present = ["redis-server", "redis-cli"].every((bin) => spawnSync(bin, ["--version"], { stdio: "ignore" }).status === 0);
   if (present) return false;
   const reason = "redis-server and redis-cli are not installed";
-  if (process.env.CI === "true" || process.env.CI === "1") throw new Error(`${reason}, and CI=true: the Redis fault and cluster tests must run in CI.`);
+  if (process.env.CI === "true" || process.env.CI === "1")
+    throw new Error(`${reason}, and CI=true: the Redis fault and cluster tests must run in CI.`);
   console.log(`# skipping: ${reason}`);
   return reason;
 }
@@ -103,7 +104,12 @@ export interface Answer {
 }
 
 /** One request with a 5 s timeout; a cookie and CSRF token when `session` is given. */
-export async function call(base: string, method: string, path: string, options: { session?: Session | undefined; body?: unknown } = {}): Promise<Answer> {
+export async function call(
+  base: string,
+  method: string,
+  path: string,
+  options: { session?: Session | undefined; body?: unknown } = {},
+): Promise<Answer> {
   const { session, body } = options;
   const response = await fetch(base + path, {
     method,
@@ -179,7 +185,12 @@ export interface Refusal {
   accepted: number;
 }
 
-export async function refusal(base: string, session: Session, since: number, options: { intervalMs?: number; timeoutMs?: number } = {}): Promise<Refusal> {
+export async function refusal(
+  base: string,
+  session: Session,
+  since: number,
+  options: { intervalMs?: number; timeoutMs?: number } = {},
+): Promise<Refusal> {
   const intervalMs = options.intervalMs ?? 10;
   const timeoutMs = options.timeoutMs ?? 3000;
   let accepted = 0;
@@ -212,7 +223,8 @@ export async function waitForRedis(base: string, expected: "ok" | "down", timeou
     } catch {
       // not answering yet
     }
-    if (performance.now() - started > timeoutMs) assert.fail(`${base}/readyz did not report redis ${expected} within ${timeoutMs} ms: ${JSON.stringify(last?.body)}`);
+    if (performance.now() - started > timeoutMs)
+      assert.fail(`${base}/readyz did not report redis ${expected} within ${timeoutMs} ms: ${JSON.stringify(last?.body)}`);
     await sleep(20);
   }
 }
@@ -305,7 +317,11 @@ export async function throttleIsShared({ a, b }: Pair): Promise<void> {
       assert.equal(answer.status, 401, `attempt ${i}: ${JSON.stringify(answer.body)}`);
       assert.equal(answer.body.error.code, "invalid_credentials");
     } else {
-      assert.equal(answer.status, 429, `attempt ${i} on ${latch === a ? "A" : "B"} (${statuses.join(" ")}): ${JSON.stringify(answer.body)}`);
+      assert.equal(
+        answer.status,
+        429,
+        `attempt ${i} on ${latch === a ? "A" : "B"} (${statuses.join(" ")}): ${JSON.stringify(answer.body)}`,
+      );
       assert.equal(answer.body.error.code, "rate_limited");
       const retryAfter = Number(answer.headers.get("retry-after"));
       assert.ok(Number.isInteger(retryAfter) && retryAfter > 0 && retryAfter <= 900, `Retry-After: ${answer.headers.get("retry-after")}`);

@@ -43,9 +43,11 @@ export function postgresBinDir(): string | null {
 export function throwawayPostgresSkip(): string | false {
   let reason: string | null = null;
   if (postgresBinDir() === null) reason = `no PostgreSQL server binaries (initdb, postgres) under ${BIN_ROOT}/*/bin`;
-  else if (process.getuid?.() === 0 && postgresAccount() === null) reason = "running as root and there is no `postgres` OS user to run the server as";
+  else if (process.getuid?.() === 0 && postgresAccount() === null)
+    reason = "running as root and there is no `postgres` OS user to run the server as";
   if (reason === null) return false;
-  if (process.env.CI === "true" || process.env.CI === "1") throw new Error(`${reason}, and CI=true: the database-outage test must run in CI.`);
+  if (process.env.CI === "true" || process.env.CI === "1")
+    throw new Error(`${reason}, and CI=true: the database-outage test must run in CI.`);
   console.log(`# skipping: ${reason}`);
   return reason;
 }
@@ -155,12 +157,16 @@ export async function startThrowawayPostgres(options: { port?: number } = {}): P
 
   async function initdb(): Promise<void> {
     try {
-      await promisify(execFile)(join(bin!, "initdb"), ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C"], {
-        ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }),
-        cwd: dir,
-        env: { PATH: process.env.PATH ?? "", LC_ALL: "C" },
-        timeout: 60_000,
-      });
+      await promisify(execFile)(
+        join(bin!, "initdb"),
+        ["-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C"],
+        {
+          ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }),
+          cwd: dir,
+          env: { PATH: process.env.PATH ?? "", LC_ALL: "C" },
+          timeout: 60_000,
+        },
+      );
     } catch (error) {
       const failure = error as { stdout?: string; stderr?: string; message: string };
       throw new Error(`initdb failed: ${failure.message}\n${failure.stdout ?? ""}${failure.stderr ?? ""}`);
@@ -172,15 +178,24 @@ export async function startThrowawayPostgres(options: { port?: number } = {}): P
     if (child !== null) throw new Error("the throw-away PostgreSQL is already running");
     if (!initialised) await initdb();
     const args = [
-      "-D", data,
-      "-p", String(port),
-      "-k", dir, // its Unix socket beside the data, not in /var/run/postgresql
-      "-c", "listen_addresses=127.0.0.1",
-      "-c", "fsync=off",
-      "-c", "synchronous_commit=off",
-      "-c", "full_page_writes=off",
-      "-c", "max_connections=100",
-      "-c", "logging_collector=off",
+      "-D",
+      data,
+      "-p",
+      String(port),
+      "-k",
+      dir, // its Unix socket beside the data, not in /var/run/postgresql
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "fsync=off",
+      "-c",
+      "synchronous_commit=off",
+      "-c",
+      "full_page_writes=off",
+      "-c",
+      "max_connections=100",
+      "-c",
+      "logging_collector=off",
     ];
     const started = spawn(join(bin!, "postgres"), args, {
       ...(user === undefined ? {} : { uid: user.uid, gid: user.gid }),
@@ -199,7 +214,8 @@ export async function startThrowawayPostgres(options: { port?: number } = {}): P
     });
     const deadline = Date.now() + 30_000;
     while (!(await answers(url))) {
-      if (started.exitCode !== null || started.signalCode !== null) throw new Error(`the throw-away PostgreSQL exited at start (${started.exitCode ?? started.signalCode}):\n${output}`);
+      if (started.exitCode !== null || started.signalCode !== null)
+        throw new Error(`the throw-away PostgreSQL exited at start (${started.exitCode ?? started.signalCode}):\n${output}`);
       if (Date.now() > deadline) {
         started.kill("SIGQUIT");
         throw new Error(`the throw-away PostgreSQL did not answer within 30 s:\n${output}`);

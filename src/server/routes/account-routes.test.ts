@@ -9,7 +9,11 @@ describe("POST /register", () => {
   after(() => t.close());
 
   it("creates the user, signs them in and returns the user with a CSRF token", async () => {
-    const response = await t.app.inject({ method: "POST", url: "/register", payload: { username: "Register.One", password: TEST_PASSWORD, email: "one@example.com" } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/register",
+      payload: { username: "Register.One", password: TEST_PASSWORD, email: "one@example.com" },
+    });
     assert.equal(response.statusCode, 201);
     const body = response.json();
     assert.deepEqual(Object.keys(body.user).sort(), ["createdAt", "email", "emailVerified", "id", "mfa", "roles", "username"]);
@@ -45,8 +49,16 @@ describe("POST /register", () => {
   });
 
   it("refuses a taken email with 409 conflict", async () => {
-    await t.app.inject({ method: "POST", url: "/register", payload: { username: "mail.owner", password: TEST_PASSWORD, email: "Shared@Example.com" } });
-    const response = await t.app.inject({ method: "POST", url: "/register", payload: { username: "mail.thief", password: TEST_PASSWORD, email: "shared@example.com" } });
+    await t.app.inject({
+      method: "POST",
+      url: "/register",
+      payload: { username: "mail.owner", password: TEST_PASSWORD, email: "Shared@Example.com" },
+    });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/register",
+      payload: { username: "mail.thief", password: TEST_PASSWORD, email: "shared@example.com" },
+    });
     assert.equal(response.statusCode, 409);
   });
 
@@ -73,9 +85,16 @@ describe("POST /register", () => {
   }
 
   it("accepts any Unicode in a password of 8 to 256 characters", async () => {
-    const response = await t.app.inject({ method: "POST", url: "/register", payload: { username: "unicode.pw", password: "пароль-🔐-ключ" } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/register",
+      payload: { username: "unicode.pw", password: "пароль-🔐-ключ" },
+    });
     assert.equal(response.statusCode, 201);
-    assert.equal((await t.app.inject({ method: "POST", url: "/login", payload: { username: "unicode.pw", password: "пароль-🔐-ключ" } })).statusCode, 200);
+    assert.equal(
+      (await t.app.inject({ method: "POST", url: "/login", payload: { username: "unicode.pw", password: "пароль-🔐-ключ" } })).statusCode,
+      200,
+    );
   });
 });
 
@@ -85,8 +104,17 @@ describe("POST /login", () => {
   after(() => t.close());
 
   it("signs in by username or by email, case-insensitively", async () => {
-    await t.app.inject({ method: "POST", url: "/register", payload: { username: "Login.User", password: TEST_PASSWORD, email: "login@example.com" } });
-    for (const login of [{ username: "login.user" }, { username: "LOGIN.USER" }, { email: "Login@Example.com" }, { username: "login@example.com" }]) {
+    await t.app.inject({
+      method: "POST",
+      url: "/register",
+      payload: { username: "Login.User", password: TEST_PASSWORD, email: "login@example.com" },
+    });
+    for (const login of [
+      { username: "login.user" },
+      { username: "LOGIN.USER" },
+      { email: "Login@Example.com" },
+      { username: "login@example.com" },
+    ]) {
       const response = await t.app.inject({ method: "POST", url: "/login", payload: { ...login, password: TEST_PASSWORD } });
       assert.equal(response.statusCode, 200, JSON.stringify(login));
       assert.equal(response.json().user.username, "Login.User");
@@ -97,24 +125,43 @@ describe("POST /login", () => {
   it("issues a new session id on every sign-in and never promotes one the client presented", async () => {
     const { cookie: first, username } = await t.register();
     const planted = "A".repeat(30) + "." + "B".repeat(43);
-    const response = await t.app.inject({ method: "POST", url: "/login", payload: { username, password: TEST_PASSWORD }, cookies: { sid: first } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/login",
+      payload: { username, password: TEST_PASSWORD },
+      cookies: { sid: first },
+    });
     const second = setCookieValue(response)!;
     assert.notEqual(second, first);
-    const again = await t.app.inject({ method: "POST", url: "/login", payload: { username, password: TEST_PASSWORD }, cookies: { sid: planted } });
+    const again = await t.app.inject({
+      method: "POST",
+      url: "/login",
+      payload: { username, password: TEST_PASSWORD },
+      cookies: { sid: planted },
+    });
     assert.notEqual(setCookieValue(again), planted);
     assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: planted } })).statusCode, 401);
   });
 
   it("ends the session the browser was already in when it signs in again", async () => {
     const { cookie: first, username } = await t.register();
-    const response = await t.app.inject({ method: "POST", url: "/login", payload: { username, password: TEST_PASSWORD }, cookies: { sid: first } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/login",
+      payload: { username, password: TEST_PASSWORD },
+      cookies: { sid: first },
+    });
     assert.equal(response.statusCode, 200);
     assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: first } })).statusCode, 401);
     assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: setCookieValue(response)! } })).statusCode, 200);
   });
 
   it("ignores a roles field at registration (no mass assignment)", async () => {
-    const response = await t.app.inject({ method: "POST", url: "/register", payload: { username: "wants.admin", password: TEST_PASSWORD, roles: ["admin"], id: "chosen-id", createdAt: 0 } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/register",
+      payload: { username: "wants.admin", password: TEST_PASSWORD, roles: ["admin"], id: "chosen-id", createdAt: 0 },
+    });
     assert.equal(response.statusCode, 201);
     assert.deepEqual(response.json().user.roles, ["user"]);
     assert.notEqual(response.json().user.id, "chosen-id");
@@ -124,7 +171,11 @@ describe("POST /login", () => {
   it("answers a wrong password and an unknown user with the same status and body", async () => {
     const { username } = await t.register();
     const wrong = await t.app.inject({ method: "POST", url: "/login", payload: { username, password: "not the password" } });
-    const unknown = await t.app.inject({ method: "POST", url: "/login", payload: { username: "nobody.here", password: "not the password" } });
+    const unknown = await t.app.inject({
+      method: "POST",
+      url: "/login",
+      payload: { username: "nobody.here", password: "not the password" },
+    });
     assert.equal(wrong.statusCode, 401);
     assert.equal(unknown.statusCode, 401);
     assert.equal(wrong.body, unknown.body);
@@ -163,7 +214,12 @@ describe("POST /logout", () => {
 
   it("ends the session in the store, clears the cookie, and the old cookie is refused", async () => {
     const { cookie, csrfToken } = await t.register();
-    const response = await t.app.inject({ method: "POST", url: "/logout", cookies: { sid: cookie }, headers: { "x-csrf-token": csrfToken } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/logout",
+      cookies: { sid: cookie },
+      headers: { "x-csrf-token": csrfToken },
+    });
     assert.equal(response.statusCode, 200);
     assert.equal(typeof response.json().message, "string");
     assert.match(String(response.headers["set-cookie"]), /^sid=; Max-Age=0;.*HttpOnly/);

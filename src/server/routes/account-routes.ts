@@ -28,7 +28,13 @@ const registerSchema = {
   body: {
     type: "object",
     properties: {
-      username: { type: "string", minLength: 3, maxLength: 64, pattern: "^[\\p{L}\\p{N}._-]+$", description: "Letters, digits, '.', '_', '-'; unique case-insensitively after NFKC." },
+      username: {
+        type: "string",
+        minLength: 3,
+        maxLength: 64,
+        pattern: "^[\\p{L}\\p{N}._-]+$",
+        description: "Letters, digits, '.', '_', '-'; unique case-insensitively after NFKC.",
+      },
       password: { type: "string", minLength: 8, maxLength: 256, description: "Not a common password, not the username." },
       email: { type: "string", format: "email" },
     },
@@ -48,9 +54,12 @@ const loginSchema = {
   body: credentials,
   response: {
     200: withHeaders(
-      answer("Signed in: a new session cookie (never the one presented); or, for an account with TOTP, a pending sign-in's cookie and mfaRequired.", {
-        oneOf: [ref("SignedIn"), ref("MfaRequired")],
-      }),
+      answer(
+        "Signed in: a new session cookie (never the one presented); or, for an account with TOTP, a pending sign-in's cookie and mfaRequired.",
+        {
+          oneOf: [ref("SignedIn"), ref("MfaRequired")],
+        },
+      ),
       "Set-Cookie",
     ),
     ...errors(...unsafeMethodErrors, 401, 429, 503),

@@ -20,11 +20,19 @@ describe("administration", () => {
     const user = await t.register();
     const target = await t.register();
     const routes = [
-      ["GET", "/admin"], ["GET", "/admin/users"], ["PATCH", `/admin/users/${target.userId}`],
-      ["POST", `/admin/users/${target.userId}/revoke-sessions`], ["DELETE", `/users/${target.userId}`],
+      ["GET", "/admin"],
+      ["GET", "/admin/users"],
+      ["PATCH", `/admin/users/${target.userId}`],
+      ["POST", `/admin/users/${target.userId}/revoke-sessions`],
+      ["DELETE", `/users/${target.userId}`],
     ] as const;
     for (const [method, url] of routes) {
-      const response = await t.app.inject({ method, url, ...t.auth(user), ...(method === "PATCH" ? { payload: { roles: ["admin"] } } : {}) });
+      const response = await t.app.inject({
+        method,
+        url,
+        ...t.auth(user),
+        ...(method === "PATCH" ? { payload: { roles: ["admin"] } } : {}),
+      });
       assert.equal(response.statusCode, 403, `${method} ${url}`);
       assert.equal(response.json().error.code, "forbidden");
     }
@@ -58,7 +66,12 @@ describe("administration", () => {
     const admin = await t.registerAdmin();
     const target = await t.register();
     assert.equal((await t.app.inject({ url: "/admin", cookies: { sid: target.cookie } })).statusCode, 403);
-    const response = await t.app.inject({ method: "PATCH", url: `/admin/users/${target.userId}`, ...t.auth(admin), payload: { roles: ["admin"] } });
+    const response = await t.app.inject({
+      method: "PATCH",
+      url: `/admin/users/${target.userId}`,
+      ...t.auth(admin),
+      payload: { roles: ["admin"] },
+    });
     assert.equal(response.statusCode, 200);
     assert.deepEqual(response.json().user.roles, ["user", "admin"]);
     assert.equal((await t.app.inject({ url: "/admin", cookies: { sid: target.cookie } })).statusCode, 200);
@@ -69,11 +82,22 @@ describe("administration", () => {
   it("PATCH /admin/users/:id refuses other fields (no mass assignment), bad roles, and unknown users", async () => {
     const admin = await t.registerAdmin();
     const target = await t.register();
-    for (const payload of [{ roles: ["admin"], username: "renamed" }, { passwordHash: "x" }, { roles: "admin" }, { roles: ["Not A Role!"] }, {}]) {
+    for (const payload of [
+      { roles: ["admin"], username: "renamed" },
+      { passwordHash: "x" },
+      { roles: "admin" },
+      { roles: ["Not A Role!"] },
+      {},
+    ]) {
       const response = await t.app.inject({ method: "PATCH", url: `/admin/users/${target.userId}`, ...t.auth(admin), payload });
       assert.equal(response.statusCode, 400, JSON.stringify(payload));
     }
-    const unknown = await t.app.inject({ method: "PATCH", url: "/admin/users/00000000-0000-7000-8000-000000000000", ...t.auth(admin), payload: { roles: [] } });
+    const unknown = await t.app.inject({
+      method: "PATCH",
+      url: "/admin/users/00000000-0000-7000-8000-000000000000",
+      ...t.auth(admin),
+      payload: { roles: [] },
+    });
     assert.equal(unknown.statusCode, 404);
   });
 
@@ -83,7 +107,8 @@ describe("administration", () => {
     const second = await t.login(target.username);
     const response = await t.app.inject({ method: "POST", url: `/admin/users/${target.userId}/revoke-sessions`, ...t.auth(admin) });
     assert.deepEqual(response.json(), { revoked: 2 });
-    for (const cookie of [target.cookie, second.cookie]) assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: cookie } })).statusCode, 401);
+    for (const cookie of [target.cookie, second.cookie])
+      assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: cookie } })).statusCode, 401);
     assert.equal((await t.app.inject({ method: "POST", url: "/admin/users/nope/revoke-sessions", ...t.auth(admin) })).statusCode, 404);
   });
 
@@ -109,7 +134,12 @@ describe("administration", () => {
       assert.match(refused.json().error.message, /last admin/i);
       assert.deepEqual((await t.stores.users.findUserById(only.userId))?.roles, ["user", "admin"]);
       // Other roles of the last admin can still change, as long as admin stays.
-      const kept = await t.app.inject({ method: "PATCH", url: `/admin/users/${only.userId}`, ...t.auth(only), payload: { roles: ["admin", "support"] } });
+      const kept = await t.app.inject({
+        method: "PATCH",
+        url: `/admin/users/${only.userId}`,
+        ...t.auth(only),
+        payload: { roles: ["admin", "support"] },
+      });
       assert.equal(kept.statusCode, 200, kept.body);
 
       const second = await t.registerAdmin();

@@ -67,7 +67,9 @@ const rolesSchema = {
   params: userId,
   body: {
     type: "object",
-    properties: { roles: { type: "array", items: { type: "string", pattern: ROLE_PATTERN.source }, description: '"user" is always kept.' } },
+    properties: {
+      roles: { type: "array", items: { type: "string", pattern: ROLE_PATTERN.source }, description: '"user" is always kept.' },
+    },
     required: ["roles"],
     additionalProperties: false,
   },
@@ -107,15 +109,19 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.get("/admin", { preHandler: admin, schema: adminSchema }, async () => ({ message: "Admin area" }));
 
-  app.get<{ Querystring: { limit?: string; cursor?: string } }>("/admin/users", { preHandler: admin, schema: listUsersSchema }, async (request) => {
-    const limit = parseLimit(request.query.limit);
-    const rows = await ctx.stores.users.listUsers({ limit: limit + 1, after: decodeCursor(request.query.cursor) });
-    const page = rows.slice(0, limit);
-    return {
-      users: page.map((u) => userJson(publicUser(u))),
-      nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
-    };
-  });
+  app.get<{ Querystring: { limit?: string; cursor?: string } }>(
+    "/admin/users",
+    { preHandler: admin, schema: listUsersSchema },
+    async (request) => {
+      const limit = parseLimit(request.query.limit);
+      const rows = await ctx.stores.users.listUsers({ limit: limit + 1, after: decodeCursor(request.query.cursor) });
+      const page = rows.slice(0, limit);
+      return {
+        users: page.map((u) => userJson(publicUser(u))),
+        nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
+      };
+    },
+  );
 
   app.patch<{ Params: { id: string } }>("/admin/users/:id", { preHandler: admin, schema: rolesSchema }, async (request) => {
     const body = bodyObject(request);

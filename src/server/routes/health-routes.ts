@@ -7,7 +7,14 @@ const healthSchema = {
   summary: "Liveness: the process runs",
   tags: ["operations"],
   security: security.anyone,
-  response: { 200: answer("Running.", { type: "object", properties: { status: { type: "string", const: "ok" } }, required: ["status"], additionalProperties: false }) },
+  response: {
+    200: answer("Running.", {
+      type: "object",
+      properties: { status: { type: "string", const: "ok" } },
+      required: ["status"],
+      additionalProperties: false,
+    }),
+  },
 };
 
 const readySchema: FastifySchema = {
@@ -20,7 +27,11 @@ const readySchema: FastifySchema = {
       type: "object",
       properties: {
         status: { type: "string", enum: ["ok", "degraded"] },
-        stores: { type: "object", additionalProperties: { type: "string", enum: ["ok", "degraded", "down"] }, description: "Each backend by name." },
+        stores: {
+          type: "object",
+          additionalProperties: { type: "string", enum: ["ok", "degraded", "down"] },
+          description: "Each backend by name.",
+        },
         workers: {
           type: "object",
           description: "With WORKERS above 1: the worker processes ready, of all.",
@@ -55,7 +66,9 @@ export function healthRoutes(app: FastifyInstance, ctx: ServerContext, workers?:
     // answers for all (a worker restarting makes the instance unready).
     const count = workers();
     if (count.ready < count.total) {
-      return reply.code(503).send({ error: { code: "unavailable", message: `${count.ready} of ${count.total} worker processes are ready.` } });
+      return reply
+        .code(503)
+        .send({ error: { code: "unavailable", message: `${count.ready} of ${count.total} worker processes are ready.` } });
     }
     return { status: degraded ? "degraded" : "ok", stores, workers: count };
   });

@@ -10,13 +10,20 @@ describe("the user's own sessions", () => {
 
   it("GET /sessions lists each session with its public handle, metadata and which one is current", async () => {
     const first = await t.register();
-    await t.app.inject({ method: "POST", url: "/login", payload: { username: first.username, password: TEST_PASSWORD }, headers: { "user-agent": "Phone/1.0" }, remoteAddress: "198.51.100.77" });
+    await t.app.inject({
+      method: "POST",
+      url: "/login",
+      payload: { username: first.username, password: TEST_PASSWORD },
+      headers: { "user-agent": "Phone/1.0" },
+      remoteAddress: "198.51.100.77",
+    });
     const response = await t.app.inject({ url: "/sessions", cookies: { sid: first.cookie } });
     assert.equal(response.statusCode, 200);
     const { sessions } = response.json();
     assert.equal(sessions.length, 2);
     for (const s of sessions) {
-      for (const key of ["id", "createdAt", "lastSeenAt", "idleExpiresAt", "absoluteExpiresAt", "userAgent", "current"]) assert.ok(key in s, key);
+      for (const key of ["id", "createdAt", "lastSeenAt", "idleExpiresAt", "absoluteExpiresAt", "userAgent", "current"])
+        assert.ok(key in s, key);
       assert.ok(!first.cookie.includes(s.id) || s.current, "handles are not secrets but never the cookie");
       assert.notEqual(s.id, first.cookie);
     }
@@ -61,7 +68,10 @@ describe("the user's own sessions", () => {
   it("DELETE /sessions/:id needs the CSRF token", async () => {
     const me = await t.register();
     const { sessions } = (await t.app.inject({ url: "/sessions", cookies: { sid: me.cookie } })).json();
-    assert.equal((await t.app.inject({ method: "DELETE", url: `/sessions/${sessions[0].id}`, cookies: { sid: me.cookie } })).statusCode, 403);
+    assert.equal(
+      (await t.app.inject({ method: "DELETE", url: `/sessions/${sessions[0].id}`, cookies: { sid: me.cookie } })).statusCode,
+      403,
+    );
   });
 
   it("POST /sessions/revoke-others ends every other session and keeps this one", async () => {
@@ -75,7 +85,12 @@ describe("the user's own sessions", () => {
   });
 
   it("session endpoints refuse without a session (401)", async () => {
-    for (const [method, url] of [["GET", "/sessions"], ["DELETE", "/sessions/abc"], ["POST", "/sessions/revoke-others"], ["POST", "/password"]] as const) {
+    for (const [method, url] of [
+      ["GET", "/sessions"],
+      ["DELETE", "/sessions/abc"],
+      ["POST", "/sessions/revoke-others"],
+      ["POST", "/password"],
+    ] as const) {
       const response = await t.app.inject({ method, url });
       assert.equal(response.statusCode, 401, url);
     }
@@ -90,7 +105,12 @@ describe("POST /password", () => {
   it("changes the password, gives this session a new cookie and CSRF token, and ends every other session", async () => {
     const me = await t.register();
     const other = await t.login(me.username);
-    const response = await t.app.inject({ method: "POST", url: "/password", ...t.auth(me), payload: { currentPassword: TEST_PASSWORD, newPassword: "a brand new passphrase" } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/password",
+      ...t.auth(me),
+      payload: { currentPassword: TEST_PASSWORD, newPassword: "a brand new passphrase" },
+    });
     assert.equal(response.statusCode, 200, response.body);
     const fresh = setCookieValue(response)!;
     assert.ok(fresh && fresh !== me.cookie);
@@ -98,13 +118,25 @@ describe("POST /password", () => {
     assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: me.cookie } })).statusCode, 401);
     assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: other.cookie } })).statusCode, 401);
     assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: fresh } })).statusCode, 200);
-    assert.equal((await t.app.inject({ method: "POST", url: "/login", payload: { username: me.username, password: TEST_PASSWORD } })).statusCode, 401);
-    assert.equal((await t.app.inject({ method: "POST", url: "/login", payload: { username: me.username, password: "a brand new passphrase" } })).statusCode, 200);
+    assert.equal(
+      (await t.app.inject({ method: "POST", url: "/login", payload: { username: me.username, password: TEST_PASSWORD } })).statusCode,
+      401,
+    );
+    assert.equal(
+      (await t.app.inject({ method: "POST", url: "/login", payload: { username: me.username, password: "a brand new passphrase" } }))
+        .statusCode,
+      200,
+    );
   });
 
   it("refuses a wrong current password with 401 invalid_credentials and changes nothing", async () => {
     const me = await t.register();
-    const response = await t.app.inject({ method: "POST", url: "/password", ...t.auth(me), payload: { currentPassword: "wrong one!", newPassword: "a brand new passphrase" } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/password",
+      ...t.auth(me),
+      payload: { currentPassword: "wrong one!", newPassword: "a brand new passphrase" },
+    });
     assert.equal(response.statusCode, 401);
     assert.equal(response.json().error.code, "invalid_credentials");
     assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: me.cookie } })).statusCode, 200);
@@ -112,7 +144,12 @@ describe("POST /password", () => {
 
   it("refuses a weak new password with 400 and missing fields with 400", async () => {
     const me = await t.register();
-    for (const payload of [{ currentPassword: TEST_PASSWORD, newPassword: "short" }, { currentPassword: TEST_PASSWORD, newPassword: "password1" }, { currentPassword: TEST_PASSWORD }, {}]) {
+    for (const payload of [
+      { currentPassword: TEST_PASSWORD, newPassword: "short" },
+      { currentPassword: TEST_PASSWORD, newPassword: "password1" },
+      { currentPassword: TEST_PASSWORD },
+      {},
+    ]) {
       const response = await t.app.inject({ method: "POST", url: "/password", ...t.auth(me), payload });
       assert.equal(response.statusCode, 400, JSON.stringify(payload));
     }
@@ -120,7 +157,12 @@ describe("POST /password", () => {
 
   it("needs the CSRF token", async () => {
     const me = await t.register();
-    const response = await t.app.inject({ method: "POST", url: "/password", cookies: { sid: me.cookie }, payload: { currentPassword: TEST_PASSWORD, newPassword: "a brand new passphrase" } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/password",
+      cookies: { sid: me.cookie },
+      payload: { currentPassword: TEST_PASSWORD, newPassword: "a brand new passphrase" },
+    });
     assert.equal(response.statusCode, 403);
   });
 });

@@ -12,7 +12,10 @@ import { countAccountAttempt, recordSuccess } from "../throttle.js";
 import { answer, errors, idParam, noBody, ref, security, unsafeMethodErrors, withHeaders } from "../api-schemas.js";
 
 /** A session as the user's session list shows it. */
-function listedSession(session: Session, currentId: string): ReturnType<typeof sessionJson> & { userAgent: string | null; ipAddress: string | null; current: boolean } {
+function listedSession(
+  session: Session,
+  currentId: string,
+): ReturnType<typeof sessionJson> & { userAgent: string | null; ipAddress: string | null; current: boolean } {
   return { ...sessionJson(session), userAgent: session.userAgent, ipAddress: session.ipAddress, current: session.id === currentId };
 }
 
@@ -38,7 +41,10 @@ const deleteSchema = {
   tags: ["sessions"],
   security: security.sessionWithCsrf,
   params: idParam("The session's public handle (`id` in GET /sessions)."),
-  response: { 204: withHeaders(noBody("Ended; the cookie is cleared when it was this session."), "Set-Cookie"), ...errors(...unsafeMethodErrors, 401, 404, 503) },
+  response: {
+    204: withHeaders(noBody("Ended; the cookie is cleared when it was this session."), "Set-Cookie"),
+    ...errors(...unsafeMethodErrors, 401, 404, 503),
+  },
 };
 
 const revokeOthersSchema = {
@@ -123,7 +129,10 @@ export function ownSessionRoutes(app: FastifyInstance, ctx: ServerContext): void
     const rotated = await ctx.sessions.rotate(auth.session);
     if (rotated === null) throw new LatchError("unauthenticated", "The session ended while the password was being changed.");
     const revoked = await ctx.stores.sessions.deleteUserSessions(user.id, { exceptId: rotated.session.id });
-    reply.header("Set-Cookie", sessionCookie(ctx.cookieName, rotated.token, rotated.session.idleExpiresAt, ctx.runtime.clock.now(), ctx.cookieOptions));
+    reply.header(
+      "Set-Cookie",
+      sessionCookie(ctx.cookieName, rotated.token, rotated.session.idleExpiresAt, ctx.runtime.clock.now(), ctx.cookieOptions),
+    );
     recordEvent(ctx, request, "password_changed", user.id, { revoked: String(revoked) });
     // Voids every reset link of the user, with the notice, in one transaction.
     const notice = passwordChangedMessage(ctx, user, "changed");

@@ -4,7 +4,14 @@ import { publicUser } from "../../core/accounts.js";
 import { constantTimeEqual, sha256, toBase64Url } from "../../core/encoding.js";
 import { LatchError } from "../../core/errors.js";
 import { uuidv7 } from "../../core/ids.js";
-import { assertionCredentialId, authenticationOptions, CHALLENGE_TTL_MS, registrationOptions, verifyAssertion, verifyRegistration } from "../../core/passkeys.js";
+import {
+  assertionCredentialId,
+  authenticationOptions,
+  CHALLENGE_TTL_MS,
+  registrationOptions,
+  verifyAssertion,
+  verifyRegistration,
+} from "../../core/passkeys.js";
 import type { Passkey, WebAuthnChallenge } from "../../core/store.js";
 import { authOf, guard } from "../auth.js";
 import type { ServerContext } from "../context.js";
@@ -18,7 +25,12 @@ const MAX_NAME = 64;
 
 /** A passkey as the API shows it: never the public key or the credential id. */
 function passkeyJson(passkey: Passkey): { id: string; name: string; createdAt: string; lastUsedAt: string | null } {
-  return { id: passkey.id, name: passkey.name, createdAt: iso(passkey.createdAt), lastUsedAt: passkey.lastUsedAt === null ? null : iso(passkey.lastUsedAt) };
+  return {
+    id: passkey.id,
+    name: passkey.name,
+    createdAt: iso(passkey.createdAt),
+    lastUsedAt: passkey.lastUsedAt === null ? null : iso(passkey.lastUsedAt),
+  };
 }
 
 function passkeyName(value: unknown, fallback: string): string {
@@ -48,19 +60,38 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const session = guard(ctx);
   const cookieName = ctx.cookieOptions.secure ? "__Host-webauthn" : "webauthn";
 
-  async function issueChallenge(reply: FastifyReply, purpose: WebAuthnChallenge["purpose"], userId: string | null, challenge: string): Promise<void> {
+  async function issueChallenge(
+    reply: FastifyReply,
+    purpose: WebAuthnChallenge["purpose"],
+    userId: string | null,
+    challenge: string,
+  ): Promise<void> {
     const id = new Uint8Array(16);
     const secret = new Uint8Array(32);
     ctx.runtime.random(id);
     ctx.runtime.random(secret);
     const now = ctx.runtime.clock.now();
     const secretText = toBase64Url(secret);
-    await ctx.stores.secondFactors.putChallenge({ id: toBase64Url(id), purpose, userId, secretHash: sha256(secretText), challenge, expiresAt: now + CHALLENGE_TTL_MS });
-    reply.header("Set-Cookie", sessionCookie(cookieName, `${toBase64Url(id)}.${secretText}`, now + CHALLENGE_TTL_MS, now, ctx.cookieOptions));
+    await ctx.stores.secondFactors.putChallenge({
+      id: toBase64Url(id),
+      purpose,
+      userId,
+      secretHash: sha256(secretText),
+      challenge,
+      expiresAt: now + CHALLENGE_TTL_MS,
+    });
+    reply.header(
+      "Set-Cookie",
+      sessionCookie(cookieName, `${toBase64Url(id)}.${secretText}`, now + CHALLENGE_TTL_MS, now, ctx.cookieOptions),
+    );
   }
 
   /** This browser's challenge for `purpose`, used up; null when it has none (or it expired, or was used). */
-  async function takeChallenge(request: FastifyRequest, reply: FastifyReply, purpose: WebAuthnChallenge["purpose"]): Promise<WebAuthnChallenge | null> {
+  async function takeChallenge(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    purpose: WebAuthnChallenge["purpose"],
+  ): Promise<WebAuthnChallenge | null> {
     const value = readCookie(request.headers.cookie, cookieName);
     const match = value === undefined ? null : /^([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})$/.exec(value);
     if (match === null) return null;
@@ -98,12 +129,22 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const name = passkeyName(body.name, `Passkey ${existing.length + 1}`);
       const challenge = await takeChallenge(request, reply, "register");
       if (challenge === null || challenge.userId !== user.id) {
-        throw new LatchError("invalid_input", "No passkey registration is in progress in this browser (or it expired): ask for options again.");
+        throw new LatchError(
+          "invalid_input",
+          "No passkey registration is in progress in this browser (or it expired): ask for options again.",
+        );
       }
       const credential = await verifyRegistration(ctx.relyingParty, body.response, challenge.challenge);
       if (credential === null) throw new LatchError("invalid_input", "The passkey response does not verify.");
       const now = ctx.runtime.clock.now();
-      const passkey: Passkey = { id: uuidv7(ctx.runtime.clock, ctx.runtime.random), userId: user.id, ...credential, name, createdAt: now, lastUsedAt: null };
+      const passkey: Passkey = {
+        id: uuidv7(ctx.runtime.clock, ctx.runtime.random),
+        userId: user.id,
+        ...credential,
+        name,
+        createdAt: now,
+        lastUsedAt: null,
+      };
       await ctx.stores.secondFactors.createPasskey(passkey);
       recordEvent(ctx, request, "passkey_added", user.id, { passkey: passkey.id });
       return reply.code(201).send({ passkey: passkeyJson(passkey) });
@@ -131,7 +172,8 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     async (request) => {
       const { user } = authOf(request);
       const name = passkeyName(bodyObject(request).name, "");
-      if (!(await ctx.stores.secondFactors.renamePasskey(user.id, request.params.id, name))) throw new LatchError("not_found", "No such passkey.");
+      if (!(await ctx.stores.secondFactors.renamePasskey(user.id, request.params.id, name)))
+        throw new LatchError("not_found", "No such passkey.");
       recordEvent(ctx, request, "passkey_renamed", user.id, { passkey: request.params.id });
       const passkey = (await ctx.stores.secondFactors.listPasskeys(user.id)).find((p) => p.id === request.params.id);
       if (passkey === undefined) throw new LatchError("not_found", "No such passkey.");
@@ -147,7 +189,8 @@ export function passkeyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     },
     async (request, reply) => {
       const { user } = authOf(request);
-      if (!(await ctx.stores.secondFactors.deletePasskey(user.id, request.params.id))) throw new LatchError("not_found", "No such passkey.");
+      if (!(await ctx.stores.secondFactors.deletePasskey(user.id, request.params.id)))
+        throw new LatchError("not_found", "No such passkey.");
       recordEvent(ctx, request, "passkey_removed", user.id, { passkey: request.params.id });
       return reply.code(204).send();
     },

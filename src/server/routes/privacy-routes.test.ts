@@ -34,15 +34,25 @@ describe("GDPR endpoints", () => {
     assert.match(String(response.headers["set-cookie"]), /^sid=; Max-Age=0/);
     assert.equal(await t.stores.users.findUserById(me.userId), null);
     assert.deepEqual(await t.stores.events.listUserEvents(me.userId, 100), []);
-    for (const cookie of [me.cookie, other.cookie]) assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: cookie } })).statusCode, 401);
-    assert.equal((await t.app.inject({ method: "POST", url: "/login", payload: { username: me.username, password: TEST_PASSWORD } })).statusCode, 401);
+    for (const cookie of [me.cookie, other.cookie])
+      assert.equal((await t.app.inject({ url: "/protected", cookies: { sid: cookie } })).statusCode, 401);
+    assert.equal(
+      (await t.app.inject({ method: "POST", url: "/login", payload: { username: me.username, password: TEST_PASSWORD } })).statusCode,
+      401,
+    );
   });
 
   it("DELETE /me refuses a wrong password (401), a missing one (400), and a missing CSRF token (403)", async () => {
     const me = await t.register();
-    assert.equal((await t.app.inject({ method: "DELETE", url: "/me", ...t.auth(me), payload: { password: "wrong password" } })).statusCode, 401);
+    assert.equal(
+      (await t.app.inject({ method: "DELETE", url: "/me", ...t.auth(me), payload: { password: "wrong password" } })).statusCode,
+      401,
+    );
     assert.equal((await t.app.inject({ method: "DELETE", url: "/me", ...t.auth(me), payload: {} })).statusCode, 400);
-    assert.equal((await t.app.inject({ method: "DELETE", url: "/me", cookies: { sid: me.cookie }, payload: { password: TEST_PASSWORD } })).statusCode, 403);
+    assert.equal(
+      (await t.app.inject({ method: "DELETE", url: "/me", cookies: { sid: me.cookie }, payload: { password: TEST_PASSWORD } })).statusCode,
+      403,
+    );
     assert.ok(await t.stores.users.findUserById(me.userId));
   });
 

@@ -74,7 +74,11 @@ const exportSchema = {
           properties: {
             totp: {
               type: "object",
-              properties: { enabled: { type: "boolean" }, confirmedAt: { type: ["string", "null"], format: "date-time" }, recoveryCodesLeft: { type: "integer", minimum: 0 } },
+              properties: {
+                enabled: { type: "boolean" },
+                confirmedAt: { type: ["string", "null"], format: "date-time" },
+                recoveryCodesLeft: { type: "integer", minimum: 0 },
+              },
               required: ["enabled", "confirmedAt", "recoveryCodesLeft"],
               additionalProperties: false,
             },
@@ -153,12 +157,31 @@ export function privacyRoutes(app: FastifyInstance, ctx: ServerContext): void {
       // Whether TOTP is on and which passkeys exist; never a secret, a code or a key.
       secondFactors: {
         totp: { enabled: totp?.secret != null, confirmedAt: totp?.confirmedAt == null ? null : iso(totp.confirmedAt), recoveryCodesLeft },
-        passkeys: passkeys.map((p) => ({ id: p.id, name: p.name, createdAt: iso(p.createdAt), lastUsedAt: p.lastUsedAt === null ? null : iso(p.lastUsedAt) })),
+        passkeys: passkeys.map((p) => ({
+          id: p.id,
+          name: p.name,
+          createdAt: iso(p.createdAt),
+          lastUsedAt: p.lastUsedAt === null ? null : iso(p.lastUsedAt),
+        })),
       },
       sessions: sessions.map((s) => ({ ...sessionJson(s), userAgent: s.userAgent, ipAddress: s.ipAddress })),
-      securityEvents: events.map((e) => ({ type: e.type, at: iso(e.at), ipAddress: e.ipAddress, userAgent: e.userAgent, detail: e.detail })),
+      securityEvents: events.map((e) => ({
+        type: e.type,
+        at: iso(e.at),
+        ipAddress: e.ipAddress,
+        userAgent: e.userAgent,
+        detail: e.detail,
+      })),
       // Metadata of the mail sent or queued for the account; never a body or a token.
-      messages: messages.map((m) => ({ id: m.id, kind: m.kind, to: m.to, status: m.status, attempts: m.attempts, queuedAt: iso(m.createdAt), sentAt: m.sentAt === null ? null : iso(m.sentAt) })),
+      messages: messages.map((m) => ({
+        id: m.id,
+        kind: m.kind,
+        to: m.to,
+        status: m.status,
+        attempts: m.attempts,
+        queuedAt: iso(m.createdAt),
+        sentAt: m.sentAt === null ? null : iso(m.sentAt),
+      })),
     };
   });
 

@@ -48,7 +48,11 @@ describe("account recovery and verified email (real SMTP server)", () => {
 
   async function register(withEmail = true): Promise<SignedIn & { email: string }> {
     const { username, email } = fresh();
-    const response = await t.app.inject({ method: "POST", url: "/register", payload: withEmail ? { username, password: TEST_PASSWORD, email } : { username, password: TEST_PASSWORD } });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/register",
+      payload: withEmail ? { username, password: TEST_PASSWORD, email } : { username, password: TEST_PASSWORD },
+    });
     assert.equal(response.statusCode, 201, response.body);
     const body = response.json();
     return { response, cookie: setCookieValue(response)!, csrfToken: body.csrfToken, userId: body.user.id, username, email };
@@ -61,7 +65,10 @@ describe("account recovery and verified email (real SMTP server)", () => {
     const me = await register();
     assert.equal(me.response.json().user.emailVerified, false);
     const mail = await mailTo(me.email);
-    assert.deepEqual(mail.parsed.from?.value.map((a) => [a.name, a.address]), [["Latch Test", "auth@latch.test"]]);
+    assert.deepEqual(
+      mail.parsed.from?.value.map((a) => [a.name, a.address]),
+      [["Latch Test", "auth@latch.test"]],
+    );
     assert.equal(mail.subject, "Confirm your email address");
     assert.ok(mail.text.length > 0 && mail.html.length > 0, "a text and an HTML part");
     assert.ok(mail.text.includes(`${PUBLIC_URL}/account/verify-email#token=${mail.token}`));
@@ -107,13 +114,26 @@ describe("account recovery and verified email (real SMTP server)", () => {
     await post("/password/forgot", { username: me.username });
     await t.context.mail.idle();
     const { token } = await mailTo(me.email, 2);
-    const reset = await t.app.inject({ method: "POST", url: "/password/reset", payload: { token, newPassword: "a brand new passphrase" }, cookies: { sid: me.cookie } });
+    const reset = await t.app.inject({
+      method: "POST",
+      url: "/password/reset",
+      payload: { token, newPassword: "a brand new passphrase" },
+      cookies: { sid: me.cookie },
+    });
     assert.equal(reset.statusCode, 200, reset.body);
     assert.equal(typeof reset.json().message, "string");
     assert.doesNotMatch(String(reset.headers["set-cookie"] ?? ""), /sid=[^;]+\./, "no new session cookie");
-    for (const cookie of [me.cookie, other.cookie]) assert.equal((await t.app.inject({ url: "/me", cookies: { sid: cookie } })).statusCode, 401);
-    assert.equal((await t.app.inject({ method: "POST", url: "/login", payload: { username: me.username, password: TEST_PASSWORD } })).statusCode, 401);
-    assert.equal((await t.app.inject({ method: "POST", url: "/login", payload: { username: me.username, password: "a brand new passphrase" } })).statusCode, 200);
+    for (const cookie of [me.cookie, other.cookie])
+      assert.equal((await t.app.inject({ url: "/me", cookies: { sid: cookie } })).statusCode, 401);
+    assert.equal(
+      (await t.app.inject({ method: "POST", url: "/login", payload: { username: me.username, password: TEST_PASSWORD } })).statusCode,
+      401,
+    );
+    assert.equal(
+      (await t.app.inject({ method: "POST", url: "/login", payload: { username: me.username, password: "a brand new passphrase" } }))
+        .statusCode,
+      200,
+    );
     const notice = await mailTo(me.email, 3);
     assert.equal(notice.subject, "Your password was changed");
     assert.doesNotMatch(notice.text + notice.html, /brand new passphrase/);
@@ -200,8 +220,23 @@ describe("account recovery and verified email (real SMTP server)", () => {
     const conflict = await post("/me/email", { email: taken.email, password: TEST_PASSWORD }, me);
     assert.equal(conflict.statusCode, 409);
     assert.equal(conflict.json().error.code, "conflict");
-    assert.equal((await post("/me/email", { email: taken.username, password: TEST_PASSWORD }, me)).statusCode, 400, "a username is not an email");
-    assert.equal((await t.app.inject({ method: "POST", url: "/me/email", payload: { email: next, password: TEST_PASSWORD }, cookies: { sid: me.cookie } })).statusCode, 403, "CSRF token required");
+    assert.equal(
+      (await post("/me/email", { email: taken.username, password: TEST_PASSWORD }, me)).statusCode,
+      400,
+      "a username is not an email",
+    );
+    assert.equal(
+      (
+        await t.app.inject({
+          method: "POST",
+          url: "/me/email",
+          payload: { email: next, password: TEST_PASSWORD },
+          cookies: { sid: me.cookie },
+        })
+      ).statusCode,
+      403,
+      "CSRF token required",
+    );
 
     const changed = await post("/me/email", { email: next, password: TEST_PASSWORD }, me);
     assert.equal(changed.statusCode, 200, changed.body);
@@ -214,8 +249,16 @@ describe("account recovery and verified email (real SMTP server)", () => {
     assert.equal(notice.token, null);
     assert.equal((await post("/email/verify", { token: oldLink })).statusCode, 400, "the old address's link is void");
     assert.equal((await post("/email/verify", { token: link.token })).statusCode, 200);
-    assert.equal((await t.app.inject({ method: "POST", url: "/login", payload: { email: next, password: TEST_PASSWORD } })).statusCode, 200, "signs in with the new email");
-    assert.equal((await t.app.inject({ method: "POST", url: "/login", payload: { email: me.email, password: TEST_PASSWORD } })).statusCode, 401, "not with the old one");
+    assert.equal(
+      (await t.app.inject({ method: "POST", url: "/login", payload: { email: next, password: TEST_PASSWORD } })).statusCode,
+      200,
+      "signs in with the new email",
+    );
+    assert.equal(
+      (await t.app.inject({ method: "POST", url: "/login", payload: { email: me.email, password: TEST_PASSWORD } })).statusCode,
+      401,
+      "not with the old one",
+    );
   });
 
   it("bad input: every refusal in the contract's error shape", async () => {
@@ -235,9 +278,19 @@ describe("account recovery and verified email (real SMTP server)", () => {
       assert.equal(answer.json().error.code, code);
       assert.equal(typeof answer.json().error.message, "string");
     }
-    const text = await t.app.inject({ method: "POST", url: "/password/forgot", payload: "username=x", headers: { "content-type": "text/plain" } });
+    const text = await t.app.inject({
+      method: "POST",
+      url: "/password/forgot",
+      payload: "username=x",
+      headers: { "content-type": "text/plain" },
+    });
     assert.equal(text.statusCode, 415);
-    const foreign = await t.app.inject({ method: "POST", url: "/password/forgot", payload: { username: "x" }, headers: { origin: "https://evil.example" } });
+    const foreign = await t.app.inject({
+      method: "POST",
+      url: "/password/forgot",
+      payload: { username: "x" },
+      headers: { origin: "https://evil.example" },
+    });
     assert.equal(foreign.statusCode, 403);
     assert.equal(foreign.json().error.code, "csrf");
   });
@@ -253,7 +306,16 @@ describe("account recovery and verified email (real SMTP server)", () => {
     assert.equal(body.messages[0].status, "sent");
     assert.ok(!exported.body.includes(mail.token!));
     // A message still queued (the sender does not run for it in time) is gone with the account.
-    await t.stores.mail.queueMessage({ id: "0190f000-0000-7000-8000-000000000001", userId: me.userId, kind: "password_changed", to: me.email, subject: "s", text: "t", html: "h", createdAt: t.clock.now() + 3_600_000 });
+    await t.stores.mail.queueMessage({
+      id: "0190f000-0000-7000-8000-000000000001",
+      userId: me.userId,
+      kind: "password_changed",
+      to: me.email,
+      subject: "s",
+      text: "t",
+      html: "h",
+      createdAt: t.clock.now() + 3_600_000,
+    });
     const deleted = await t.app.inject({ method: "DELETE", url: "/me", ...t.auth(me), payload: { password: TEST_PASSWORD } });
     assert.equal(deleted.statusCode, 204);
     assert.deepEqual(await t.stores.mail.listUserMessages(me.userId, 10), []);
@@ -289,7 +351,8 @@ describe("forgot-password throttling per address", () => {
   it("answers 429 with Retry-After past THROTTLE_PASSWORD_RESETS per address", async () => {
     const t = await createTestServer({ env: { THROTTLE_PASSWORD_RESETS: "3", MAIL_OUTBOX: "/nonexistent/never-written" } });
     try {
-      for (let i = 0; i < 3; i += 1) assert.equal((await t.app.inject({ method: "POST", url: "/password/forgot", payload: { username: `u${i}` } })).statusCode, 202);
+      for (let i = 0; i < 3; i += 1)
+        assert.equal((await t.app.inject({ method: "POST", url: "/password/forgot", payload: { username: `u${i}` } })).statusCode, 202);
       const refused = await t.app.inject({ method: "POST", url: "/password/forgot", payload: { username: "u9" } });
       assert.equal(refused.statusCode, 429);
       assert.equal(refused.json().error.code, "rate_limited");
@@ -303,7 +366,10 @@ describe("forgot-password throttling per address", () => {
 
 describe("mail templates", () => {
   it("escape what a user chose in the HTML part", () => {
-    const mail = verifyEmailMail({ username: `<img src=x onerror="alert(1)">`, publicUrl: PUBLIC_URL }, `${PUBLIC_URL}/account/verify-email#token=abc`);
+    const mail = verifyEmailMail(
+      { username: `<img src=x onerror="alert(1)">`, publicUrl: PUBLIC_URL },
+      `${PUBLIC_URL}/account/verify-email#token=abc`,
+    );
     assert.ok(!mail.html.includes("<img"));
     assert.ok(mail.html.includes("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"));
   });

@@ -38,7 +38,8 @@ const forgotSchema = recovery({
 const resetSchema = recovery({
   operationId: "resetPassword",
   summary: "Set a new password with a reset token",
-  description: "Sets the password (the registration rules apply), ends every session of the user and signs nobody in; a second factor is still asked for at the next sign-in.",
+  description:
+    "Sets the password (the registration rules apply), ends every session of the user and signs nobody in; a second factor is still asked for at the next sign-in.",
   security: security.anyone,
   body: { type: "object", properties: { token: tokenField, newPassword: { type: "string" } }, required: ["token", "newPassword"] },
   response: { 200: withHeaders(answer("The password is set.", ref("Message")), "Set-Cookie"), ...errors(...unsafeMethodErrors, 503) },
@@ -49,7 +50,10 @@ const verifySchema = recovery({
   summary: "Confirm an email address with a verification token",
   security: security.anyone,
   body: { type: "object", properties: { token: tokenField }, required: ["token"] },
-  response: { 200: answer("Verified.", { type: "object", properties: { user: ref("User") }, required: ["user"], additionalProperties: false }), ...errors(...unsafeMethodErrors, 503) },
+  response: {
+    200: answer("Verified.", { type: "object", properties: { user: ref("User") }, required: ["user"], additionalProperties: false }),
+    ...errors(...unsafeMethodErrors, 503),
+  },
 });
 
 const sendVerificationSchema = recovery({
@@ -64,7 +68,11 @@ const changeEmailSchema = recovery({
   summary: "Replace the account's email address",
   description: "The new address is unverified; a verification message goes to it and a notice to the old one.",
   security: security.sessionWithCsrf,
-  body: { type: "object", properties: { email: { type: "string", format: "email" }, password: { type: "string" } }, required: ["email", "password"] },
+  body: {
+    type: "object",
+    properties: { email: { type: "string", format: "email" }, password: { type: "string" } },
+    required: ["email", "password"],
+  },
   response: {
     200: answer("Changed.", { type: "object", properties: { user: ref("User") }, required: ["user"], additionalProperties: false }),
     ...errors(...unsafeMethodErrors, 401, 409, 429, 503),
@@ -102,7 +110,8 @@ export function recoveryRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (user === null || user.email === null) return;
       const state = await ctx.stores.limits.hit(`forgot:acct:${user.id}`, 3_600_000, ctx.runtime.clock.now());
       if (state.count > throttle.resetMessagesPerAccount) {
-        if (state.count === throttle.resetMessagesPerAccount + 1) recordEvent(ctx, request, "throttled", user.id, { scope: "reset_messages" });
+        if (state.count === throttle.resetMessagesPerAccount + 1)
+          recordEvent(ctx, request, "throttled", user.id, { scope: "reset_messages" });
         return;
       }
       const id = await queuePasswordReset(ctx, user);
@@ -112,112 +121,102 @@ export function recoveryRoutes(app: FastifyInstance, ctx: ServerContext): void {
     }
   }
 
-  app.post(
-    "/password/forgot",
-    forgotSchema,
-    async (request, reply) => {
-      const body = bodyObject(request);
-      const login = body.username ?? body.email;
-      const key = loginKey(login);
-      if (key === null || key === "") {
-        throw new LatchError("invalid_input", "Send the account's username or email as a string.", { details: { field: "username" } });
-      }
-      await countForgot(request);
-      ctx.mail.defer(() => sendReset(key, request));
-      return reply.code(202).send({ message: FORGOT_MESSAGE });
-    },
-  );
+  app.post("/password/forgot", forgotSchema, async (request, reply) => {
+    const body = bodyObject(request);
+    const login = body.username ?? body.email;
+    const key = loginKey(login);
+    if (key === null || key === "") {
+      throw new LatchError("invalid_input", "Send the account's username or email as a string.", { details: { field: "username" } });
+    }
+    await countForgot(request);
+    ctx.mail.defer(() => sendReset(key, request));
+    return reply.code(202).send({ message: FORGOT_MESSAGE });
+  });
 
-  app.post(
-    "/password/reset",
-    resetSchema,
-    async (request, reply) => {
-      const body = bodyObject(request);
-      const hash = accountTokenHash(body.token);
-      if (hash === null) throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
-      if (typeof body.newPassword !== "string") throw new LatchError("invalid_input", "newPassword must be a string.", { details: { field: "newPassword" } });
-      const now = ctx.runtime.clock.now();
-      const token = await ctx.stores.mail.findToken(hash, now);
-      const user = token?.purpose === "reset" ? await ctx.stores.users.findUserById(token.userId) : null;
-      if (token === null || user === null) throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
-      // The policy is checked before the token is spent, so a rejected
-      // password leaves the link usable.
-      const passwordHash = await ctx.accounts.hashNewPassword(user, body.newPassword, "newPassword");
-      const notice = passwordChangedMessage(ctx, user, "reset");
-      const updated = await ctx.stores.users.resetPassword(user.id, hash, passwordHash, ctx.runtime.clock.now(), notice);
-      if (updated === null) throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
-      // The notice was queued in the reset's own transaction.
-      if (notice !== null) ctx.mail.wake();
-      const revoked = await ctx.stores.sessions.deleteUserSessions(user.id);
-      // Whoever held the lock-out counter, the owner of the mailbox may sign in again.
-      await recordSuccess(ctx, user.id);
-      recordEvent(ctx, request, "password_reset", user.id, { revoked: String(revoked) });
-      if (readCookie(request.headers.cookie, ctx.cookieName) !== undefined) reply.header("Set-Cookie", clearedSessionCookie(ctx.cookieName, ctx.cookieOptions));
-      return { message: "Your password has been reset. Sign in with the new password." };
-    },
-  );
+  app.post("/password/reset", resetSchema, async (request, reply) => {
+    const body = bodyObject(request);
+    const hash = accountTokenHash(body.token);
+    if (hash === null) throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
+    if (typeof body.newPassword !== "string")
+      throw new LatchError("invalid_input", "newPassword must be a string.", { details: { field: "newPassword" } });
+    const now = ctx.runtime.clock.now();
+    const token = await ctx.stores.mail.findToken(hash, now);
+    const user = token?.purpose === "reset" ? await ctx.stores.users.findUserById(token.userId) : null;
+    if (token === null || user === null) throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
+    // The policy is checked before the token is spent, so a rejected
+    // password leaves the link usable.
+    const passwordHash = await ctx.accounts.hashNewPassword(user, body.newPassword, "newPassword");
+    const notice = passwordChangedMessage(ctx, user, "reset");
+    const updated = await ctx.stores.users.resetPassword(user.id, hash, passwordHash, ctx.runtime.clock.now(), notice);
+    if (updated === null) throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
+    // The notice was queued in the reset's own transaction.
+    if (notice !== null) ctx.mail.wake();
+    const revoked = await ctx.stores.sessions.deleteUserSessions(user.id);
+    // Whoever held the lock-out counter, the owner of the mailbox may sign in again.
+    await recordSuccess(ctx, user.id);
+    recordEvent(ctx, request, "password_reset", user.id, { revoked: String(revoked) });
+    if (readCookie(request.headers.cookie, ctx.cookieName) !== undefined)
+      reply.header("Set-Cookie", clearedSessionCookie(ctx.cookieName, ctx.cookieOptions));
+    return { message: "Your password has been reset. Sign in with the new password." };
+  });
 
-  app.post(
-    "/email/verify",
-    verifySchema,
-    async (request) => {
-      const body = bodyObject(request);
-      const hash = accountTokenHash(body.token);
-      if (hash === null) throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
-      const now = ctx.runtime.clock.now();
-      const token = await ctx.stores.mail.findToken(hash, now);
-      if (token === null || token.purpose !== "verify") throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
-      const updated = await ctx.stores.users.verifyEmail(token.userId, hash, now);
-      if (updated === null) throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
-      recordEvent(ctx, request, "email_verified", updated.id);
-      return { user: userJson(publicUser(updated)) };
-    },
-  );
+  app.post("/email/verify", verifySchema, async (request) => {
+    const body = bodyObject(request);
+    const hash = accountTokenHash(body.token);
+    if (hash === null) throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
+    const now = ctx.runtime.clock.now();
+    const token = await ctx.stores.mail.findToken(hash, now);
+    if (token === null || token.purpose !== "verify") throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
+    const updated = await ctx.stores.users.verifyEmail(token.userId, hash, now);
+    if (updated === null) throw new LatchError("invalid_input", BAD_LINK, { details: { field: "token" } });
+    recordEvent(ctx, request, "email_verified", updated.id);
+    return { user: userJson(publicUser(updated)) };
+  });
 
-  app.post(
-    "/email/verify/send",
-    { preHandler: session, ...sendVerificationSchema },
-    async (request, reply) => {
-      const user = await ctx.stores.users.findUserById(authOf(request).user.id);
-      if (user === null) throw new LatchError("unauthenticated");
-      if (user.email === null) throw new LatchError("invalid_input", "Your account has no email address. Add one first.");
-      if (user.emailVerified) throw new LatchError("invalid_input", "Your email address is already verified.");
-      const now = ctx.runtime.clock.now();
-      const state = await ctx.stores.limits.hit(`verify:acct:${user.id}`, 3_600_000, now);
-      if (state.count > VERIFY_MESSAGES_PER_HOUR) {
-        throw new LatchError("rate_limited", "Too many verification messages this hour. Try again later.", { retryAfter: Math.max(1, Math.ceil((state.resetAt - now) / 1000)) });
-      }
-      await queueVerification(ctx, user);
-      return reply.code(202).send({ message: "A new verification link is on its way." });
-    },
-  );
+  app.post("/email/verify/send", { preHandler: session, ...sendVerificationSchema }, async (request, reply) => {
+    const user = await ctx.stores.users.findUserById(authOf(request).user.id);
+    if (user === null) throw new LatchError("unauthenticated");
+    if (user.email === null) throw new LatchError("invalid_input", "Your account has no email address. Add one first.");
+    if (user.emailVerified) throw new LatchError("invalid_input", "Your email address is already verified.");
+    const now = ctx.runtime.clock.now();
+    const state = await ctx.stores.limits.hit(`verify:acct:${user.id}`, 3_600_000, now);
+    if (state.count > VERIFY_MESSAGES_PER_HOUR) {
+      throw new LatchError("rate_limited", "Too many verification messages this hour. Try again later.", {
+        retryAfter: Math.max(1, Math.ceil((state.resetAt - now) / 1000)),
+      });
+    }
+    await queueVerification(ctx, user);
+    return reply.code(202).send({ message: "A new verification link is on its way." });
+  });
 
-  app.post(
-    "/me/email",
-    { preHandler: session, ...changeEmailSchema },
-    async (request) => {
-      const auth = authOf(request);
-      const body = bodyObject(request);
-      const email = normaliseEmail(body.email);
-      if (typeof body.password !== "string") throw new LatchError("invalid_input", "Send your password to confirm.", { details: { field: "password" } });
-      const user = await ctx.stores.users.findUserById(auth.user.id);
-      if (user === null) throw new LatchError("unauthenticated");
-      await countAccountAttempt(ctx, request, user.id, user.id);
-      if (!(await ctx.accounts.checkCredentials(user, body.password))) {
-        recordEvent(ctx, request, "sign_in_failed", user.id, { reason: "email change" });
-        throw new LatchError("invalid_credentials", "The password is wrong.");
-      }
-      await recordSuccess(ctx, user.id);
-      if (email.key === user.emailKey) throw new LatchError("invalid_input", "That is already your email address.", { details: { field: "email" } });
-      const updated = await ctx.stores.users.updateUserEmail(user.id, { email: email.username, emailKey: email.key }, ctx.runtime.clock.now());
-      if (updated === null) throw new LatchError("unauthenticated");
-      recordEvent(ctx, request, "email_changed", user.id);
-      await queueQuietly(request.log, "verify_email", () => queueVerification(ctx, updated));
-      if (user.email !== null) {
-        const oldEmail = user.email;
-        await queueQuietly(request.log, "email_changed", () => ctx.mail.queue(emailChangedMessage(ctx, updated, oldEmail, email.username)));
-      }
-      return { user: userJson(publicUser(updated)) };
-    },
-  );
+  app.post("/me/email", { preHandler: session, ...changeEmailSchema }, async (request) => {
+    const auth = authOf(request);
+    const body = bodyObject(request);
+    const email = normaliseEmail(body.email);
+    if (typeof body.password !== "string")
+      throw new LatchError("invalid_input", "Send your password to confirm.", { details: { field: "password" } });
+    const user = await ctx.stores.users.findUserById(auth.user.id);
+    if (user === null) throw new LatchError("unauthenticated");
+    await countAccountAttempt(ctx, request, user.id, user.id);
+    if (!(await ctx.accounts.checkCredentials(user, body.password))) {
+      recordEvent(ctx, request, "sign_in_failed", user.id, { reason: "email change" });
+      throw new LatchError("invalid_credentials", "The password is wrong.");
+    }
+    await recordSuccess(ctx, user.id);
+    if (email.key === user.emailKey)
+      throw new LatchError("invalid_input", "That is already your email address.", { details: { field: "email" } });
+    const updated = await ctx.stores.users.updateUserEmail(
+      user.id,
+      { email: email.username, emailKey: email.key },
+      ctx.runtime.clock.now(),
+    );
+    if (updated === null) throw new LatchError("unauthenticated");
+    recordEvent(ctx, request, "email_changed", user.id);
+    await queueQuietly(request.log, "verify_email", () => queueVerification(ctx, updated));
+    if (user.email !== null) {
+      const oldEmail = user.email;
+      await queueQuietly(request.log, "email_changed", () => ctx.mail.queue(emailChangedMessage(ctx, updated, oldEmail, email.username)));
+    }
+    return { user: userJson(publicUser(updated)) };
+  });
 }

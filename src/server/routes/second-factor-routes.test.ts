@@ -20,7 +20,16 @@ const STEP = 30_000;
 
 describe("TOTP, recovery codes and the pending sign-in", () => {
   let t: TestServer;
-  before(async () => (t = await createTestServer({ env: { THROTTLE_ADDRESS_FAILURES: "1000", THROTTLE_ACCOUNT_FAILURES: "10", MFA_KEY_SECRET: "a test key for sealing TOTP secrets at rest, 32+ chars" } })));
+  before(
+    async () =>
+      (t = await createTestServer({
+        env: {
+          THROTTLE_ADDRESS_FAILURES: "1000",
+          THROTTLE_ACCOUNT_FAILURES: "10",
+          MFA_KEY_SECRET: "a test key for sealing TOTP secrets at rest, 32+ chars",
+        },
+      })),
+  );
   after(() => t.close());
 
   async function post(user: SignedIn, url: string, payload?: object, method: "POST" | "DELETE" = "POST"): Promise<LightMyRequestResponse> {
@@ -104,7 +113,10 @@ describe("TOTP, recovery codes and the pending sign-in", () => {
     assert.deepEqual(me.session.amr, ["pwd", "otp", "mfa"]);
     // The pending one is gone.
     assert.equal((await secondStep(cookie, { code: codeAt(secret, t.clock.now() + STEP) })).statusCode, 401);
-    const sessions = (await t.app.inject({ url: "/sessions", cookies: { sid: fresh } })).json().sessions as Array<{ amr: string[]; current: boolean }>;
+    const sessions = (await t.app.inject({ url: "/sessions", cookies: { sid: fresh } })).json().sessions as Array<{
+      amr: string[];
+      current: boolean;
+    }>;
     assert.deepEqual(sessions.find((s) => s.current)?.amr, ["pwd", "otp", "mfa"]);
   });
 
@@ -191,14 +203,20 @@ describe("TOTP, recovery codes and the pending sign-in", () => {
     assert.equal(none.json().error.code, "unauthenticated");
     const full = await secondStep(user.cookie, { code: "123456" });
     assert.equal(full.json().error.code, "unauthenticated");
-    const foreign = await t.app.inject({ method: "POST", url: "/login/mfa", headers: { origin: "https://evil.example" }, payload: { code: "123456" } });
+    const foreign = await t.app.inject({
+      method: "POST",
+      url: "/login/mfa",
+      headers: { origin: "https://evil.example" },
+      payload: { code: "123456" },
+    });
     assert.equal(foreign.statusCode, 403);
     assert.equal(foreign.json().error.code, "csrf");
   });
 
   it("POST /token with credentials needs a code: mfa_required without, invalid_credentials with a wrong one, amr in the token", async () => {
     const { user, secret } = await withTotp();
-    const token = (payload: object) => t.app.inject({ method: "POST", url: "/token", payload: { username: user.username, password: TEST_PASSWORD, ...payload } });
+    const token = (payload: object) =>
+      t.app.inject({ method: "POST", url: "/token", payload: { username: user.username, password: TEST_PASSWORD, ...payload } });
     const without = await token({});
     assert.equal(without.statusCode, 401);
     assert.equal(without.json().error.code, "mfa_required");
@@ -208,7 +226,11 @@ describe("TOTP, recovery codes and the pending sign-in", () => {
     const right = await token({ code: codeAt(secret, t.clock.now()) });
     assert.equal(right.statusCode, 200, right.body);
     assert.deepEqual(decodeJwt(right.json().access_token).amr, ["pwd", "otp", "mfa"]);
-    const badPassword = await t.app.inject({ method: "POST", url: "/token", payload: { username: user.username, password: "not the password at all", code: "123456" } });
+    const badPassword = await t.app.inject({
+      method: "POST",
+      url: "/token",
+      payload: { username: user.username, password: "not the password at all", code: "123456" },
+    });
     assert.equal(badPassword.json().error.code, "invalid_credentials");
     // A one-factor session's token says so.
     const plain = await t.register();
@@ -218,10 +240,10 @@ describe("TOTP, recovery codes and the pending sign-in", () => {
 
   it("turns TOTP off with the password (its recovery codes void), and gives new recovery codes that void the old", async () => {
     const { user, recoveryCodes } = await withTotp();
-    const session = (await (async () => {
+    const session = await (async () => {
       const pending = await passwordStep(user.username);
       return secondStep(pending.cookie, { recoveryCode: recoveryCodes[0] });
-    })());
+    })();
     const me: SignedIn = { ...user, cookie: setCookieValue(session)!, csrfToken: session.json().csrfToken };
     const wrongPassword = await post(me, "/mfa/recovery-codes", { password: "definitely not it" });
     assert.equal(wrongPassword.statusCode, 401);
@@ -239,7 +261,7 @@ describe("TOTP, recovery codes and the pending sign-in", () => {
     assert.ok(signIn.response.json().user, "a password alone signs in again");
     assert.equal(signIn.response.json().user.mfa, false);
     pending = await passwordStep(user.username);
-    assert.equal((await t.stores.secondFactors.countRecoveryCodes(user.userId)), 0);
+    assert.equal(await t.stores.secondFactors.countRecoveryCodes(user.userId), 0);
   });
 
   it("lists second factors in /me/export without secrets, and DELETE /me erases them", async () => {
@@ -271,7 +293,10 @@ describe("TOTP, recovery codes and the pending sign-in", () => {
     assert.equal((await t.app.inject({ url: "/me", cookies: { sid: user.cookie } })).statusCode, 401, "their sessions ended");
     const signIn = await passwordStep(user.username);
     assert.equal(signIn.response.json().user.mfa, false);
-    const listed = (await t.app.inject({ url: "/admin/users?limit=100", cookies: { sid: admin.cookie } })).json().users as Array<{ id: string; mfa: boolean }>;
+    const listed = (await t.app.inject({ url: "/admin/users?limit=100", cookies: { sid: admin.cookie } })).json().users as Array<{
+      id: string;
+      mfa: boolean;
+    }>;
     assert.equal(listed.find((u) => u.id === user.userId)?.mfa, false);
     assert.ok((await t.stores.events.listUserEvents(user.userId, 100)).some((e) => e.type === "mfa_reset"));
   });
@@ -336,15 +361,35 @@ describe("a pending sign-in's cookie", () => {
     const csrf = csrfTokenFor(parsed.secret);
     let walked = 0;
     for (const [method, template] of ROUTES) {
-      const url = template.replace("SESSION", parsed.id).replace("USER", admin.userId).replace("PASSKEY", "0193aaaa-0000-7000-8000-000000000000");
-      if (!t.app.hasRoute({ method: method as "GET", url: url.replace(admin.userId, ":id").replace(parsed.id, ":id").replace("0193aaaa-0000-7000-8000-000000000000", ":id") })) continue;
+      const url = template
+        .replace("SESSION", parsed.id)
+        .replace("USER", admin.userId)
+        .replace("PASSKEY", "0193aaaa-0000-7000-8000-000000000000");
+      if (
+        !t.app.hasRoute({
+          method: method as "GET",
+          url: url.replace(admin.userId, ":id").replace(parsed.id, ":id").replace("0193aaaa-0000-7000-8000-000000000000", ":id"),
+        })
+      )
+        continue;
       walked += 1;
       const response = await t.app.inject({
         method: method as "GET",
         url,
         cookies: { sid: cookie },
         headers: { "x-csrf-token": csrf },
-        ...(method === "GET" || template === "/token" ? {} : { payload: { password: TEST_PASSWORD, currentPassword: TEST_PASSWORD, newPassword: "another fine passphrase", roles: ["user"], code, email: "x@example.com" } }),
+        ...(method === "GET" || template === "/token"
+          ? {}
+          : {
+              payload: {
+                password: TEST_PASSWORD,
+                currentPassword: TEST_PASSWORD,
+                newPassword: "another fine passphrase",
+                roles: ["user"],
+                code,
+                email: "x@example.com",
+              },
+            }),
       });
       assert.equal(response.statusCode, 401, `${method} ${template}: ${response.body}`);
       assert.equal(response.json().error.code, "unauthenticated", `${method} ${template}`);
@@ -356,14 +401,24 @@ describe("a pending sign-in's cookie", () => {
     assert.equal(page.headers.location, "/account/signin");
     assert.ok(await t.stores.users.findUserById(admin.userId));
     // Still usable for its one purpose.
-    const done = await t.app.inject({ method: "POST", url: "/login/mfa", cookies: { sid: cookie }, payload: { code: TOTP.generate({ secret: Secret.fromBase32(setup.secret), timestamp: t.clock.now() }) } });
+    const done = await t.app.inject({
+      method: "POST",
+      url: "/login/mfa",
+      cookies: { sid: cookie },
+      payload: { code: TOTP.generate({ secret: Secret.fromBase32(setup.secret), timestamp: t.clock.now() }) },
+    });
     assert.equal(done.statusCode, 200, done.body);
   });
 
   it("is refused by the fast path (answered by Fastify's 401) over a real socket", async () => {
     const user = await t.register();
     const setup = (await t.app.inject({ method: "POST", url: "/mfa/totp", ...t.auth(user) })).json();
-    await t.app.inject({ method: "POST", url: "/mfa/totp/confirm", ...t.auth(user), payload: { code: TOTP.generate({ secret: Secret.fromBase32(setup.secret), timestamp: t.clock.now() }) } });
+    await t.app.inject({
+      method: "POST",
+      url: "/mfa/totp/confirm",
+      ...t.auth(user),
+      payload: { code: TOTP.generate({ secret: Secret.fromBase32(setup.secret), timestamp: t.clock.now() }) },
+    });
     const login = await t.app.inject({ method: "POST", url: "/login", payload: { username: user.username, password: TEST_PASSWORD } });
     const cookie = setCookieValue(login)!;
     await t.app.listen({ port: 0, host: "127.0.0.1" });

@@ -53,7 +53,12 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
         ctx.stores.secondFactors.countRecoveryCodes(user.id),
         ctx.stores.secondFactors.listPasskeys(user.id),
       ]);
-      return { totp: totp?.secret != null, totpSetupPending: totp?.pendingSecret != null, recoveryCodesLeft: left, passkeys: passkeys.length };
+      return {
+        totp: totp?.secret != null,
+        totpSetupPending: totp?.pendingSecret != null,
+        recoveryCodesLeft: left,
+        passkeys: passkeys.length,
+      };
     },
   );
 
@@ -84,9 +89,13 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
       if (typeof body.code !== "string") throw new LatchError("invalid_input", "Send code: the 6 digits the authenticator app shows.");
       const recoveryCodes = await ctx.factors.confirmTotp(user.id, body.code);
       if (recoveryCodes === null) {
-        throw new LatchError("invalid_input", "That code does not match the new secret (or there is no setup to confirm). Check the app's clock and try the current code.", {
-          details: { field: "code" },
-        });
+        throw new LatchError(
+          "invalid_input",
+          "That code does not match the new secret (or there is no setup to confirm). Check the app's clock and try the current code.",
+          {
+            details: { field: "code" },
+          },
+        );
       }
       recordEvent(ctx, request, "totp_enabled", user.id);
       return { recoveryCodes };
@@ -132,7 +141,8 @@ export function secondFactorRoutes(app: FastifyInstance, ctx: ServerContext): vo
     {
       async preValidation(request) {
         const pending = await ctx.auth.session(ctx.auth.cookieValue(request.headers.cookie), "pending_mfa");
-        if (pending === null) throw new LatchError("unauthenticated", "There is no sign-in waiting for a code: sign in with your password first.");
+        if (pending === null)
+          throw new LatchError("unauthenticated", "There is no sign-in waiting for a code: sign in with your password first.");
         pendingOf.set(request, pending);
       },
       schema: secondFactorSchemas.completeSignIn,

@@ -8,7 +8,11 @@ import { answer, errors, idParam, noBody, ref, security, unsafeMethodErrors, wit
  */
 
 const password = { type: "object", properties: { password: { type: "string" } }, required: ["password"] } as const;
-const webAuthnResponse = { type: "object", description: "What PublicKeyCredential.toJSON() gives in the browser.", additionalProperties: true } as const;
+const webAuthnResponse = {
+  type: "object",
+  description: "What PublicKeyCredential.toJSON() gives in the browser.",
+  additionalProperties: true,
+} as const;
 
 export const secondFactorSchemas = {
   status: {
@@ -19,7 +23,12 @@ export const secondFactorSchemas = {
     response: {
       200: answer("TOTP on or off, a setup pending, recovery codes left, passkeys.", {
         type: "object",
-        properties: { totp: { type: "boolean" }, totpSetupPending: { type: "boolean" }, recoveryCodesLeft: { type: "integer", minimum: 0 }, passkeys: { type: "integer", minimum: 0 } },
+        properties: {
+          totp: { type: "boolean" },
+          totpSetupPending: { type: "boolean" },
+          recoveryCodesLeft: { type: "integer", minimum: 0 },
+          passkeys: { type: "integer", minimum: 0 },
+        },
         required: ["totp", "totpSetupPending", "recoveryCodesLeft", "passkeys"],
         additionalProperties: false,
       }),
@@ -46,8 +55,15 @@ export const secondFactorSchemas = {
     summary: "Confirm the pending TOTP with a code from it",
     tags: ["second factors"],
     security: security.sessionWithCsrf,
-    body: { type: "object", properties: { code: { type: "string", description: "6 digits from the authenticator app." } }, required: ["code"] },
-    response: { 200: answer("The 10 recovery codes, shown once; sign-in now needs a second step.", ref("RecoveryCodes")), ...errors(...unsafeMethodErrors, 401, 503) },
+    body: {
+      type: "object",
+      properties: { code: { type: "string", description: "6 digits from the authenticator app." } },
+      required: ["code"],
+    },
+    response: {
+      200: answer("The 10 recovery codes, shown once; sign-in now needs a second step.", ref("RecoveryCodes")),
+      ...errors(...unsafeMethodErrors, 401, 503),
+    },
   },
   disable: {
     operationId: "disableTotp",
@@ -68,7 +84,8 @@ export const secondFactorSchemas = {
   completeSignIn: {
     operationId: "completeSignIn",
     summary: "The second step of a password sign-in: a TOTP code or a recovery code",
-    description: "Authenticated by the pending sign-in's cookie that POST /login set; no CSRF token (as POST /login), the Origin checks apply. Five wrong codes end the pending sign-in.",
+    description:
+      "Authenticated by the pending sign-in's cookie that POST /login set; no CSRF token (as POST /login), the Origin checks apply. Five wrong codes end the pending sign-in.",
     tags: ["second factors"],
     security: security.session,
     body: { type: "object", properties: { code: { type: "string" }, recoveryCode: { type: "string" } } },
@@ -85,16 +102,28 @@ export const passkeySchemas = {
     summary: "Options for navigator.credentials.create(): a new passkey for this user (their existing ones excluded)",
     tags: ["passkeys"],
     security: security.sessionWithCsrf,
-    response: { 200: withHeaders(answer("The options; the challenge is bound to this browser by a cookie.", ref("WebAuthnOptions")), "Set-Cookie"), ...errors(...unsafeMethodErrors, 401, 503) },
+    response: {
+      200: withHeaders(answer("The options; the challenge is bound to this browser by a cookie.", ref("WebAuthnOptions")), "Set-Cookie"),
+      ...errors(...unsafeMethodErrors, 401, 503),
+    },
   },
   register: {
     operationId: "registerPasskey",
     summary: "Register a passkey: the browser's response to the options this browser was given",
     tags: ["passkeys"],
     security: security.sessionWithCsrf,
-    body: { type: "object", properties: { response: webAuthnResponse, name: { type: "string", minLength: 1, maxLength: 64 } }, required: ["response"] },
+    body: {
+      type: "object",
+      properties: { response: webAuthnResponse, name: { type: "string", minLength: 1, maxLength: 64 } },
+      required: ["response"],
+    },
     response: {
-      201: answer("Registered.", { type: "object", properties: { passkey: ref("Passkey") }, required: ["passkey"], additionalProperties: false }),
+      201: answer("Registered.", {
+        type: "object",
+        properties: { passkey: ref("Passkey") },
+        required: ["passkey"],
+        additionalProperties: false,
+      }),
       ...errors(...unsafeMethodErrors, 401, 409, 503),
     },
   },
@@ -104,7 +133,12 @@ export const passkeySchemas = {
     tags: ["passkeys"],
     security: security.session,
     response: {
-      200: answer("Oldest first.", { type: "object", properties: { passkeys: { type: "array", items: ref("Passkey") } }, required: ["passkeys"], additionalProperties: false }),
+      200: answer("Oldest first.", {
+        type: "object",
+        properties: { passkeys: { type: "array", items: ref("Passkey") } },
+        required: ["passkeys"],
+        additionalProperties: false,
+      }),
       ...errors(401, 503),
     },
   },
@@ -116,7 +150,12 @@ export const passkeySchemas = {
     params: idParam("The passkey's id (from GET /passkeys)."),
     body: { type: "object", properties: { name: { type: "string", minLength: 1, maxLength: 64 } }, required: ["name"] },
     response: {
-      200: answer("Renamed.", { type: "object", properties: { passkey: ref("Passkey") }, required: ["passkey"], additionalProperties: false }),
+      200: answer("Renamed.", {
+        type: "object",
+        properties: { passkey: ref("Passkey") },
+        required: ["passkey"],
+        additionalProperties: false,
+      }),
       ...errors(...unsafeMethodErrors, 401, 404, 503),
     },
   },
@@ -133,7 +172,10 @@ export const passkeySchemas = {
     summary: "Options for navigator.credentials.get() (no allowCredentials), the challenge bound to this browser",
     tags: ["passkeys"],
     security: security.anyone,
-    response: { 200: withHeaders(answer("The options.", ref("WebAuthnOptions")), "Set-Cookie"), ...errors(...unsafeMethodErrors, 429, 503) },
+    response: {
+      200: withHeaders(answer("The options.", ref("WebAuthnOptions")), "Set-Cookie"),
+      ...errors(...unsafeMethodErrors, 429, 503),
+    },
   },
   signIn: {
     operationId: "signInWithPasskey",

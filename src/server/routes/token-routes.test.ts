@@ -67,14 +67,21 @@ describe("POST /token", () => {
       assert.equal(response.headers["set-cookie"], undefined);
       const sid = decodeJwt(response.json().token).sid;
       const sessions = (await t.app.inject({ url: "/sessions", cookies: { sid: user.cookie } })).json().sessions as Array<{ id: string }>;
-      assert.ok(sessions.some((s) => s.id === sid), "the token's session is one of the user's sessions");
+      assert.ok(
+        sessions.some((s) => s.id === sid),
+        "the token's session is one of the user's sessions",
+      );
     }
   });
 
   it("refuses wrong credentials with invalid_credentials and the same body for unknown users", async () => {
     const user = await t.register();
     const wrong = await t.app.inject({ method: "POST", url: "/token", payload: { username: user.username, password: "not the password" } });
-    const unknown = await t.app.inject({ method: "POST", url: "/token", payload: { username: "nobody-at-all", password: "not the password" } });
+    const unknown = await t.app.inject({
+      method: "POST",
+      url: "/token",
+      payload: { username: "nobody-at-all", password: "not the password" },
+    });
     assert.equal(wrong.statusCode, 401);
     assert.deepEqual(wrong.json(), unknown.json());
     assert.equal(wrong.json().error.code, "invalid_credentials");
@@ -105,7 +112,12 @@ describe("POST /token", () => {
     try {
       const user = await fresh.register();
       const attempt = (from: string): Promise<LightMyRequestResponse> =>
-        fresh.app.inject({ method: "POST", url: "/token", payload: { username: user.username, password: TEST_PASSWORD }, headers: { "x-forwarded-for": from } });
+        fresh.app.inject({
+          method: "POST",
+          url: "/token",
+          payload: { username: user.username, password: TEST_PASSWORD },
+          headers: { "x-forwarded-for": from },
+        });
       assert.equal((await attempt("2001:db8:77:1::a")).statusCode, 200);
       assert.equal((await attempt("2001:db8:77:1::b")).statusCode, 200);
       assert.equal((await attempt("2001:db8:77:1:ffff::c")).statusCode, 429, "a new address in the same /64 gets no new tokens");
@@ -190,7 +202,12 @@ describe("POST /token", () => {
           return t.app.inject({ method: "DELETE", url: `/sessions/${sid}`, ...t.auth(other) });
         },
         "password change": (user) =>
-          t.app.inject({ method: "POST", url: "/password", ...t.auth(user), payload: { currentPassword: TEST_PASSWORD, newPassword: "another fine passphrase" } }),
+          t.app.inject({
+            method: "POST",
+            url: "/password",
+            ...t.auth(user),
+            payload: { currentPassword: TEST_PASSWORD, newPassword: "another fine passphrase" },
+          }),
         "admin revocation": async (user) => {
           const admin = await t.registerAdmin();
           return t.app.inject({ method: "POST", url: `/admin/users/${user.userId}/revoke-sessions`, ...t.auth(admin) });
@@ -257,7 +274,12 @@ describe("POST /token", () => {
     it("is not accepted where the contract says session only", async () => {
       const user = await t.register();
       const headers = { authorization: `Bearer ${await tokenFor(user)}` };
-      for (const [method, url] of [["GET", "/sessions"], ["GET", "/csrf-token"], ["POST", "/logout"], ["POST", "/token"]] as const) {
+      for (const [method, url] of [
+        ["GET", "/sessions"],
+        ["GET", "/csrf-token"],
+        ["POST", "/logout"],
+        ["POST", "/token"],
+      ] as const) {
         const response = await t.app.inject({ method, url, headers });
         assert.equal(response.statusCode, 401, `${method} ${url}`);
         assert.equal(response.json().error.code, "unauthenticated");
@@ -295,7 +317,10 @@ describe("signing keys over HTTP", () => {
     assert.equal(response.statusCode, 200);
     assert.equal(response.headers["cache-control"], "public, max-age=300");
     const { keys } = response.json() as { keys: JWK[] };
-    assert.deepEqual(keys.map((k) => k.kid), [decodeProtectedHeader(token).kid]);
+    assert.deepEqual(
+      keys.map((k) => k.kid),
+      [decodeProtectedHeader(token).kid],
+    );
     assert.equal(keys[0]!.kty, "EC");
     assert.equal(keys[0]!.crv, "P-256");
     assert.equal(keys[0]!.alg, "ES256");

@@ -76,7 +76,12 @@ const jwksSchema = {
   tags: ["tokens"],
   security: security.anyone,
   response: {
-    200: answer("The key set.", { type: "object", properties: { keys: { type: "array", items: ref("Jwk") } }, required: ["keys"], additionalProperties: false }),
+    200: answer("The key set.", {
+      type: "object",
+      properties: { keys: { type: "array", items: ref("Jwk") } },
+      required: ["keys"],
+      additionalProperties: false,
+    }),
     ...errors(503),
   },
 };
@@ -114,7 +119,11 @@ export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
         }
         amr = await verifySecondFactor(ctx, request, signIn.user, { code: body.code, recoveryCode: body.recoveryCode });
       }
-      ({ session } = await ctx.sessions.create(user.id, { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) }, { amr, ifPasswordHash: signIn.user.passwordHash }));
+      ({ session } = await ctx.sessions.create(
+        user.id,
+        { userAgent: userAgentOf(request), ipAddress: truncateAddress(request.ip) },
+        { amr, ifPasswordHash: signIn.user.passwordHash },
+      ));
       recordEvent(ctx, request, "sign_in", user.id, { session: session.id, via: "token" });
       via = "credentials";
     } else {
@@ -124,7 +133,13 @@ export function tokenRoutes(app: FastifyInstance, ctx: ServerContext): void {
     }
     // The token never outlives its session: a resource server that checks
     // only the signature then cannot accept it past the session's end either.
-    const issued = await ctx.tokens.issue({ userId: user.id, sessionId: session.id, roles: user.roles, amr: session.amr, notAfter: session.idleExpiresAt });
+    const issued = await ctx.tokens.issue({
+      userId: user.id,
+      sessionId: session.id,
+      roles: user.roles,
+      amr: session.amr,
+      notAfter: session.idleExpiresAt,
+    });
     recordEvent(ctx, request, "token_issued", user.id, { session: session.id, kid: issued.kid, via });
     return { token: issued.token, access_token: issued.token, token_type: "Bearer", expires_in: issued.expiresIn };
   });

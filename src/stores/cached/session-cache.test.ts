@@ -29,10 +29,35 @@ describe("the in-process session cache", () => {
   async function newSession(overrides: Partial<Session> = {}): Promise<Session> {
     n += 1;
     const userId = `user-${n}`;
-    await inner.users.createUser({ id: userId, username: userId, usernameKey: userId, email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], mfa: false, createdAt: 1, updatedAt: 1 });
+    await inner.users.createUser({
+      id: userId,
+      username: userId,
+      usernameKey: userId,
+      email: null,
+      emailKey: null,
+      emailVerified: false,
+      passwordHash: "x",
+      roles: ["user"],
+      mfa: false,
+      createdAt: 1,
+      updatedAt: 1,
+    });
     const issued = issueSessionToken(userId, (b) => void randomFillSync(b));
     const now = clock.now();
-    const session = { id: issued.id, userId, secretHash: issued.secretHash, createdAt: now, lastSeenAt: now, idleExpiresAt: now + 600_000, absoluteExpiresAt: now + 3_600_000, userAgent: null, ipAddress: null, amr: ["pwd" as const], pending: false, ...overrides };
+    const session = {
+      id: issued.id,
+      userId,
+      secretHash: issued.secretHash,
+      createdAt: now,
+      lastSeenAt: now,
+      idleExpiresAt: now + 600_000,
+      absoluteExpiresAt: now + 3_600_000,
+      userAgent: null,
+      ipAddress: null,
+      amr: ["pwd" as const],
+      pending: false,
+      ...overrides,
+    };
     await inner.sessions.createSession(session);
     return session;
   }
@@ -69,8 +94,24 @@ describe("the in-process session cache", () => {
   });
 
   it("lets the session manager validate a cached session synchronously, and only then", async () => {
-    const manager = createSessionManager({ store: cache.stores.sessions, runtime: { clock, random: (b) => void randomFillSync(b) }, policy: { idleTimeoutMs: 600_000, absoluteTimeoutMs: 3_600_000, renewIntervalMs: 60_000 } });
-    await inner.users.createUser({ id: "u-sync", username: "u-sync", usernameKey: "u-sync", email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], mfa: false, createdAt: 1, updatedAt: 1 });
+    const manager = createSessionManager({
+      store: cache.stores.sessions,
+      runtime: { clock, random: (b) => void randomFillSync(b) },
+      policy: { idleTimeoutMs: 600_000, absoluteTimeoutMs: 3_600_000, renewIntervalMs: 60_000 },
+    });
+    await inner.users.createUser({
+      id: "u-sync",
+      username: "u-sync",
+      usernameKey: "u-sync",
+      email: null,
+      emailKey: null,
+      emailVerified: false,
+      passwordHash: "x",
+      roles: ["user"],
+      mfa: false,
+      createdAt: 1,
+      updatedAt: 1,
+    });
     const { token } = await manager.create("u-sync", { userAgent: null, ipAddress: null });
     assert.equal(manager.validateCached(token), undefined, "not in memory: the async path must run");
     assert.ok(await manager.validate(token));
@@ -85,8 +126,24 @@ describe("the in-process session cache", () => {
   });
 
   it("refuses any other secret for a cached session once its own has been remembered, wherever the secrets differ", async () => {
-    const manager = createSessionManager({ store: cache.stores.sessions, runtime: { clock, random: (b) => void randomFillSync(b) }, policy: { idleTimeoutMs: 600_000, absoluteTimeoutMs: 3_600_000, renewIntervalMs: 60_000 } });
-    await inner.users.createUser({ id: "u-memo", username: "u-memo", usernameKey: "u-memo", email: null, emailKey: null, emailVerified: false, passwordHash: "x", roles: ["user"], mfa: false, createdAt: 1, updatedAt: 1 });
+    const manager = createSessionManager({
+      store: cache.stores.sessions,
+      runtime: { clock, random: (b) => void randomFillSync(b) },
+      policy: { idleTimeoutMs: 600_000, absoluteTimeoutMs: 3_600_000, renewIntervalMs: 60_000 },
+    });
+    await inner.users.createUser({
+      id: "u-memo",
+      username: "u-memo",
+      usernameKey: "u-memo",
+      email: null,
+      emailKey: null,
+      emailVerified: false,
+      passwordHash: "x",
+      roles: ["user"],
+      mfa: false,
+      createdAt: 1,
+      updatedAt: 1,
+    });
     const { token, session } = await manager.create("u-memo", { userAgent: null, ipAddress: null });
     const secret = token.slice(session.id.length + 1);
     const flip = (c: string): string => (c === "A" ? "B" : "A");
@@ -97,7 +154,11 @@ describe("the in-process session cache", () => {
     assert.equal(manager.validateCached(wrongFirst), null, "a wrong secret before the right one was remembered");
     assert.equal(manager.validateCached(token)?.session.id, session.id, "the right one, now remembered");
     for (const wrong of [wrongFirst, wrongMiddle, `${token.slice(0, -1)}${flip(token.at(-1)!)}`]) {
-      assert.equal(manager.validateCached(wrong), null, `after remembering: ${wrong === wrongFirst ? "first" : wrong === wrongMiddle ? "middle" : "last"} character differs`);
+      assert.equal(
+        manager.validateCached(wrong),
+        null,
+        `after remembering: ${wrong === wrongFirst ? "first" : wrong === wrongMiddle ? "middle" : "last"} character differs`,
+      );
     }
     // A re-filled entry is a new session object: its secret is checked against the stored hash again.
     cache.apply({ kind: "session", sessionId: session.id });
@@ -210,8 +271,16 @@ describe("the in-process session cache", () => {
     const at = clock.now() + 1_000;
     assert.equal(await behind.stores.sessions.touchSession(a.id, at, at + 600_000), true);
     assert.equal(await behind.stores.sessions.touchSession(b.id, at, at + 600_000), true);
-    assert.equal((await behind.stores.sessions.findSession(a.id, clock.now()))?.session.idleExpiresAt, at + 600_000, "the cache answers with the slide");
-    assert.equal((await inner.sessions.findSession(a.id, clock.now()))?.session.idleExpiresAt, a.idleExpiresAt, "the store has not been written yet");
+    assert.equal(
+      (await behind.stores.sessions.findSession(a.id, clock.now()))?.session.idleExpiresAt,
+      at + 600_000,
+      "the cache answers with the slide",
+    );
+    assert.equal(
+      (await inner.sessions.findSession(a.id, clock.now()))?.session.idleExpiresAt,
+      a.idleExpiresAt,
+      "the store has not been written yet",
+    );
     assert.equal(behind.stats().writes, 0);
     await behind.flush();
     assert.equal((await inner.sessions.findSession(a.id, clock.now()))?.session.idleExpiresAt, at + 600_000);
@@ -297,7 +366,11 @@ describe("the in-process session cache", () => {
     inner.sessions.touchSession = touchSession;
     inner.sessions.touchSessions = touchSessions;
     await behind.flush();
-    assert.equal((await inner.sessions.findSession(session.id, clock.now()))?.session.idleExpiresAt, clock.now() + 10_000, "the store took the newest expiry");
+    assert.equal(
+      (await inner.sessions.findSession(session.id, clock.now()))?.session.idleExpiresAt,
+      clock.now() + 10_000,
+      "the store took the newest expiry",
+    );
     assert.ok(behind.stores.sessions.peekSession(session.id, clock.now()), "the session is still served");
   });
 
@@ -309,7 +382,10 @@ describe("the in-process session cache", () => {
     inner.sessions.deleteSession = async () => {
       throw new LatchError("unavailable");
     };
-    await assert.rejects(behind.stores.sessions.deleteSession(session.id), (e: unknown) => e instanceof LatchError && e.code === "unavailable");
+    await assert.rejects(
+      behind.stores.sessions.deleteSession(session.id),
+      (e: unknown) => e instanceof LatchError && e.code === "unavailable",
+    );
     assert.ok(behind.stores.sessions.peekSession(session.id, clock.now()), "still served from memory");
     inner.sessions.deleteSession = deleteSession;
     assert.equal(await behind.stores.sessions.deleteSession(session.id), session.userId);

@@ -283,7 +283,6 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
     flushTimer.unref();
   }
 
-
   const sync = channel.sync?.bind(channel);
   // Local writes invalidate before and after the store call: before, so this
   // process stops serving the entry at once; after, so a read that ran
@@ -350,8 +349,10 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
     },
     users: {
       ...inner.users,
-      updateUserRoles: (id, roles, updatedAt) => revoking({ kind: "user", userId: id }, () => inner.users.updateUserRoles(id, roles, updatedAt)),
-      updateUserEmail: (id, email, updatedAt) => revoking({ kind: "user", userId: id }, () => inner.users.updateUserEmail(id, email, updatedAt)),
+      updateUserRoles: (id, roles, updatedAt) =>
+        revoking({ kind: "user", userId: id }, () => inner.users.updateUserRoles(id, roles, updatedAt)),
+      updateUserEmail: (id, email, updatedAt) =>
+        revoking({ kind: "user", userId: id }, () => inner.users.updateUserEmail(id, email, updatedAt)),
       verifyEmail: (id, tokenHash, now) => revoking({ kind: "user", userId: id }, () => inner.users.verifyEmail(id, tokenHash, now)),
       deleteUser: (id) => revoking({ kind: "user", userId: id }, () => inner.users.deleteUser(id)),
     },
@@ -391,7 +392,11 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
         const entry = entries.get(id);
         if (entry !== undefined) {
           if (touched) {
-            const session = { ...entry.value.session, lastSeenAt, idleExpiresAt: Math.min(idleExpiresAt, entry.value.session.absoluteExpiresAt) };
+            const session = {
+              ...entry.value.session,
+              lastSeenAt,
+              idleExpiresAt: Math.min(idleExpiresAt, entry.value.session.absoluteExpiresAt),
+            };
             entry.value = { session, user: entry.value.user };
           } else {
             drop(id);
@@ -402,7 +407,9 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
       deleteSession: (id) => revoking({ kind: "session", sessionId: id }, () => sessions.deleteSession(id)),
       rotateSession: (oldId, next) => revoking({ kind: "session", sessionId: oldId }, () => sessions.rotateSession(oldId, next)),
       deleteUserSessions: (userId, deleteOptions) =>
-        revoking({ kind: "user-sessions", userId, before: clock.now() + 1, exceptId: deleteOptions?.exceptId ?? null }, () => sessions.deleteUserSessions(userId, deleteOptions)),
+        revoking({ kind: "user-sessions", userId, before: clock.now() + 1, exceptId: deleteOptions?.exceptId ?? null }, () =>
+          sessions.deleteUserSessions(userId, deleteOptions),
+        ),
     },
   };
 

@@ -80,7 +80,14 @@ export function createMemoryStores(): Stores {
   }
 
   function enqueue(message: OutboxMessage): void {
-    outbox.set(message.id, { ...copy(message), status: "queued", attempts: 0, nextAttemptAt: message.createdAt, leaseOwner: null, sentAt: null });
+    outbox.set(message.id, {
+      ...copy(message),
+      status: "queued",
+      attempts: 0,
+      nextAttemptAt: message.createdAt,
+      leaseOwner: null,
+      sentAt: null,
+    });
   }
 
   /** Takes the token if it is the user's and of this purpose; null when it is not there or has expired. */
@@ -91,7 +98,10 @@ export function createMemoryStores(): Stores {
     return token.expiresAt > now ? token : null;
   }
 
-  function leased(id: string, owner: string): (OutboxEntry & { nextAttemptAt: number; leaseOwner: string | null; sentAt: number | null }) | null {
+  function leased(
+    id: string,
+    owner: string,
+  ): (OutboxEntry & { nextAttemptAt: number; leaseOwner: string | null; sentAt: number | null }) | null {
     const entry = outbox.get(id);
     return entry !== undefined && entry.status === "queued" && entry.leaseOwner === owner ? entry : null;
   }
@@ -308,7 +318,8 @@ export function createMemoryStores(): Stores {
       async hit(key, windowMs, now) {
         await tick();
         const current = limits.get(key);
-        const next = current && current.resetAt > now ? { count: current.count + 1, resetAt: current.resetAt } : { count: 1, resetAt: now + windowMs };
+        const next =
+          current && current.resetAt > now ? { count: current.count + 1, resetAt: current.resetAt } : { count: 1, resetAt: now + windowMs };
         limits.set(key, next);
         return { ...next };
       },
@@ -363,7 +374,14 @@ export function createMemoryStores(): Stores {
         await tick();
         if (!users.has(userId)) return false;
         const row = totps.get(userId);
-        totps.set(userId, { userId, secret: row?.secret ?? null, lastUsedStep: row?.lastUsedStep ?? 0, pendingSecret, confirmedAt: row?.confirmedAt ?? null, updatedAt: now });
+        totps.set(userId, {
+          userId,
+          secret: row?.secret ?? null,
+          lastUsedStep: row?.lastUsedStep ?? 0,
+          pendingSecret,
+          confirmedAt: row?.confirmedAt ?? null,
+          updatedAt: now,
+        });
         return true;
       },
       async confirmTotp(userId, pendingSecret, step, hashes, now) {
@@ -557,7 +575,15 @@ export function createMemoryStores(): Stores {
           .filter((e) => e.userId === userId)
           .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1))
           .slice(0, limit)
-          .map((e) => ({ id: e.id, kind: e.kind, to: e.to, status: e.status, attempts: e.attempts, createdAt: e.createdAt, sentAt: e.sentAt }));
+          .map((e) => ({
+            id: e.id,
+            kind: e.kind,
+            to: e.to,
+            status: e.status,
+            attempts: e.attempts,
+            createdAt: e.createdAt,
+            sentAt: e.sentAt,
+          }));
       },
       async deleteUserMessages(userId) {
         await tick();

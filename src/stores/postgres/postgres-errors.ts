@@ -80,7 +80,9 @@ export function toLatchError(error: unknown): LatchError {
   if (isUnavailable(error)) return new LatchError("unavailable", "The database is unavailable.", { cause, backend: "database" });
   if (error instanceof pg.DatabaseError && error.code === "23505") {
     const message =
-      error.table === "users" || error.table === "logins" ? "That username or email is already registered." : "That resource already exists.";
+      error.table === "users" || error.table === "logins"
+        ? "That username or email is already registered."
+        : "That resource already exists.";
     return new LatchError("conflict", message, { cause });
   }
   // A foreign key miss means the row it points at was deleted first: a

@@ -104,7 +104,9 @@ describe("postgres store", { skip }, () => {
   });
 
   it("keeps the tables in the schema it was given", async () => {
-    const result = await stores.pool.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'sessions' AND table_schema = $1", [schema]);
+    const result = await stores.pool.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'sessions' AND table_schema = $1", [
+      schema,
+    ]);
     assert.equal(result.rowCount, 1);
   });
 

@@ -121,7 +121,10 @@ function createFlushMarkStore(pool: pg.Pool): FlushMarkStore {
       return Number(result.rows[0]!.value);
     },
     async readFlushMark() {
-      const result = await query<{ value: Int8 }>(pool, { name: "latch_read_flush_mark", text: "SELECT value FROM store_marks WHERE name = 'flush'" });
+      const result = await query<{ value: Int8 }>(pool, {
+        name: "latch_read_flush_mark",
+        text: "SELECT value FROM store_marks WHERE name = 'flush'",
+      });
       return result.rows.length === 0 ? 0 : Number(result.rows[0]!.value);
     },
   };
@@ -250,7 +253,10 @@ function createUserStore(pool: pg.Pool): UserStore {
 
     async updateUserEmail(id, email, updatedAt) {
       return transaction(pool, async (client) => {
-        const current = await query<{ email_key: string | null }>(client, { text: "SELECT email_key FROM users WHERE id = $1 FOR UPDATE", values: [id] });
+        const current = await query<{ email_key: string | null }>(client, {
+          text: "SELECT email_key FROM users WHERE id = $1 FOR UPDATE",
+          values: [id],
+        });
         const row = current.rows[0];
         if (row === undefined) return null;
         if (row.email_key !== null && row.email_key !== email?.emailKey) {
@@ -279,7 +285,9 @@ function createUserStore(pool: pg.Pool): UserStore {
           )
           UPDATE users u SET email_verified = true, updated_at = $3
           FROM token WHERE u.id = $1 AND token.expires_at > $3 AND u.email_key = token.email_key
-          RETURNING ${USER_READ_COLUMNS.split(", ").map((c) => `u.${c}`).join(", ")}`,
+          RETURNING ${USER_READ_COLUMNS.split(", ")
+            .map((c) => `u.${c}`)
+            .join(", ")}`,
         values: [id, bytes(tokenHash), now],
       });
       const row = result.rows[0];
@@ -350,7 +358,8 @@ interface SessionWithUserRow extends SessionRow {
   user_created_at: Int8;
 }
 
-const SESSION_COLUMNS = "id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address, amr, pending";
+const SESSION_COLUMNS =
+  "id, user_id, secret_hash, created_at, last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip_address, amr, pending";
 
 function toSession(row: SessionRow): Session {
   return {
@@ -391,7 +400,11 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
         session.pending,
       ];
       if (options?.ifPasswordHash === undefined) {
-        await query(pool, { name: "latch_create_session", text: `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, values });
+        await query(pool, {
+          name: "latch_create_session",
+          text: `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+          values,
+        });
         return true;
       }
       // FOR SHARE makes the check hold until commit: a password change
@@ -776,7 +789,10 @@ function createMailStore(pool: pg.Pool): MailStore {
       if (token === undefined && voidPurpose === undefined) return insertMessage(pool, message);
       await transaction(pool, async (client) => {
         if (voidPurpose !== undefined && message.userId !== null) {
-          await query(client, { text: "DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2", values: [message.userId, voidPurpose] });
+          await query(client, {
+            text: "DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2",
+            values: [message.userId, voidPurpose],
+          });
         }
         if (token !== undefined) {
           await query(client, {
@@ -795,7 +811,14 @@ function createMailStore(pool: pg.Pool): MailStore {
       });
       const row = result.rows[0];
       if (!row) return null;
-      return { hash: row.hash, purpose: row.purpose, userId: row.user_id, emailKey: row.email_key, createdAt: Number(row.created_at), expiresAt: Number(row.expires_at) };
+      return {
+        hash: row.hash,
+        purpose: row.purpose,
+        userId: row.user_id,
+        emailKey: row.email_key,
+        createdAt: Number(row.created_at),
+        expiresAt: Number(row.expires_at),
+      };
     },
 
     async claimMessages(owner, now, { leaseMs, limit }) {
@@ -811,7 +834,9 @@ function createMailStore(pool: pg.Pool): MailStore {
           )
           UPDATE mail_outbox m SET lease_owner = $3, next_attempt_at = $4, attempts = m.attempts + 1
           FROM due WHERE m.id = due.id
-          RETURNING ${OUTBOX_COLUMNS.split(", ").map((c) => `m.${c}`).join(", ")}`,
+          RETURNING ${OUTBOX_COLUMNS.split(", ")
+            .map((c) => `m.${c}`)
+            .join(", ")}`,
         values: [now, limit, owner, now + leaseMs],
       });
       return result.rows.map(toOutboxEntry);
@@ -859,7 +884,9 @@ function createMailStore(pool: pg.Pool): MailStore {
     },
 
     async nextDueAt() {
-      const result = await query<{ at: Int8 | null }>(pool, { text: "SELECT min(next_attempt_at) AS at FROM mail_outbox WHERE status = 'queued'" });
+      const result = await query<{ at: Int8 | null }>(pool, {
+        text: "SELECT min(next_attempt_at) AS at FROM mail_outbox WHERE status = 'queued'",
+      });
       const at = result.rows[0]!.at;
       return at === null ? null : Number(at);
     },
@@ -993,7 +1020,10 @@ function createSecondFactorStore(pool: pg.Pool): SecondFactorStore {
         });
         if (confirmed.rowCount !== 1) return false;
         await query(client, { text: "DELETE FROM recovery_codes WHERE user_id = $1", values: [userId] });
-        await query(client, { text: "INSERT INTO recovery_codes (user_id, code_hash) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING", values: [userId, hashes] });
+        await query(client, {
+          text: "INSERT INTO recovery_codes (user_id, code_hash) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+          values: [userId, hashes],
+        });
         await refreshMfa(client, userId);
         return true;
       });
@@ -1029,12 +1059,18 @@ function createSecondFactorStore(pool: pg.Pool): SecondFactorStore {
     },
 
     async useRecoveryCode(userId, hash) {
-      const result = await query(pool, { text: "DELETE FROM recovery_codes WHERE user_id = $1 AND code_hash = $2", values: [userId, hash] });
+      const result = await query(pool, {
+        text: "DELETE FROM recovery_codes WHERE user_id = $1 AND code_hash = $2",
+        values: [userId, hash],
+      });
       return result.rowCount === 1;
     },
 
     async countRecoveryCodes(userId) {
-      const result = await query<{ n: number }>(pool, { text: "SELECT count(*)::int AS n FROM recovery_codes WHERE user_id = $1", values: [userId] });
+      const result = await query<{ n: number }>(pool, {
+        text: "SELECT count(*)::int AS n FROM recovery_codes WHERE user_id = $1",
+        values: [userId],
+      });
       return result.rows[0]?.n ?? 0;
     },
 
@@ -1059,12 +1095,18 @@ function createSecondFactorStore(pool: pg.Pool): SecondFactorStore {
     },
 
     async listPasskeys(userId) {
-      const result = await query<PasskeyRow>(pool, { text: `SELECT ${PASSKEY_COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at, id`, values: [userId] });
+      const result = await query<PasskeyRow>(pool, {
+        text: `SELECT ${PASSKEY_COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at, id`,
+        values: [userId],
+      });
       return result.rows.map(toPasskey);
     },
 
     async findPasskeyByCredentialId(credentialId) {
-      const result = await query<PasskeyRow>(pool, { text: `SELECT ${PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = $1`, values: [credentialId] });
+      const result = await query<PasskeyRow>(pool, {
+        text: `SELECT ${PASSKEY_COLUMNS} FROM passkeys WHERE credential_id = $1`,
+        values: [credentialId],
+      });
       const row = result.rows[0];
       return row ? toPasskey(row) : null;
     },
@@ -1078,7 +1120,10 @@ function createSecondFactorStore(pool: pg.Pool): SecondFactorStore {
     },
 
     async renamePasskey(userId, id, name) {
-      const result = await query(pool, { text: "UPDATE passkeys SET name = $3 WHERE id = $2 AND user_id = $1", values: [userId, id, name] });
+      const result = await query(pool, {
+        text: "UPDATE passkeys SET name = $3 WHERE id = $2 AND user_id = $1",
+        values: [userId, id, name],
+      });
       return result.rowCount === 1;
     },
 
@@ -1110,13 +1155,27 @@ function createSecondFactorStore(pool: pg.Pool): SecondFactorStore {
     },
 
     async takeChallenge(id, now) {
-      const result = await query<{ id: string; purpose: WebAuthnChallenge["purpose"]; user_id: string | null; secret_hash: Buffer; challenge: string; expires_at: Int8 }>(pool, {
+      const result = await query<{
+        id: string;
+        purpose: WebAuthnChallenge["purpose"];
+        user_id: string | null;
+        secret_hash: Buffer;
+        challenge: string;
+        expires_at: Int8;
+      }>(pool, {
         text: "DELETE FROM webauthn_challenges WHERE id = $1 RETURNING id, purpose, user_id, secret_hash, challenge, expires_at",
         values: [id],
       });
       const row = result.rows[0];
       if (!row || Number(row.expires_at) <= now) return null;
-      return { id: row.id, purpose: row.purpose, userId: row.user_id, secretHash: row.secret_hash, challenge: row.challenge, expiresAt: Number(row.expires_at) };
+      return {
+        id: row.id,
+        purpose: row.purpose,
+        userId: row.user_id,
+        secretHash: row.secret_hash,
+        challenge: row.challenge,
+        expiresAt: Number(row.expires_at),
+      };
     },
 
     async deleteExpiredChallenges(now, limit) {

@@ -123,7 +123,11 @@ describe("PostgreSQL revocation notifications", { skip }, () => {
       await longStores.sessions.createSession(session);
       await longStores.sessions.deleteSession(session.id);
       await waitFor("the sign-out", () => heard.some((e) => e.kind === "session" && e.sessionId === session.id));
-      assert.equal(events.some((e) => e.kind === "session" && e.sessionId === session.id), false, "another schema's listener hears nothing of it");
+      assert.equal(
+        events.some((e) => e.kind === "session" && e.sessionId === session.id),
+        false,
+        "another schema's listener hears nothing of it",
+      );
     } finally {
       await longListener.close();
       await longStores.close();
@@ -168,8 +172,15 @@ describe("PostgreSQL revocation notifications", { skip }, () => {
 
     const before = events.length;
     await stores.users.deleteUser(user.id);
-    await waitFor("deletion, with its sessions by cascade", () => events.length >= before + 2 && seen({ kind: "session", sessionId: next.id }));
-    assert.equal(events.filter((e) => e.kind === "session" && e.sessionId === a.id).length, 1, "one announcement per ended session: the renewal said nothing");
+    await waitFor(
+      "deletion, with its sessions by cascade",
+      () => events.length >= before + 2 && seen({ kind: "session", sessionId: next.id }),
+    );
+    assert.equal(
+      events.filter((e) => e.kind === "session" && e.sessionId === a.id).length,
+      1,
+      "one announcement per ended session: the renewal said nothing",
+    );
   });
 
   it("syncs: once sync() resolves, everything committed before it has been heard", async () => {

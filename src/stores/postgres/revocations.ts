@@ -25,7 +25,6 @@ export function revocationChannelSql(schemaSql: string): string {
   return `'latch_revocations_' || md5(${schemaSql})`;
 }
 
-
 function parseEvent(payload: string | undefined): PostgresRevocationEvent | null {
   if (payload === undefined) return null;
   try {
@@ -65,7 +64,13 @@ const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 2_000;
 /** The triggers of migration 2; a heartbeat only returns while all of them are in place and enabled. */
-const TRIGGERS = ["sessions_announce_end", "sessions_announce_change", "users_announce_change", "sessions_announce_truncate", "users_announce_truncate"];
+const TRIGGERS = [
+  "sessions_announce_end",
+  "sessions_announce_change",
+  "users_announce_change",
+  "sessions_announce_truncate",
+  "users_announce_truncate",
+];
 // True while every one of them is present and enabled: 'O' fires in normal
 // sessions, 'A' always; 'D' (disabled) and 'R' (replica only) announce nothing.
 const TRIGGERS_ENABLED_SQL = `(SELECT count(*) FROM pg_trigger
@@ -231,7 +236,10 @@ export function listenForRevocations(options: ListenOptions): RevocationListener
     // this very connection; and it is only sent while the triggers that
     // announce revocations are in place and enabled.
     send: (now) => {
-      if (client !== null) onLine(client, `SELECT pg_notify($2, $3) WHERE ${TRIGGERS_ENABLED_SQL}`, [TRIGGERS, channel, `${heartbeatPrefix}${now}`]).catch(() => {});
+      if (client !== null)
+        onLine(client, `SELECT pg_notify($2, $3) WHERE ${TRIGGERS_ENABLED_SQL}`, [TRIGGERS, channel, `${heartbeatPrefix}${now}`]).catch(
+          () => {},
+        );
     },
   });
   void connect();

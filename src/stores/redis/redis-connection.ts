@@ -51,7 +51,8 @@ function clusterNodes(hosts: string, secure: boolean): { host: string; port: num
 export function connectRedis(url: string): RedisClient {
   const match = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]+)\/?$/.exec(url);
   if (match === null) {
-    if (!/^rediss?:\/\//.test(url)) throw new LatchError("invalid_input", "A Redis URL starts with redis://, rediss:// or redis+cluster://.");
+    if (!/^rediss?:\/\//.test(url))
+      throw new LatchError("invalid_input", "A Redis URL starts with redis://, rediss:// or redis+cluster://.");
     // ioredis parses redis:// and rediss:// itself (credentials, database, TLS).
     return new Redis(url, { ...failFastOptions });
   }

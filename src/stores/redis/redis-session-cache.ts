@@ -94,7 +94,12 @@ export function createRedisSessionCache(options: { redis: RedisClient; prefix: s
   const keyForSession = (id: string): string => keyForTag(id.slice(0, SLOT_TAG_LENGTH));
   const keyForUser = (userId: string): string => keyForTag(slotTagFor(userId));
 
-  function decode(id: string, value: Buffer, snapshot: Buffer | null, agent: Buffer | null): { session: Session; user: User | null } | null {
+  function decode(
+    id: string,
+    value: Buffer,
+    snapshot: Buffer | null,
+    agent: Buffer | null,
+  ): { session: Session; user: User | null } | null {
     const unpacked = unpackSession(id, value, agent);
     const owner = snapshot === null ? null : unpackUser(snapshot);
     const userId = unpacked.ownerId ?? owner?.user.id ?? null;
@@ -131,7 +136,12 @@ export function createRedisSessionCache(options: { redis: RedisClient; prefix: s
 
     read(id, readOptions = {}) {
       return redisCall(async () => {
-        const reply = (await scripts.find(keyForSession(id), sessionField(id), readOptions.epoch ?? 0)) as [number, Buffer?, Buffer?, Buffer?];
+        const reply = (await scripts.find(keyForSession(id), sessionField(id), readOptions.epoch ?? 0)) as [
+          number,
+          Buffer?,
+          Buffer?,
+          Buffer?,
+        ];
         const at = Number(reply[0]);
         if (reply[1] === undefined) return { at, session: null, user: null };
         const decoded = decode(id, reply[1], reply[2] ?? null, reply[3] ?? null);
@@ -152,7 +162,9 @@ export function createRedisSessionCache(options: { redis: RedisClient; prefix: s
           ? ""
           : // A missing user still gets a (stale) placeholder: the key must record
             // who owns the session, and readers then find the user gone.
-            packUser(user ?? { id: session.userId, username: "", email: null, emailVerified: false, roles: [], mfa: false, createdAt: 0 }, { fresh: user !== null });
+            packUser(user ?? { id: session.userId, username: "", email: null, emailVerified: false, roles: [], mfa: false, createdAt: 0 }, {
+              fresh: user !== null,
+            });
       return redisCall(async () => {
         const reply = (await scripts.put(
           keyForSession(session.id),
@@ -177,7 +189,10 @@ export function createRedisSessionCache(options: { redis: RedisClient; prefix: s
     },
 
     touch(id, lastSeenAt, idleExpiresAt, touchOptions = {}) {
-      return redisCall(async () => Number(await scripts.touch(keyForSession(id), sessionField(id), lastSeenAt, idleExpiresAt, touchOptions.epoch ?? 0)) === 1);
+      return redisCall(
+        async () =>
+          Number(await scripts.touch(keyForSession(id), sessionField(id), lastSeenAt, idleExpiresAt, touchOptions.epoch ?? 0)) === 1,
+      );
     },
 
     remove(id) {
@@ -190,7 +205,9 @@ export function createRedisSessionCache(options: { redis: RedisClient; prefix: s
 
     removeUserSessions(userId, removeOptions = {}) {
       const keep = removeOptions.exceptId === undefined ? "" : sessionField(removeOptions.exceptId);
-      return redisCall(async () => Number(await scripts.removeUser(keyForUser(userId), ownerBytes(userId), keep, removeOptions.dropUser === true ? "1" : "0")));
+      return redisCall(async () =>
+        Number(await scripts.removeUser(keyForUser(userId), ownerBytes(userId), keep, removeOptions.dropUser === true ? "1" : "0")),
+      );
     },
 
     list(userId) {
@@ -225,7 +242,10 @@ export function createRedisSessionCache(options: { redis: RedisClient; prefix: s
     },
 
     refillUser(user, readAt) {
-      return redisCall(async () => Number(await scripts.user(keyForUser(user.id), ownerBytes(user.id), packUser(user, { fresh: true }), "refill", readAt)) === 1);
+      return redisCall(
+        async () =>
+          Number(await scripts.user(keyForUser(user.id), ownerBytes(user.id), packUser(user, { fresh: true }), "refill", readAt)) === 1,
+      );
     },
 
     readEpoch() {

@@ -22,7 +22,10 @@ runStoreConformance(
   "redis",
   async () => {
     const prefix = testPrefix();
-    return { stores: await createRedisStores({ redis: connectRedis(REDIS_URL), database: createMemoryStores(), prefix }), cleanup: () => deleteKeysUnder(prefix) };
+    return {
+      stores: await createRedisStores({ redis: connectRedis(REDIS_URL), database: createMemoryStores(), prefix }),
+      cleanup: () => deleteKeysUnder(prefix),
+    };
   },
   { skip },
 );
@@ -115,7 +118,8 @@ describe("redis session store", { skip }, () => {
   it("shares one user-agent text between sessions and frees it with the last one", async () => {
     const { user, sessions } = await userWithSessions(3);
     const key = `${prefix}{${sessions[0]!.id.slice(0, 8)}}`;
-    const agents = async (): Promise<string[]> => (await admin.hkeys(key)).filter((f) => f.startsWith("a") && Buffer.byteLength(f, "latin1") <= 7);
+    const agents = async (): Promise<string[]> =>
+      (await admin.hkeys(key)).filter((f) => f.startsWith("a") && Buffer.byteLength(f, "latin1") <= 7);
     assert.equal((await admin.hvals(key)).filter((v) => v === sessions[0]!.userAgent).length, 1);
     await stores.sessions.deleteUserSessions(user.id, { exceptId: sessions[0]!.id });
     assert.equal((await stores.sessions.listUserSessions(user.id, Date.now()))[0]?.userAgent, sessions[0]!.userAgent);
@@ -151,7 +155,13 @@ describe("redis session store", { skip }, () => {
     const read = await cache.read(sessions[0]!.id);
     await stores.users.updateUserRoles(user.id, ["user", "admin"], Date.now());
     // A reader that fetched the user before the change must not write it back.
-    assert.equal(await cache.refillUser({ id: user.id, username: user.username, email: null, emailVerified: false, roles: ["user"], mfa: false, createdAt: user.createdAt }, read.at), false);
+    assert.equal(
+      await cache.refillUser(
+        { id: user.id, username: user.username, email: null, emailVerified: false, roles: ["user"], mfa: false, createdAt: user.createdAt },
+        read.at,
+      ),
+      false,
+    );
     assert.deepEqual((await stores.sessions.findSession(sessions[0]!.id, Date.now()))?.user.roles, ["user", "admin"]);
   });
 
@@ -160,7 +170,15 @@ describe("redis session store", { skip }, () => {
     const session = sessions[0]!;
     const cache = createRedisSessionCache({ redis: admin, prefix });
     await stores.sessions.deleteSession(session.id);
-    const profile = { id: user.id, username: user.username, email: null, emailVerified: false, roles: user.roles, mfa: false, createdAt: user.createdAt };
+    const profile = {
+      id: user.id,
+      username: user.username,
+      email: null,
+      emailVerified: false,
+      roles: user.roles,
+      mfa: false,
+      createdAt: user.createdAt,
+    };
     // A reader missed in Redis, read the session from the database, and was
     // overtaken by the revocation before writing it back.
     const staleReadAt = Date.now() - 5_000;
@@ -192,7 +210,12 @@ describe("redis session store", { skip }, () => {
     const events: RevocationEvent[] = [];
     let up: () => void = () => {};
     const subscribed = new Promise<void>((resolve) => (up = resolve));
-    const subscription = subscribeRevocations({ redis: admin, prefix, onEvent: (e) => events.push(e), onStatus: (s) => s === "up" && up() });
+    const subscription = subscribeRevocations({
+      redis: admin,
+      prefix,
+      onEvent: (e) => events.push(e),
+      onStatus: (s) => s === "up" && up(),
+    });
     try {
       await subscribed;
       const { user, sessions } = await userWithSessions(3);

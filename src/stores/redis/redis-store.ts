@@ -1,6 +1,16 @@
 import { publicUser } from "../../core/accounts.js";
 import { isSessionId } from "../../core/session-token.js";
-import type { RateLimitStore, SecondFactorStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, UserRecord, UserStore } from "../../core/store.js";
+import type {
+  RateLimitStore,
+  SecondFactorStore,
+  Session,
+  SessionStore,
+  SessionWithUser,
+  StoreHealth,
+  Stores,
+  UserRecord,
+  UserStore,
+} from "../../core/store.js";
 import { connectRedis, redisCall } from "./redis-connection.js";
 import { latchScripts } from "./redis-scripts.js";
 import type { RedisClient } from "./redis-scripts.js";
@@ -66,7 +76,12 @@ function newestFirst(a: Session, b: Session): number {
  * second write carries the Redis time taken before that read so that a
  * role change in between is not overwritten by the older copy.
  */
-export async function writeWithUser(cache: RedisSessionCache, users: UserStore, session: Session, options: WriteOptions): Promise<"ok" | "raced" | "gone"> {
+export async function writeWithUser(
+  cache: RedisSessionCache,
+  users: UserStore,
+  session: Session,
+  options: WriteOptions,
+): Promise<"ok" | "raced" | "gone"> {
   const first = await cache.write(session, options);
   if (typeof first === "string") return first;
   const record = await users.findUserById(session.userId);
@@ -133,7 +148,8 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     },
 
     // Commands to one connection are pipelined by ioredis: the batch costs one round trip or so.
-    touchSessions: (touches) => Promise.all(touches.map((t) => (isSessionId(t.id) ? cache.touch(t.id, t.lastSeenAt, t.idleExpiresAt) : false))),
+    touchSessions: (touches) =>
+      Promise.all(touches.map((t) => (isSessionId(t.id) ? cache.touch(t.id, t.lastSeenAt, t.idleExpiresAt) : false))),
 
     async deleteSession(id) {
       if (!isSessionId(id)) return null;
@@ -367,4 +383,3 @@ export async function createRedisStores(options: RedisStoresOptions): Promise<St
     },
   };
 }
-

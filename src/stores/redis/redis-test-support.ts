@@ -133,18 +133,31 @@ export async function startRedisCluster(): Promise<{ url: string; stop(): Promis
   try {
     for (let i = 0; i < 3; i += 1) {
       const cwd = mkdtempSync(join(dir, "node-"));
-      nodes.push(await startRedisServer({ cwd, args: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"] }));
+      nodes.push(
+        await startRedisServer({
+          cwd,
+          args: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"],
+        }),
+      );
     }
-    const created = spawnSync("redis-cli", ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"], { encoding: "utf8" });
+    const created = spawnSync(
+      "redis-cli",
+      ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
+      { encoding: "utf8" },
+    );
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed: ${created.stdout}${created.stderr}`);
     // Every node must agree: a node that has not yet heard of the others'
     // slots answers MOVED/CLUSTERDOWN to the first commands sent to it.
     const probes = nodes.map((node) => new Redis(node.url));
     try {
-      await waitFor("cluster_state:ok on every node", async () => {
-        const infos = await Promise.all(probes.map((probe) => probe.cluster("INFO")));
-        return infos.every((info) => info.includes("cluster_state:ok") && info.includes("cluster_known_nodes:3"));
-      }, 10_000);
+      await waitFor(
+        "cluster_state:ok on every node",
+        async () => {
+          const infos = await Promise.all(probes.map((probe) => probe.cluster("INFO")));
+          return infos.every((info) => info.includes("cluster_state:ok") && info.includes("cluster_known_nodes:3"));
+        },
+        10_000,
+      );
     } finally {
       for (const probe of probes) probe.disconnect();
     }

@@ -43,7 +43,12 @@ function parseEvent(message: string): RevocationEvent | null {
         return typeof event.sessionId === "string" ? { kind: "session", sessionId: event.sessionId } : null;
       case "user-sessions":
         return typeof event.userId === "string" && typeof event.before === "number"
-          ? { kind: "user-sessions", userId: event.userId, before: event.before, exceptId: typeof event.exceptId === "string" ? event.exceptId : null }
+          ? {
+              kind: "user-sessions",
+              userId: event.userId,
+              before: event.before,
+              exceptId: typeof event.exceptId === "string" ? event.exceptId : null,
+            }
           : null;
       case "user":
         return typeof event.userId === "string" ? { kind: "user", userId: event.userId } : null;
@@ -90,7 +95,11 @@ export function subscribeRevocations(options: SubscribeOptions): RevocationSubsc
   const overrides = { enableOfflineQueue: true, autoResubscribe: false, commandTimeout: undefined, maxRetriesPerRequest: null };
   const subscriber: RedisClient =
     options.redis instanceof Cluster
-      ? options.redis.duplicate([], { enableOfflineQueue: true, autoResubscribe: false, redisOptions: { ...options.redis.options.redisOptions, commandTimeout: undefined, maxRetriesPerRequest: null } })
+      ? options.redis.duplicate([], {
+          enableOfflineQueue: true,
+          autoResubscribe: false,
+          redisOptions: { ...options.redis.options.redisOptions, commandTimeout: undefined, maxRetriesPerRequest: null },
+        })
       : (options.redis as Redis).duplicate(overrides);
   const heartbeatMs = options.heartbeatMs ?? 250;
   const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 750;

@@ -126,10 +126,14 @@ export function packSession(session: Session): PackedSession {
   time(session.absoluteExpiresAt, "absoluteExpiresAt").copy(fixed, L.absoluteExpiresAt.offset);
   time(session.lastSeenAt, "lastSeenAt").copy(fixed, L.lastSeenAt.offset);
   time(session.createdAt, "createdAt").copy(fixed, L.createdAt.offset);
-  if (session.secretHash.byteLength !== SESSION_LAYOUT.secretHash.size) throw new LatchError("invalid_input", "secretHash must be 32 bytes.");
+  if (session.secretHash.byteLength !== SESSION_LAYOUT.secretHash.size)
+    throw new LatchError("invalid_input", "secretHash must be 32 bytes.");
   const hash = Buffer.from(session.secretHash.buffer, session.secretHash.byteOffset, session.secretHash.byteLength);
   // The state byte goes before the address, whose bytes run to the end.
-  const address = Buffer.concat([packState(session), session.ipAddress === null ? Buffer.alloc(0) : Buffer.from(session.ipAddress, "utf8")]);
+  const address = Buffer.concat([
+    packState(session),
+    session.ipAddress === null ? Buffer.alloc(0) : Buffer.from(session.ipAddress, "utf8"),
+  ]);
   const baseFlags = FLAG_STATE | (session.ipAddress === null ? 0 : FLAG_ADDRESS);
   const expiresAt = Math.min(session.idleExpiresAt, session.absoluteExpiresAt);
   const field = sessionField(session.id);
@@ -214,7 +218,8 @@ export function unpackSession(id: string, value: Buffer, agent: Buffer | null): 
  */
 export function ownerBytes(userId: string): Buffer {
   const id = Buffer.from(userId, "utf8");
-  if (id.byteLength === 0 || id.byteLength > 255) throw new LatchError("invalid_input", "User ids must be 1 to 255 bytes for the Redis store.");
+  if (id.byteLength === 0 || id.byteLength > 255)
+    throw new LatchError("invalid_input", "User ids must be 1 to 255 bytes for the Redis store.");
   return Buffer.concat([Buffer.from([id.byteLength]), id]);
 }
 
@@ -245,7 +250,14 @@ export interface UnpackedUser {
 export function unpackUser(value: Buffer): UnpackedUser {
   const length = value[1]!;
   const id = value.toString("utf8", 2, 2 + length);
-  const [username, email, roles, createdAt, emailVerified, mfa] = JSON.parse(value.toString("utf8", 2 + length)) as [string, string | null, string[], number, boolean?, boolean?];
+  const [username, email, roles, createdAt, emailVerified, mfa] = JSON.parse(value.toString("utf8", 2 + length)) as [
+    string,
+    string | null,
+    string[],
+    number,
+    boolean?,
+    boolean?,
+  ];
   // A copy written before emailVerified or mfa existed is not fresh: read the database.
   return {
     user: { id, username, email, emailVerified: emailVerified === true, roles, mfa: mfa === true, createdAt },

@@ -45,12 +45,30 @@ describe("sqlite store", () => {
     const stores = openSqliteStores({ path });
     const secretHash = Buffer.alloc(32, 7);
     await stores.users.createUser({
-      id: "u1", username: "u1", usernameKey: "u1", email: null, emailKey: null, emailVerified: false, passwordHash: "$argon2id$x",
-      roles: ["user"], mfa: false, createdAt: 1, updatedAt: 1,
+      id: "u1",
+      username: "u1",
+      usernameKey: "u1",
+      email: null,
+      emailKey: null,
+      emailVerified: false,
+      passwordHash: "$argon2id$x",
+      roles: ["user"],
+      mfa: false,
+      createdAt: 1,
+      updatedAt: 1,
     });
     await stores.sessions.createSession({
-      id: "s".repeat(30), userId: "u1", secretHash, createdAt: 1, lastSeenAt: 1, idleExpiresAt: Date.now() + 1e6,
-      absoluteExpiresAt: Date.now() + 1e6, userAgent: null, ipAddress: null, amr: ["pwd"], pending: false,
+      id: "s".repeat(30),
+      userId: "u1",
+      secretHash,
+      createdAt: 1,
+      lastSeenAt: 1,
+      idleExpiresAt: Date.now() + 1e6,
+      absoluteExpiresAt: Date.now() + 1e6,
+      userAgent: null,
+      ipAddress: null,
+      amr: ["pwd"],
+      pending: false,
     });
     await stores.close();
     const bytes = readFileSync(path);

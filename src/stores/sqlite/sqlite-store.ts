@@ -182,7 +182,14 @@ interface ChallengeRow {
 }
 
 function toTotp(row: TotpRow): TotpCredential {
-  return { userId: row.user_id, secret: row.secret, lastUsedStep: row.last_used_step, pendingSecret: row.pending_secret, confirmedAt: row.confirmed_at, updatedAt: row.updated_at };
+  return {
+    userId: row.user_id,
+    secret: row.secret,
+    lastUsedStep: row.last_used_step,
+    pendingSecret: row.pending_secret,
+    confirmedAt: row.confirmed_at,
+    updatedAt: row.updated_at,
+  };
 }
 
 function toPasskey(row: PasskeyRow): Passkey {
@@ -212,7 +219,14 @@ function toEvent(row: EventRow): SecurityEvent {
 }
 
 function toToken(row: TokenRow): AccountToken {
-  return { hash: row.hash, purpose: row.purpose, userId: row.user_id, emailKey: row.email_key, createdAt: row.created_at, expiresAt: row.expires_at };
+  return {
+    hash: row.hash,
+    purpose: row.purpose,
+    userId: row.user_id,
+    emailKey: row.email_key,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+  };
 }
 
 function toOutboxEntry(row: OutboxRow): OutboxEntry {
@@ -231,15 +245,34 @@ function toOutboxEntry(row: OutboxRow): OutboxEntry {
 }
 
 function toOutboxSummary(row: OutboxRow): OutboxSummary {
-  return { id: row.id, kind: row.kind, to: row.recipient, status: row.status, attempts: row.attempts, createdAt: row.created_at, sentAt: row.sent_at };
+  return {
+    id: row.id,
+    kind: row.kind,
+    to: row.recipient,
+    status: row.status,
+    attempts: row.attempts,
+    createdAt: row.created_at,
+    sentAt: row.sent_at,
+  };
 }
 
 function toKey(row: KeyRow): SigningKey {
-  return { kid: row.kid, alg: row.alg, publicJwk: row.public_jwk, privateJwk: row.private_jwk, createdAt: row.created_at, retiredAt: row.retired_at };
+  return {
+    kid: row.kid,
+    alg: row.alg,
+    publicJwk: row.public_jwk,
+    privateJwk: row.private_jwk,
+    createdAt: row.created_at,
+    retiredAt: row.retired_at,
+  };
 }
 
 function isUniqueViolation(error: unknown): boolean {
-  return error instanceof Error && "code" in error && (error.code === "SQLITE_CONSTRAINT_PRIMARYKEY" || error.code === "SQLITE_CONSTRAINT_UNIQUE");
+  return (
+    error instanceof Error &&
+    "code" in error &&
+    (error.code === "SQLITE_CONSTRAINT_PRIMARYKEY" || error.code === "SQLITE_CONSTRAINT_UNIQUE")
+  );
 }
 
 /** Runs a synchronous database call, mapping driver failures to `unavailable`. */
@@ -337,7 +370,9 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
          reset_at = CASE WHEN reset_at > @now THEN reset_at ELSE @now + @windowMs END
        RETURNING count, reset_at`,
     ),
-    peek: db.prepare<[string, number], { count: number; reset_at: number }>("SELECT count, reset_at FROM rate_limits WHERE key = ? AND reset_at > ?"),
+    peek: db.prepare<[string, number], { count: number; reset_at: number }>(
+      "SELECT count, reset_at FROM rate_limits WHERE key = ? AND reset_at > ?",
+    ),
     resetLimit: db.prepare("DELETE FROM rate_limits WHERE key = ?"),
     deleteOldLimits: db.prepare("DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE reset_at <= ? LIMIT ?)"),
 
@@ -364,10 +399,14 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       `UPDATE totp_credentials SET secret = pending_secret, pending_secret = NULL, last_used_step = @step, confirmed_at = @now, updated_at = @now
        WHERE user_id = @userId AND pending_secret = @pendingSecret`,
     ),
-    useTotpStep: db.prepare("UPDATE totp_credentials SET last_used_step = @step WHERE user_id = @userId AND secret IS NOT NULL AND last_used_step < @step"),
+    useTotpStep: db.prepare(
+      "UPDATE totp_credentials SET last_used_step = @step WHERE user_id = @userId AND secret IS NOT NULL AND last_used_step < @step",
+    ),
     deleteTotp: db.prepare("DELETE FROM totp_credentials WHERE user_id = ?"),
     deleteRecoveryCodes: db.prepare("DELETE FROM recovery_codes WHERE user_id = ?"),
-    insertRecoveryCode: db.prepare("INSERT OR IGNORE INTO recovery_codes (user_id, code_hash) SELECT ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE id = ?)"),
+    insertRecoveryCode: db.prepare(
+      "INSERT OR IGNORE INTO recovery_codes (user_id, code_hash) SELECT ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE id = ?)",
+    ),
     useRecoveryCode: db.prepare("DELETE FROM recovery_codes WHERE user_id = ? AND code_hash = ?"),
     countRecoveryCodes: db.prepare<[string], number>("SELECT count(*) FROM recovery_codes WHERE user_id = ?").pluck(),
     insertPasskey: db.prepare(
@@ -386,7 +425,9 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     ),
     takeChallenge: db.prepare<[string], ChallengeRow>("DELETE FROM webauthn_challenges WHERE id = ? RETURNING *"),
     deleteUserChallenges: db.prepare("DELETE FROM webauthn_challenges WHERE user_id = ?"),
-    deleteExpiredChallenges: db.prepare("DELETE FROM webauthn_challenges WHERE id IN (SELECT id FROM webauthn_challenges WHERE expires_at <= ? LIMIT ?)"),
+    deleteExpiredChallenges: db.prepare(
+      "DELETE FROM webauthn_challenges WHERE id IN (SELECT id FROM webauthn_challenges WHERE expires_at <= ? LIMIT ?)",
+    ),
 
     deleteLogin: db.prepare("DELETE FROM logins WHERE login_key = ? AND user_id = ?"),
     updateEmail: db.prepare<[string | null, string | null, number, string], UserRow>(
@@ -395,14 +436,18 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     markVerified: db.prepare<[number, string, string], UserRow>(
       "UPDATE users SET email_verified = 1, updated_at = ? WHERE id = ? AND email_key = ? RETURNING *",
     ),
-    takeToken: db.prepare<[Buffer, string, string], TokenRow>("DELETE FROM account_tokens WHERE hash = ? AND purpose = ? AND user_id = ? RETURNING *"),
+    takeToken: db.prepare<[Buffer, string, string], TokenRow>(
+      "DELETE FROM account_tokens WHERE hash = ? AND purpose = ? AND user_id = ? RETURNING *",
+    ),
     findToken: db.prepare<[Buffer, number], TokenRow>("SELECT * FROM account_tokens WHERE hash = ? AND expires_at > ?"),
     insertToken: db.prepare(
       `INSERT INTO account_tokens (hash, purpose, user_id, email_key, created_at, expires_at)
        VALUES (@hash, @purpose, @userId, @emailKey, @createdAt, @expiresAt)`,
     ),
     voidTokens: db.prepare("DELETE FROM account_tokens WHERE user_id = ? AND purpose = ?"),
-    deleteExpiredTokens: db.prepare("DELETE FROM account_tokens WHERE hash IN (SELECT hash FROM account_tokens WHERE expires_at <= ? LIMIT ?)"),
+    deleteExpiredTokens: db.prepare(
+      "DELETE FROM account_tokens WHERE hash IN (SELECT hash FROM account_tokens WHERE expires_at <= ? LIMIT ?)",
+    ),
 
     insertMessage: db.prepare(
       `INSERT INTO mail_outbox (id, user_id, kind, recipient, subject, text_body, html_body, status, attempts, next_attempt_at, created_at)
@@ -426,44 +471,54 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       `UPDATE mail_outbox SET status = 'failed', last_error = ?, text_body = NULL, html_body = NULL, lease_owner = NULL, sent_at = NULL, next_attempt_at = ?
        WHERE id = ? AND lease_owner = ? AND status = 'queued'`,
     ),
-    retryNow: db.prepare("UPDATE mail_outbox SET next_attempt_at = ? WHERE status = 'queued' AND lease_owner IS NULL AND attempts > 0 AND next_attempt_at > ?"),
+    retryNow: db.prepare(
+      "UPDATE mail_outbox SET next_attempt_at = ? WHERE status = 'queued' AND lease_owner IS NULL AND attempts > 0 AND next_attempt_at > ?",
+    ),
     queueDepth: db.prepare<[], number>("SELECT count(*) FROM mail_outbox WHERE status = 'queued'").pluck(),
     nextDue: db.prepare<[], number | null>("SELECT min(next_attempt_at) FROM mail_outbox WHERE status = 'queued'").pluck(),
-    listMessages: db.prepare<[string, number], OutboxRow>("SELECT * FROM mail_outbox WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?"),
+    listMessages: db.prepare<[string, number], OutboxRow>(
+      "SELECT * FROM mail_outbox WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+    ),
     deleteUserMessages: db.prepare("DELETE FROM mail_outbox WHERE user_id = ?"),
     deleteOldMessages: db.prepare(
       "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox WHERE status <> 'queued' AND created_at < ? LIMIT ?)",
     ),
   };
 
-  const queueMessage = db.transaction((message: OutboxMessage, token: AccountToken | undefined, voidPurpose: AccountToken["purpose"] | undefined) => {
-    if (voidPurpose !== undefined && message.userId !== null) q.voidTokens.run(message.userId, voidPurpose);
-    if (token !== undefined) q.insertToken.run({ ...token, hash: Buffer.from(token.hash) });
-    q.insertMessage.run(message);
-  });
-  const updateUserEmail = db.transaction((id: string, email: { email: string; emailKey: string } | null, updatedAt: number): UserRecord | null => {
-    const current = q.userById.get(id);
-    if (current === undefined) return null;
-    if (current.email_key !== null && current.email_key !== email?.emailKey) q.deleteLogin.run(current.email_key, id);
-    if (email !== null && email.emailKey !== current.email_key) q.insertLogin.run(email.emailKey, id);
-    q.voidTokens.run(id, "verify");
-    return toUser(q.updateEmail.get(email?.email ?? null, email?.emailKey ?? null, updatedAt, id)!);
-  });
+  const queueMessage = db.transaction(
+    (message: OutboxMessage, token: AccountToken | undefined, voidPurpose: AccountToken["purpose"] | undefined) => {
+      if (voidPurpose !== undefined && message.userId !== null) q.voidTokens.run(message.userId, voidPurpose);
+      if (token !== undefined) q.insertToken.run({ ...token, hash: Buffer.from(token.hash) });
+      q.insertMessage.run(message);
+    },
+  );
+  const updateUserEmail = db.transaction(
+    (id: string, email: { email: string; emailKey: string } | null, updatedAt: number): UserRecord | null => {
+      const current = q.userById.get(id);
+      if (current === undefined) return null;
+      if (current.email_key !== null && current.email_key !== email?.emailKey) q.deleteLogin.run(current.email_key, id);
+      if (email !== null && email.emailKey !== current.email_key) q.insertLogin.run(email.emailKey, id);
+      q.voidTokens.run(id, "verify");
+      return toUser(q.updateEmail.get(email?.email ?? null, email?.emailKey ?? null, updatedAt, id)!);
+    },
+  );
   const verifyEmail = db.transaction((id: string, tokenHash: Uint8Array, now: number): UserRecord | null => {
     const token = q.takeToken.get(Buffer.from(tokenHash), "verify", id);
     if (token === undefined || token.expires_at <= now || token.email_key === null) return null;
     const row = q.markVerified.get(now, id, token.email_key);
     return row ? toUser(row) : null;
   });
-  const resetPassword = db.transaction((id: string, tokenHash: Uint8Array, passwordHash: string, now: number, notice: OutboxMessage | null) => {
-    const token = q.takeToken.get(Buffer.from(tokenHash), "reset", id);
-    // An expired token is deleted all the same (it could never work again); nothing else changes.
-    if (token === undefined || token.expires_at <= now) return null;
-    if (q.updatePassword.run(passwordHash, now, id).changes !== 1) return null;
-    q.voidTokens.run(id, "reset");
-    if (notice !== null) q.insertMessage.run(notice);
-    return toUser(q.userById.get(id)!);
-  });
+  const resetPassword = db.transaction(
+    (id: string, tokenHash: Uint8Array, passwordHash: string, now: number, notice: OutboxMessage | null) => {
+      const token = q.takeToken.get(Buffer.from(tokenHash), "reset", id);
+      // An expired token is deleted all the same (it could never work again); nothing else changes.
+      if (token === undefined || token.expires_at <= now) return null;
+      if (q.updatePassword.run(passwordHash, now, id).changes !== 1) return null;
+      q.voidTokens.run(id, "reset");
+      if (notice !== null) q.insertMessage.run(notice);
+      return toUser(q.userById.get(id)!);
+    },
+  );
 
   const createUser = db.transaction((user: UserRecord) => {
     q.insertUser.run({ ...user, roles: joinRoles(user.roles) });
@@ -471,7 +526,11 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     if (user.emailKey !== null) q.insertLogin.run(user.emailKey, user.id);
   });
 
-  const sessionParams = (session: Session): Record<string, unknown> => ({ ...session, amrText: session.amr.join(","), pendingFlag: session.pending ? 1 : 0 });
+  const sessionParams = (session: Session): Record<string, unknown> => ({
+    ...session,
+    amrText: session.amr.join(","),
+    pendingFlag: session.pending ? 1 : 0,
+  });
   const confirmTotp = db.transaction((userId: string, pendingSecret: string, step: number, hashes: string[], now: number) => {
     if (q.confirmTotp.run({ userId, pendingSecret, step, now }).changes !== 1) return false;
     q.deleteRecoveryCodes.run(userId);
@@ -529,23 +588,27 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
           try {
             createUser(user);
           } catch (error) {
-            if (isUniqueViolation(error)) throw new LatchError("conflict", "That username or email is already registered.", { cause: error });
+            if (isUniqueViolation(error))
+              throw new LatchError("conflict", "That username or email is already registered.", { cause: error });
             throw error;
           }
         }),
-      findUserById: (id) => guard(() => {
-        const row = q.userById.get(id);
-        return row ? toUser(row) : null;
-      }),
-      findUserByLogin: (key) => guard(() => {
-        const row = q.userByLogin.get(key);
-        return row ? toUser(row) : null;
-      }),
+      findUserById: (id) =>
+        guard(() => {
+          const row = q.userById.get(id);
+          return row ? toUser(row) : null;
+        }),
+      findUserByLogin: (key) =>
+        guard(() => {
+          const row = q.userByLogin.get(key);
+          return row ? toUser(row) : null;
+        }),
       updateUserPassword: (id, passwordHash, updatedAt) => guard(() => q.updatePassword.run(passwordHash, updatedAt, id).changes === 1),
-      updateUserRoles: (id, roles, updatedAt) => guard(() => {
-        const row = q.updateRoles.get(joinRoles(roles), updatedAt, id);
-        return row ? toUser(row) : null;
-      }),
+      updateUserRoles: (id, roles, updatedAt) =>
+        guard(() => {
+          const row = q.updateRoles.get(joinRoles(roles), updatedAt, id);
+          return row ? toUser(row) : null;
+        }),
       updateUserEmail: (id, email, updatedAt) =>
         guard(() => {
           try {
@@ -568,22 +631,23 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
           if (options?.ifPasswordHash === undefined) return q.insertSession.run(sessionParams(session)).changes === 1;
           return q.insertSessionIfPassword.run({ ...sessionParams(session), passwordHash: options.ifPasswordHash }).changes === 1;
         }),
-      findSession: (id, now) => guard((): SessionWithUser | null => {
-        const row = q.findSession.get(id, now, now);
-        if (!row) return null;
-        return {
-          session: toSession(row),
-          user: {
-            id: row.user_id,
-            username: row.u_username,
-            email: row.u_email,
-            emailVerified: row.u_email_verified === 1,
-            roles: splitRoles(row.u_roles),
-            mfa: row.u_mfa === 1,
-            createdAt: row.u_created_at,
-          },
-        };
-      }),
+      findSession: (id, now) =>
+        guard((): SessionWithUser | null => {
+          const row = q.findSession.get(id, now, now);
+          if (!row) return null;
+          return {
+            session: toSession(row),
+            user: {
+              id: row.user_id,
+              username: row.u_username,
+              email: row.u_email,
+              emailVerified: row.u_email_verified === 1,
+              roles: splitRoles(row.u_roles),
+              mfa: row.u_mfa === 1,
+              createdAt: row.u_created_at,
+            },
+          };
+        }),
       touchSession: (id, at, idle) => guard(() => q.touchSession.run({ id, at, idle }).changes === 1),
       // One commit for the whole batch: a commit, not the UPDATE, is most of a touch's cost.
       touchSessions: (touches) => guard(() => touchMany(touches)),
@@ -603,14 +667,16 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     },
 
     limits: {
-      hit: (key, windowMs, now) => guard(() => {
-        const row = q.hit.get({ key, now, windowMs })!;
-        return { count: row.count, resetAt: row.reset_at };
-      }),
-      peek: (key, now) => guard(() => {
-        const row = q.peek.get(key, now);
-        return row ? { count: row.count, resetAt: row.reset_at } : null;
-      }),
+      hit: (key, windowMs, now) =>
+        guard(() => {
+          const row = q.hit.get({ key, now, windowMs })!;
+          return { count: row.count, resetAt: row.reset_at };
+        }),
+      peek: (key, now) =>
+        guard(() => {
+          const row = q.peek.get(key, now);
+          return row ? { count: row.count, resetAt: row.reset_at } : null;
+        }),
       reset: (key) => guard(() => void q.resetLimit.run(key)),
       deleteClosedWindows: (now, limit) => guard(() => q.deleteOldLimits.run(now, limit).changes),
     },
@@ -628,11 +694,13 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
 
     mail: {
       queueMessage: (message, options) => guard(() => queueMessage(message, options?.token, options?.voidTokens)),
-      findToken: (hash, now) => guard(() => {
-        const row = q.findToken.get(Buffer.from(hash), now);
-        return row ? toToken(row) : null;
-      }),
-      claimMessages: (owner, now, { leaseMs, limit }) => guard(() => q.claimMessages.all({ owner, now, until: now + leaseMs, limit }).map(toOutboxEntry)),
+      findToken: (hash, now) =>
+        guard(() => {
+          const row = q.findToken.get(Buffer.from(hash), now);
+          return row ? toToken(row) : null;
+        }),
+      claimMessages: (owner, now, { leaseMs, limit }) =>
+        guard(() => q.claimMessages.all({ owner, now, until: now + leaseMs, limit }).map(toOutboxEntry)),
       markSent: (id, owner, now) => guard(() => q.markSent.run(now, id, owner).changes === 1),
       markRetry: (id, owner, nextAttemptAt, error) => guard(() => q.markRetry.run(nextAttemptAt, error, id, owner).changes === 1),
       markFailed: (id, owner, now, error) => guard(() => q.markFailed.run(error, now, id, owner).changes === 1),
@@ -646,10 +714,11 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     },
 
     secondFactors: {
-      findTotp: (userId) => guard(() => {
-        const row = q.findTotp.get(userId);
-        return row ? toTotp(row) : null;
-      }),
+      findTotp: (userId) =>
+        guard(() => {
+          const row = q.findTotp.get(userId);
+          return row ? toTotp(row) : null;
+        }),
       beginTotp: (userId, pendingSecret, now) => guard(() => q.beginTotp.run({ userId, pendingSecret, now }).changes === 1),
       confirmTotp: (userId, pendingSecret, step, hashes, now) => guard(() => confirmTotp(userId, pendingSecret, step, hashes, now)),
       useTotpStep: (userId, step) => guard(() => q.useTotpStep.run({ userId, step }).changes === 1),
@@ -663,25 +732,35 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
             createPasskey(passkey);
           } catch (error) {
             if (isUniqueViolation(error)) throw new LatchError("conflict", "That passkey is registered already.", { cause: error });
-            if (error instanceof Error && "code" in error && error.code === "SQLITE_CONSTRAINT_FOREIGNKEY") throw new LatchError("not_found", "No such user.", { cause: error });
+            if (error instanceof Error && "code" in error && error.code === "SQLITE_CONSTRAINT_FOREIGNKEY")
+              throw new LatchError("not_found", "No such user.", { cause: error });
             throw error;
           }
         }),
       listPasskeys: (userId) => guard(() => q.listPasskeys.all(userId).map(toPasskey)),
-      findPasskeyByCredentialId: (credentialId) => guard(() => {
-        const row = q.passkeyByCredential.get(credentialId);
-        return row ? toPasskey(row) : null;
-      }),
+      findPasskeyByCredentialId: (credentialId) =>
+        guard(() => {
+          const row = q.passkeyByCredential.get(credentialId);
+          return row ? toPasskey(row) : null;
+        }),
       recordPasskeyUse: (id, expected, counter, at) => guard(() => q.recordPasskeyUse.run({ id, expected, counter, at }).changes === 1),
       renamePasskey: (userId, id, name) => guard(() => q.renamePasskey.run(name, id, userId).changes === 1),
       deletePasskey: (userId, id) => guard(() => deletePasskey(userId, id)),
       deleteSecondFactors: (userId) => guard(() => deleteSecondFactors(userId)),
       putChallenge: (challenge) => guard(() => void q.insertChallenge.run({ ...challenge, secretHash: Buffer.from(challenge.secretHash) })),
-      takeChallenge: (id, now) => guard(() => {
-        const row = q.takeChallenge.get(id);
-        if (!row || row.expires_at <= now) return null;
-        return { id: row.id, purpose: row.purpose, userId: row.user_id, secretHash: row.secret_hash, challenge: row.challenge, expiresAt: row.expires_at };
-      }),
+      takeChallenge: (id, now) =>
+        guard(() => {
+          const row = q.takeChallenge.get(id);
+          if (!row || row.expires_at <= now) return null;
+          return {
+            id: row.id,
+            purpose: row.purpose,
+            userId: row.user_id,
+            secretHash: row.secret_hash,
+            challenge: row.challenge,
+            expiresAt: row.expires_at,
+          };
+        }),
       deleteExpiredChallenges: (now, limit) => guard(() => q.deleteExpiredChallenges.run(now, limit).changes),
     },
 

@@ -115,7 +115,13 @@ describe("tiered store while Redis fails", { skip }, () => {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
   });
 
-  async function setup(): Promise<{ server: RedisServer; stores: Stores; database: Stores; logs: Logs; cached(session: Session): Promise<boolean> }> {
+  async function setup(): Promise<{
+    server: RedisServer;
+    stores: Stores;
+    database: Stores;
+    logs: Logs;
+    cached(session: Session): Promise<boolean>;
+  }> {
     const server = await startRedisServer();
     cleanups.push(() => server.kill());
     const database = createMemoryStores();
@@ -126,7 +132,8 @@ describe("tiered store while Redis fails", { skip }, () => {
     admin.on("error", () => {});
     cleanups.push(async () => admin.disconnect());
     await waitFor("Redis in use", () => redisInUse(stores));
-    const cached = async (session: Session): Promise<boolean> => (await admin.hexists(`${prefix}{${session.id.slice(0, 8)}}`, session.id.slice(8))) === 1;
+    const cached = async (session: Session): Promise<boolean> =>
+      (await admin.hexists(`${prefix}{${session.id.slice(0, 8)}}`, session.id.slice(8))) === 1;
     return { server, stores, database, logs, cached };
   }
 
@@ -198,7 +205,13 @@ describe("tiered store while Redis fails", { skip }, () => {
     const { server, stores: direct, database, cached } = await setup();
     const proxy = await startProxy(server.port);
     cleanups.push(() => proxy.close());
-    const cutOff = createTieredStores({ database, redis: connectRedis(`redis://127.0.0.1:${proxy.port}`), prefix, logger: captureLogs(), probeIntervalMs: 50 });
+    const cutOff = createTieredStores({
+      database,
+      redis: connectRedis(`redis://127.0.0.1:${proxy.port}`),
+      prefix,
+      logger: captureLogs(),
+      probeIntervalMs: 50,
+    });
     cleanups.push(() => cutOff.close());
     await waitFor("Redis in use through the proxy", () => redisInUse(cutOff));
 
@@ -210,7 +223,11 @@ describe("tiered store while Redis fails", { skip }, () => {
     assert.equal(await cached(session), true);
     proxy.restore();
     await waitFor("Redis in use again through the proxy", () => redisInUse(cutOff));
-    await waitFor("the other process to refuse the copy", async () => (await direct.sessions.findSession(session.id, Date.now())) === null, 2000);
+    await waitFor(
+      "the other process to refuse the copy",
+      async () => (await direct.sessions.findSession(session.id, Date.now())) === null,
+      2000,
+    );
     assert.equal(await cached(session), false);
     assert.equal(await cutOff.sessions.findSession(session.id, Date.now()), null);
   });
@@ -238,7 +255,15 @@ describe("tiered store logging a Redis error reply", { skip }, () => {
       assert.equal((await stores.sessions.findSession(session.id, Date.now()))?.session.id, session.id, "the database still answers");
       const logged = lines.join("\n");
       assert.match(logged, /WRONGTYPE/, "the reply itself is logged");
-      for (const secret of [session.id, session.id.slice(8), Buffer.from(session.secretHash).toString("hex"), Buffer.from(session.secretHash).toString("base64"), "fault-test/1.0", user.id, key]) {
+      for (const secret of [
+        session.id,
+        session.id.slice(8),
+        Buffer.from(session.secretHash).toString("hex"),
+        Buffer.from(session.secretHash).toString("base64"),
+        "fault-test/1.0",
+        user.id,
+        key,
+      ]) {
         assert.equal(logged.includes(secret), false, `the log holds ${secret}: ${logged}`);
       }
       assert.doesNotMatch(logged, /"command"|"args"|evalsha/i);

@@ -2,7 +2,19 @@ import { publicUser } from "../../core/accounts.js";
 import { LatchError } from "../../core/errors.js";
 import { isSessionId } from "../../core/session-token.js";
 import type { Clock } from "../../core/runtime.js";
-import type { FlushMarkStore, RateLimitStore, SecondFactorStore, Session, SessionStore, SessionWithUser, StoreHealth, Stores, User, UserRecord, UserStore } from "../../core/store.js";
+import type {
+  FlushMarkStore,
+  RateLimitStore,
+  SecondFactorStore,
+  Session,
+  SessionStore,
+  SessionWithUser,
+  StoreHealth,
+  Stores,
+  User,
+  UserRecord,
+  UserStore,
+} from "../../core/store.js";
 import { redisCall } from "../redis/redis-connection.js";
 import type { RedisClient } from "../redis/redis-connection.js";
 import { EPOCH_TTL_MS, createRedisSessionCache } from "../redis/redis-session-cache.js";
@@ -553,9 +565,16 @@ export function createTieredStores(options: TieredStoresOptions): Stores {
       }
       if (unannounced === 0) return;
       // The mark was raised with each write; raise it once more in case one of those failed.
-      if (marks === undefined) throw new LatchError("unavailable", "Redis did not take the change, and this database keeps no flush mark: restart the servers to be sure they drop what they cached.");
+      if (marks === undefined)
+        throw new LatchError(
+          "unavailable",
+          "Redis did not take the change, and this database keeps no flush mark: restart the servers to be sure they drop what they cached.",
+        );
       await marks.raiseFlushMark();
-      throw new LatchError("unavailable", "Redis did not take the change: every server drops its cached sessions when it reads the mark left in the database (within a second).");
+      throw new LatchError(
+        "unavailable",
+        "Redis did not take the change: every server drops its cached sessions when it reads the mark left in the database (within a second).",
+      );
     },
 
     async close() {

@@ -5,11 +5,17 @@ import type { TestServer } from "../../testing/test-server.js";
 import { assertPage, assertRedirect } from "../testing.js";
 
 const FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
-const IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+const IPHONE =
+  "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
 
 /** Signs in from a given user agent and returns the cookie. */
 async function signInFrom(t: TestServer, username: string, userAgent: string): Promise<string> {
-  const response = await t.app.inject({ method: "POST", url: "/login", payload: { username, password: TEST_PASSWORD }, headers: { "user-agent": userAgent } });
+  const response = await t.app.inject({
+    method: "POST",
+    url: "/login",
+    payload: { username, password: TEST_PASSWORD },
+    headers: { "user-agent": userAgent },
+  });
   assert.equal(response.statusCode, 200, response.body);
   return setCookieValue(response)!;
 }
@@ -26,7 +32,11 @@ describe("GET /account", () => {
   });
 
   it("shows who is signed in: username, email and roles, with the session's CSRF token in a meta tag", async () => {
-    const register = await t.app.inject({ method: "POST", url: "/register", payload: { username: "Shown.User", password: TEST_PASSWORD, email: "shown@example.com" } });
+    const register = await t.app.inject({
+      method: "POST",
+      url: "/register",
+      payload: { username: "Shown.User", password: TEST_PASSWORD, email: "shown@example.com" },
+    });
     const cookie = setCookieValue(register)!;
     const response = await t.app.inject({ url: "/account", cookies: { sid: cookie } });
     assertPage(response);
@@ -55,7 +65,10 @@ describe("GET /account", () => {
     assert.equal(forms.length, 3);
     assert.deepEqual(forms.map((f) => f[2]).sort(), ["false", "false", "true"]);
     // Each listed handle is one the API would let this user revoke.
-    const listed = (await t.app.inject({ url: "/sessions", cookies: { sid: phone } })).json().sessions.map((s: { id: string }) => s.id).sort();
+    const listed = (await t.app.inject({ url: "/sessions", cookies: { sid: phone } }))
+      .json()
+      .sessions.map((s: { id: string }) => s.id)
+      .sort();
     assert.deepEqual(forms.map((f) => f[1]).sort(), listed);
   });
 
@@ -64,8 +77,14 @@ describe("GET /account", () => {
     const other = await signInFrom(t, me.username, FIREFOX);
     t.clock.advance(5 * 60_000);
     const response = await t.app.inject({ url: "/account", cookies: { sid: me.cookie } });
-    assert.match(response.body, /<span title="[^"]*">Firefox on Linux<\/span><\/td>\s*<td class="nowrap" data-label="[^"]+"><time[^>]*>[^<]+<\/time><\/td>\s*<td class="nowrap" data-label="[^"]+"><time datetime="[^"]+" title="[^"]+">5 minutes ago<\/time>/);
-    assert.match(response.body, /<span class="badge">This device<\/span><\/td>\s*<td class="nowrap" data-label="[^"]+"><time[^>]*>[^<]+<\/time><\/td>\s*<td class="nowrap" data-label="[^"]+"><time[^>]*>just now<\/time>/);
+    assert.match(
+      response.body,
+      /<span title="[^"]*">Firefox on Linux<\/span><\/td>\s*<td class="nowrap" data-label="[^"]+"><time[^>]*>[^<]+<\/time><\/td>\s*<td class="nowrap" data-label="[^"]+"><time datetime="[^"]+" title="[^"]+">5 minutes ago<\/time>/,
+    );
+    assert.match(
+      response.body,
+      /<span class="badge">This device<\/span><\/td>\s*<td class="nowrap" data-label="[^"]+"><time[^>]*>[^<]+<\/time><\/td>\s*<td class="nowrap" data-label="[^"]+"><time[^>]*>just now<\/time>/,
+    );
     assert.ok(other);
   });
 
@@ -79,12 +98,19 @@ describe("GET /account", () => {
     assert.ok(!response.body.includes('" onmouseover="'));
     const escaped = "&lt;script&gt;alert(1)&lt;/script&gt;&quot; onmouseover=&quot;alert(2)&#39; x=&#96;y";
     assert.ok(response.body.includes(`title="${escaped}"`), "the full user agent, escaped, in the title");
-    assert.ok(response.body.includes(`>&lt;script&gt;alert(1)&lt;/script&gt;&quot; onmouseover=&quot;…</span>`), "its start, escaped, as the device");
+    assert.ok(
+      response.body.includes(`>&lt;script&gt;alert(1)&lt;/script&gt;&quot; onmouseover=&quot;…</span>`),
+      "its start, escaped, as the device",
+    );
   });
 
   it("escapes an email with the quote, ampersand and backtick the address pattern allows", async () => {
     const email = "o'neil&`co`@example.com";
-    const register = await t.app.inject({ method: "POST", url: "/register", payload: { username: "email.escape", password: TEST_PASSWORD, email } });
+    const register = await t.app.inject({
+      method: "POST",
+      url: "/register",
+      payload: { username: "email.escape", password: TEST_PASSWORD, email },
+    });
     assert.equal(register.statusCode, 201, register.body);
     const response = await t.app.inject({ url: "/account", cookies: { sid: setCookieValue(register)! } });
     assertPage(response);

@@ -37,7 +37,9 @@ function accountPage(viewer: PageViewer, sessions: ApiSession[], now: number, fa
   const { user } = viewer;
   const isAdmin = user.roles.includes("admin");
   // This device first, then the most recently used.
-  const ordered = [...sessions].sort((a, b) => Number(b.current) - Number(a.current) || Date.parse(b.lastSeenAt) - Date.parse(a.lastSeenAt));
+  const ordered = [...sessions].sort(
+    (a, b) => Number(b.current) - Number(a.current) || Date.parse(b.lastSeenAt) - Date.parse(a.lastSeenAt),
+  );
   return html`<h1>Your account</h1>
 
 <section class="card" aria-labelledby="profile-heading">
@@ -48,10 +50,14 @@ function accountPage(viewer: PageViewer, sessions: ApiSession[], now: number, fa
   <dt>Roles</dt><dd data-field="roles">${user.roles.map((role) => html`<span class="role">${role}</span>`)}</dd>
   <dt>Member since</dt><dd><time datetime="${new Date(user.createdAt).toISOString()}">${formatDateTime(user.createdAt)}</time></dd>
 </dl>
-${user.email !== null && !user.emailVerified && actionForm(
-  "send-verification",
-  html`${formError()}<p class="muted">We sent a link to your email address. Did not get it?</p><div class="actions"><button type="submit" class="secondary">Send the verification message again</button></div>`,
-)}
+${
+  user.email !== null &&
+  !user.emailVerified &&
+  actionForm(
+    "send-verification",
+    html`${formError()}<p class="muted">We sent a link to your email address. Did not get it?</p><div class="actions"><button type="submit" class="secondary">Send the verification message again</button></div>`,
+  )
+}
 ${isAdmin && html`<p><a href="/account/admin">Go to the admin area</a>: users, roles and force sign-out.</p>`}
 </section>
 
@@ -156,14 +162,22 @@ export function accountPages(app: FastifyInstance, ctx: ServerContext): void {
     // The session can end between the two reads (revoked from another device).
     if (answer.status === 401) return reply.redirect("/account/signin", 302);
     if (!isOk(answer)) {
-      return sendPage(reply, answer.status, statusPage({ title: "Something went wrong", message: "Your sessions could not be loaded. Try again in a moment.", viewer }));
+      return sendPage(
+        reply,
+        answer.status,
+        statusPage({ title: "Something went wrong", message: "Your sessions could not be loaded. Try again in a moment.", viewer }),
+      );
     }
     const [factors, passkeys] = await Promise.all([
       readApi<ApiSecondFactors>(app, request, "/mfa"),
       readApi<{ passkeys: ApiPasskey[] }>(app, request, "/passkeys"),
     ]);
     if (!isOk(factors) || !isOk(passkeys)) {
-      return sendPage(reply, 503, statusPage({ title: "Something went wrong", message: "Your second factors could not be loaded. Try again in a moment.", viewer }));
+      return sendPage(
+        reply,
+        503,
+        statusPage({ title: "Something went wrong", message: "Your second factors could not be loaded. Try again in a moment.", viewer }),
+      );
     }
     const now = ctx.runtime.clock.now();
     const page = accountPage(viewer, answer.body.sessions, now, secondFactorSections(factors.body, passkeys.body.passkeys, now));

@@ -50,17 +50,27 @@ describe("GET /account/admin", () => {
 
   it("lists users with their email, roles and creation date, and a roles form and force sign-out for each", async () => {
     const admin = await t.registerAdmin("page.admin");
-    await t.app.inject({ method: "POST", url: "/register", payload: { username: "listed.user", password: "a perfectly fine passphrase", email: "o'hara&`x`@example.com" } });
+    await t.app.inject({
+      method: "POST",
+      url: "/register",
+      payload: { username: "listed.user", password: "a perfectly fine passphrase", email: "o'hara&`x`@example.com" },
+    });
     const response = await t.app.inject({ url: "/account/admin", cookies: { sid: admin.cookie } });
     assertPage(response);
     const body = response.body;
     assert.match(body, /<meta name="csrf-token" content="[\w-]{43}">/);
     assert.match(body, /<td>page\.admin <span class="badge">you<\/span><\/td>/);
-    assert.match(body, /<td>listed\.user<\/td>\s*<td>o&#39;hara&amp;&#96;x&#96;@example\.com<\/td>\s*<td><span class="role">user<\/span> <\/td>\s*<td class="nowrap"><time datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d UTC">\d{4}-\d\d-\d\d<\/time><\/td>/);
+    assert.match(
+      body,
+      /<td>listed\.user<\/td>\s*<td>o&#39;hara&amp;&#96;x&#96;@example\.com<\/td>\s*<td><span class="role">user<\/span> <\/td>\s*<td class="nowrap"><time datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d UTC">\d{4}-\d\d-\d\d<\/time><\/td>/,
+    );
     const listed = await t.app.inject({ url: "/admin/users", cookies: { sid: admin.cookie } });
     for (const user of listed.json().users as Array<{ id: string; roles: string[] }>) {
       assert.match(body, new RegExp(`data-action="set-roles" data-user-id="${user.id}"[^>]*>.*?value="${user.roles.join(", ")}"`, "s"));
-      assert.match(body, new RegExp(`data-action="revoke-user-sessions" data-user-id="${user.id}"[^>]* data-confirm="Sign [^"]+ out of every session\\?"`));
+      assert.match(
+        body,
+        new RegExp(`data-action="revoke-user-sessions" data-user-id="${user.id}"[^>]* data-confirm="Sign [^"]+ out of every session\\?"`),
+      );
     }
     const ids = [...body.matchAll(/<input [^>]*id="([^"]+)"/g)].map((m) => m[1]);
     for (const id of ids) assert.match(body, new RegExp(`<label[^>]* for="${id}"`), `#${id} is labelled`);

@@ -37,11 +37,19 @@ function userRow(user: ApiUser, viewerId: string): SafeHtml {
     html`<button type="submit" class="danger small">Sign out<span class="visually-hidden"> ${user.username}</span> everywhere</button>`,
     { "user-id": user.id, "error-target": "users-alert", confirm: `Sign ${user.username} out of every session?` },
   )}</td>
-  <td>${!user.mfa ? html`<span class="muted">none</span>` : actionForm(
-    "reset-user-mfa",
-    html`<span class="badge">On</span> <button type="submit" class="danger small">Remove<span class="visually-hidden"> ${user.username}'s second factors</span></button>`,
-    { "user-id": user.id, "error-target": "users-alert", confirm: `Remove ${user.username}'s authenticator app, recovery codes and passkeys, and sign them out everywhere? Do this only for someone who lost their device and proved who they are.` },
-  )}</td>
+  <td>${
+    !user.mfa
+      ? html`<span class="muted">none</span>`
+      : actionForm(
+          "reset-user-mfa",
+          html`<span class="badge">On</span> <button type="submit" class="danger small">Remove<span class="visually-hidden"> ${user.username}'s second factors</span></button>`,
+          {
+            "user-id": user.id,
+            "error-target": "users-alert",
+            confirm: `Remove ${user.username}'s authenticator app, recovery codes and passkeys, and sign them out everywhere? Do this only for someone who lost their device and proved who they are.`,
+          },
+        )
+  }</td>
 </tr>`;
 }
 

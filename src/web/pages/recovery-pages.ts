@@ -9,11 +9,14 @@ interface NoticeQuery {
 }
 
 function narrow(title: string, notice: unknown, content: SafeHtml): SafeHtml {
-  return layout({ title, width: "narrow", notice }, html`<div class="card">
+  return layout(
+    { title, width: "narrow", notice },
+    html`<div class="card">
 <h1>${title}</h1>
 ${content}
 </div>
-<p><a href="/account/signin">Back to sign in</a></p>`);
+<p><a href="/account/signin">Back to sign in</a></p>`,
+  );
 }
 
 const newPasswordFields = html`<div class="field">

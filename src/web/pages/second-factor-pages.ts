@@ -53,7 +53,11 @@ function passkeyRow(passkey: ApiPasskey, now: number): SafeHtml {
   <td>${actionForm(
     "passkey-remove",
     html`<button type="submit" class="danger small">Remove<span class="visually-hidden"> ${passkey.name}</span></button>`,
-    { "passkey-id": passkey.id, "error-target": "passkeys-alert", confirm: `Remove the passkey "${passkey.name}"? You will not be able to sign in with it any more.` },
+    {
+      "passkey-id": passkey.id,
+      "error-target": "passkeys-alert",
+      confirm: `Remove the passkey "${passkey.name}"? You will not be able to sign in with it any more.`,
+    },
   )}</td>
 </tr>`;
 }
@@ -101,16 +105,18 @@ ${recoveryCodesPanel("/account")}
 <h2 id="passkeys-heading">Passkeys</h2>
 <p class="muted">A passkey signs you in with your device's fingerprint, face or PIN instead of your password: it cannot be phished or reused.</p>
 <p class="alert" role="alert" id="passkeys-alert" hidden></p>
-${passkeys.length === 0
-  ? html`<p class="muted">No passkeys yet.</p>`
-  : html`<div class="table-wrap">
+${
+  passkeys.length === 0
+    ? html`<p class="muted">No passkeys yet.</p>`
+    : html`<div class="table-wrap">
 <table class="passkeys">
   <thead><tr><th scope="col">Name</th><th scope="col">Added</th><th scope="col">Last used</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
   <tbody>
 ${passkeys.map((p) => passkeyRow(p, now))}
   </tbody>
 </table>
-</div>`}
+</div>`
+}
 ${actionForm(
   "passkey-add",
   html`${formError()}
@@ -139,7 +145,10 @@ export function secondFactorPages(app: FastifyInstance, ctx: ServerContext): voi
     if (auth === null) return reply.redirect("/account/signin", 302);
     const row = await ctx.stores.secondFactors.findTotp(auth.user.id);
     if (row === null || row.pendingSecret === null) return reply.redirect("/account", 302);
-    const secret = openText(row.pendingSecret, auth.user.id, ctx.config.mfaKeySecret, "latch-totp-secrets", { name: "MFA_KEY_SECRET", what: "TOTP secret" });
+    const secret = openText(row.pendingSecret, auth.user.id, ctx.config.mfaKeySecret, "latch-totp-secrets", {
+      name: "MFA_KEY_SECRET",
+      what: "TOTP secret",
+    });
     const uri = totpUri(secret, auth.user.username);
     // The SVG is the qrcode package's output for our own URI: paths only, no
     // text from the request, so it is inserted as markup.

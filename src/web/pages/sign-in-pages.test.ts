@@ -56,7 +56,10 @@ describe("GET /account/signin and /account/signup", () => {
     assert.match(body, /<label for="signup-username">Username<\/label>/);
     assert.match(body, /<label for="signup-email">Email \(optional\)<\/label>/);
     assert.match(body, /<input type="email" id="signup-email" name="email"(?![^>]*required)[^>]*>/);
-    assert.match(body, /<input type="password" id="signup-password" name="password" autocomplete="new-password" required minlength="8" maxlength="256"/);
+    assert.match(
+      body,
+      /<input type="password" id="signup-password" name="password" autocomplete="new-password" required minlength="8" maxlength="256"/,
+    );
     assert.match(body, /href="\/account\/signin"/);
   });
 
