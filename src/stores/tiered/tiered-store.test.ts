@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { createServer, Socket } from "node:net";
-import type { Server } from "node:net";
 import { after, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { pino } from "pino";
@@ -17,6 +15,7 @@ import { testSession, testUser } from "../test-fixtures.js";
 import { dropTestSchema, testSchemaName } from "../postgres/postgres-test-support.js";
 import { createTieredStores } from "./tiered-store.js";
 import type { TieredLogger } from "./tiered-store.js";
+import { startTcpProxy } from "../../testing/tcp-proxy.js";
 
 const skip = await serviceSkip("redis");
 const postgresSkip = skip || (await serviceSkip("postgres"));
@@ -64,46 +63,6 @@ runStoreConformance(
   },
   { skip: postgresSkip },
 );
-
-/** A TCP proxy in front of Redis whose link can be cut: one process losing Redis while others keep it. */
-async function startProxy(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
-  let open = true;
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    if (!open) {
-      client.destroy();
-      return;
-    }
-    const upstream = new Socket();
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on("error", () => {});
-      socket.on("close", () => {
-        sockets.delete(socket);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    upstream.connect(targetPort, "127.0.0.1");
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    cut() {
-      open = false;
-      for (const socket of sockets) socket.destroy();
-    },
-    restore() {
-      open = true;
-    },
-    close: () =>
-      new Promise((resolve) => {
-        for (const socket of sockets) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 const newUser = (): UserRecord => testUser();
 const newSession = (userId: string): Session => testSession(userId, { userAgent: "fault-test/1.0" });
@@ -203,7 +162,7 @@ describe("tiered store while Redis fails", { skip }, () => {
 
   it("drops a copy another process revoked while it alone could not reach Redis", async () => {
     const { server, stores: direct, database, cached } = await setup();
-    const proxy = await startProxy(server.port);
+    const proxy = await startTcpProxy(server.port);
     cleanups.push(() => proxy.close());
     const cutOff = createTieredStores({
       database,
