@@ -336,6 +336,41 @@ describe("the in-process session cache", () => {
     assert.equal((await inner.sessions.findSession(session.id, clock.now()))?.session.lastSeenAt, at);
   });
 
+  it("writes a large batch in slices with the event loop free between them, and keeps the slices after a failed one", async () => {
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
+    const sessions: Session[] = [];
+    for (let i = 0; i < 600; i += 1) sessions.push(await newSession());
+    for (const s of sessions) await behind.stores.sessions.findSession(s.id, clock.now());
+    const at = clock.now() + 1_000;
+    for (const s of sessions) behind.stores.sessions.renewCached(s.id, at, at + 600_000);
+    const touchSessions = inner.sessions.touchSessions!;
+    const calls: number[] = [];
+    let failNext = 2;
+    let ranBetween = 0;
+    inner.sessions.touchSessions = async (touches) => {
+      calls.push(touches.length);
+      setImmediate(() => {
+        ranBetween += 1;
+      });
+      failNext -= 1;
+      if (failNext === 0) throw new LatchError("unavailable");
+      return touchSessions(touches);
+    };
+    await behind.flush();
+    assert.deepEqual(calls, [256, 256], "the first slice written, the second failed, the third not tried");
+    assert.ok(ranBetween >= 1, "other work ran between the slices");
+    assert.equal(behind.stats().writes, 256);
+    const stored = async (s: Session) => (await inner.sessions.findSession(s.id, clock.now()))?.session.lastSeenAt;
+    assert.equal(await stored(sessions[0]!), at);
+    assert.equal(await stored(sessions[300]!), sessions[300]!.lastSeenAt, "the failed slice is not written yet");
+    calls.length = 0;
+    await behind.flush();
+    assert.deepEqual(calls, [256, 88], "the failed slice and the rest, kept for the next flush");
+    assert.equal(await stored(sessions[300]!), at);
+    assert.equal(await stored(sessions[599]!), at);
+    assert.equal(behind.stats().writes, 600);
+  });
+
   it("evicts sessions nobody used since the last pass before hot ones, however old the hot ones are", async () => {
     const small = createSessionCache(inner, createManualChannel({ up: true }), { clock, maxEntries: 3 });
     const hot = await newSession();

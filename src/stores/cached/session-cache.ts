@@ -70,6 +70,9 @@ function isUnavailable(error: unknown): boolean {
 /** Most renewals held back at once; past it they are written at once. */
 const MAX_PENDING_TOUCHES = 100_000;
 
+/** Renewals written per store call; the event loop runs between slices. */
+const FLUSH_SLICE = 256;
+
 /**
  * An in-process cache in front of a session store, kept correct across
  * processes by pushed invalidations. The hot path (a valid cookie, again)
@@ -248,24 +251,34 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
     const batch = [...pending];
     pending.clear();
     flushing = (async () => {
+      let written = 0;
       try {
-        const touch = sessions.touchSessions;
-        const results =
-          touch !== undefined
-            ? await touch(batch.map(([id, t]) => ({ id, lastSeenAt: t.lastSeenAt, idleExpiresAt: t.idleExpiresAt })))
-            : await Promise.all(batch.map(([id, t]) => sessions.touchSession(id, t.lastSeenAt, t.idleExpiresAt)));
-        writes += batch.length;
-        batch.forEach(([id], i) => {
-          if (results[i] !== true) drop(id);
-        });
+        // In slices, with the event loop free between them: SQLite's write
+        // is synchronous, and 1,800 renewals in one transaction held the
+        // loop for 14–22 ms (docs/performance.md, "Many sessions").
+        for (let start = 0; start < batch.length; start += FLUSH_SLICE) {
+          if (start > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+          const slice = batch.slice(start, start + FLUSH_SLICE);
+          const touch = sessions.touchSessions;
+          const results =
+            touch !== undefined
+              ? await touch(slice.map(([id, t]) => ({ id, lastSeenAt: t.lastSeenAt, idleExpiresAt: t.idleExpiresAt })))
+              : await Promise.all(slice.map(([id, t]) => sessions.touchSession(id, t.lastSeenAt, t.idleExpiresAt)));
+          writes += slice.length;
+          written += slice.length;
+          slice.forEach(([id], i) => {
+            if (results[i] !== true) drop(id);
+          });
+        }
       } catch {
-        // Kept for the next flush; a newer renewal of the same session keeps
-        // this one's lastSeenAt, the first of the unwritten chain: the store's
-        // guard ("not expired by lastSeenAt") must be checked against the
-        // moment the store last knew of, not against the newest slide, or a
-        // session kept alive through an outage longer than its idle timeout
-        // is ended the moment the store returns.
-        for (const [id, t] of batch) {
+        // The slice that failed and every one after it are kept for the next
+        // flush; a newer renewal of the same session keeps this one's
+        // lastSeenAt, the first of the unwritten chain: the store's guard
+        // ("not expired by lastSeenAt") must be checked against the moment
+        // the store last knew of, not against the newest slide, or a session
+        // kept alive through an outage longer than its idle timeout is ended
+        // the moment the store returns.
+        for (const [id, t] of batch.slice(written)) {
           const newer = pending.get(id);
           pending.set(id, newer === undefined ? t : { lastSeenAt: t.lastSeenAt, idleExpiresAt: newer.idleExpiresAt });
         }

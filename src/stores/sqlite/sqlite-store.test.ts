@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { runStoreConformance } from "../store-conformance.js";
 import { openSqliteStores } from "./sqlite-store.js";
 import { migrate } from "./migrations.js";
+import { testSession, testUser } from "../test-fixtures.js";
 
 const dir = mkdtempSync(join(tmpdir(), "latch-sqlite-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -13,6 +14,59 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 runStoreConformance("sqlite", async () => ({ stores: openSqliteStores({ path: join(dir, "conformance.db") }) }));
 
 describe("sqlite store", () => {
+  it("checkpoints the WAL on a thread of its own, never in a commit on the event loop", async () => {
+    const path = join(dir, "checkpoint.db");
+    const stores = openSqliteStores({ path });
+    assert.equal(stores.db.pragma("wal_autocheckpoint", { simple: true }), 1000, "SQLite's own until the thread is up");
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(stores.db.pragma("wal_autocheckpoint", { simple: true }), 0, "the thread checkpoints from now on");
+    await stores.users.createUser(testUser({ id: "cp" }));
+    const sizeBefore = statSync(path).size;
+    stores.db.transaction(() => {
+      for (let i = 0; i < 3_000; i += 1) void stores.sessions.createSession(testSession("cp", { id: `cp-${i}` }));
+    })();
+    assert.equal(statSync(path).size, sizeBefore, "the commit itself copied nothing into the database file");
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.ok(statSync(path).size > sizeBefore + 3_000 * 64, "the checkpointer copied the frames into the file");
+    await stores.close();
+    const again = openSqliteStores({ path });
+    assert.equal((await again.sessions.listUserSessions("cp", 0)).length, 3_000);
+    await again.close();
+  });
+
+  it("sweeps expired sessions in rowid slices, going on from where a call stopped at its limit", async () => {
+    const stores = openSqliteStores({ path: join(dir, "sweep.db") });
+    await stores.users.createUser(testUser({ id: "sw" }));
+    const now = Date.now();
+    stores.db.transaction(() => {
+      for (let i = 0; i < 12_000; i += 1) {
+        const expired = i % 3 === 0;
+        const idle = i % 6 === 0;
+        void stores.sessions.createSession(
+          testSession("sw", {
+            id: `sw-${i}`,
+            idleExpiresAt: expired && idle ? now - 1 : now + 600_000,
+            absoluteExpiresAt: expired && !idle ? now - 1 : now + 3_600_000,
+          }),
+        );
+      }
+    })();
+    const rounds: number[] = [];
+    for (;;) {
+      const removed = await stores.sessions.deleteExpiredSessions(now, 1_000);
+      rounds.push(removed);
+      if (removed < 1_000) break;
+    }
+    assert.equal(
+      rounds.reduce((a, b) => a + b, 0),
+      4_000,
+      "every expired session (idle or absolute) is gone",
+    );
+    assert.ok(rounds.length >= 4, `several rounds, each going on from the last: ${rounds.join(", ")}`);
+    assert.equal(stores.db.prepare("SELECT count(*) FROM sessions").pluck().get(), 8_000, "no live session was touched");
+    await stores.close();
+  });
+
   it("creates the file and its folder, in WAL mode", async () => {
     const stores = openSqliteStores({ path: join(dir, "nested", "deeper", "latch.db") });
     assert.equal(stores.db.pragma("journal_mode", { simple: true }), "wal");

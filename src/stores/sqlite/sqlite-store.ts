@@ -22,6 +22,7 @@ import type {
   Stores,
   UserRecord,
 } from "../../core/store.js";
+import { startCheckpointer } from "./checkpointer.js";
 import { migrate } from "./migrations.js";
 
 export interface SqliteStores extends Stores {
@@ -276,6 +277,9 @@ function isUniqueViolation(error: unknown): boolean {
 }
 
 /** Runs a synchronous database call, mapping driver failures to `unavailable`. */
+/** Rows of the sessions table the sweeper reads per step. */
+const SWEEP_SLICE_ROWS = 4096;
+
 function guard<T>(work: () => T): Promise<T> {
   try {
     return Promise.resolve(work());
@@ -304,6 +308,8 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
   migrate(db);
+  // Checkpoints on a thread of their own, never in a commit on the event loop.
+  const checkpointer = options.path === ":memory:" ? null : startCheckpointer(db, options.path);
 
   const q = {
     insertUser: db.prepare(
@@ -348,12 +354,15 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
        ORDER BY created_at DESC, id`,
     ),
     deleteUserSessions: db.prepare("DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?"),
-    deleteExpired: db.prepare(
-      `DELETE FROM sessions WHERE id IN (
-         SELECT id FROM sessions WHERE idle_expires_at <= @now
-         UNION SELECT id FROM sessions WHERE absolute_expires_at <= @now
+    // By rowid range (no index on idle_expires_at: renewals change it), so
+    // each step reads a bounded slice of the table.
+    deleteExpiredRange: db.prepare(
+      `DELETE FROM sessions WHERE rowid IN (
+         SELECT rowid FROM sessions
+         WHERE rowid > @after AND rowid <= @upto AND (idle_expires_at <= @now OR absolute_expires_at <= @now)
          LIMIT @limit)`,
     ),
+    maxSessionRowid: db.prepare<[], number | null>("SELECT max(rowid) FROM sessions").pluck(),
 
     insertEvent: db.prepare(
       `INSERT INTO security_events (id, user_id, type, at, ip_address, user_agent, detail)
@@ -579,6 +588,34 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     q.insertKey.run(key);
   });
 
+  /**
+   * Deletes expired sessions one rowid slice at a time, with the event loop
+   * free between slices, until `limit` rows are gone or the table is done:
+   * one pass over a million rows never holds the loop for more than a slice.
+   * A call that stops at `limit` leaves a cursor, so the next one (the
+   * sweeper drains in rounds) goes on from there instead of from the start.
+   */
+  let sweepCursor = 0;
+  async function deleteExpiredSessions(now: number, limit: number): Promise<number> {
+    const upto = (await guard(() => q.maxSessionRowid.get())) ?? 0;
+    let deleted = 0;
+    let after = sweepCursor < upto ? sweepCursor : 0;
+    for (let slices = 0; after < upto; slices += 1) {
+      if (slices > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const from = after;
+      const wanted = limit - deleted;
+      const removed = await guard(
+        () => q.deleteExpiredRange.run({ after: from, upto: from + SWEEP_SLICE_ROWS, now, limit: wanted }).changes,
+      );
+      deleted += removed;
+      // At the limit this slice may hold more: the next call starts with it.
+      if (removed >= wanted) break;
+      after += SWEEP_SLICE_ROWS;
+    }
+    sweepCursor = after < upto ? after : 0;
+    return deleted;
+  }
+
   return {
     db,
     dataVersion: () => q.dataVersion.get()!,
@@ -655,7 +692,7 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       rotateSession: (oldId, next) => guard(() => rotateSession(oldId, next)),
       listUserSessions: (userId, now) => guard(() => q.listUserSessions.all(userId, now, now).map(toSession)),
       deleteUserSessions: (userId, options) => guard(() => q.deleteUserSessions.run(userId, options?.exceptId ?? null).changes),
-      deleteExpiredSessions: (now, limit) => guard(() => q.deleteExpired.run({ now, limit }).changes),
+      deleteExpiredSessions: (now, limit) => deleteExpiredSessions(now, limit),
     },
 
     events: {
@@ -774,6 +811,7 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     },
 
     async close() {
+      await checkpointer?.stop();
       if (db.open) db.close();
     },
   };
