@@ -80,9 +80,13 @@ export function startCheckpointer(db: Database, path: string, options: { interva
       const running = worker;
       if (running === null) return;
       fallBack();
+      // Referenced while it stops: the caller awaits its last checkpoint.
+      running.ref();
       const exited = new Promise<void>((resolve) => running.once("exit", () => resolve()));
       running.postMessage("stop");
-      await Promise.race([exited, new Promise<void>((resolve) => setTimeout(resolve, 2_000).unref())]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, 2_000)))]);
+      clearTimeout(timer);
       if (worker !== null) await running.terminate();
     },
   };
