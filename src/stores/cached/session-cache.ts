@@ -252,6 +252,7 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
     pending.clear();
     flushing = (async () => {
       let written = 0;
+      const touch = sessions.touchSessions;
       try {
         // In slices, with the event loop free between them: SQLite's write
         // is synchronous, and 1,800 renewals in one transaction held the
@@ -259,7 +260,6 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
         for (let start = 0; start < batch.length; start += FLUSH_SLICE) {
           if (start > 0) await new Promise<void>((resolve) => setImmediate(resolve));
           const slice = batch.slice(start, start + FLUSH_SLICE);
-          const touch = sessions.touchSessions;
           const results =
             touch !== undefined
               ? await touch(slice.map(([id, t]) => ({ id, lastSeenAt: t.lastSeenAt, idleExpiresAt: t.idleExpiresAt })))

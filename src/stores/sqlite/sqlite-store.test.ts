@@ -13,12 +13,17 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 runStoreConformance("sqlite", async () => ({ stores: openSqliteStores({ path: join(dir, "conformance.db") }) }));
 
+/** Polls until `done` (up to 10 s: the checkpointer starts after 1 s and runs every second, later on a loaded machine). */
+async function waitFor(done: () => boolean): Promise<void> {
+  for (const until = Date.now() + 10_000; !done() && Date.now() < until; ) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
 describe("sqlite store", () => {
   it("checkpoints the WAL on a thread of its own, never in a commit on the event loop", async () => {
     const path = join(dir, "checkpoint.db");
     const stores = openSqliteStores({ path });
     assert.equal(stores.db.pragma("wal_autocheckpoint", { simple: true }), 1000, "SQLite's own until the thread is up");
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await waitFor(() => stores.db.pragma("wal_autocheckpoint", { simple: true }) === 0);
     assert.equal(stores.db.pragma("wal_autocheckpoint", { simple: true }), 0, "the thread checkpoints from now on");
     await stores.users.createUser(testUser({ id: "cp" }));
     const sizeBefore = statSync(path).size;
@@ -26,7 +31,7 @@ describe("sqlite store", () => {
       for (let i = 0; i < 3_000; i += 1) void stores.sessions.createSession(testSession("cp", { id: `cp-${i}` }));
     })();
     assert.equal(statSync(path).size, sizeBefore, "the commit itself copied nothing into the database file");
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await waitFor(() => statSync(path).size > sizeBefore + 3_000 * 64);
     assert.ok(statSync(path).size > sizeBefore + 3_000 * 64, "the checkpointer copied the frames into the file");
     await stores.close();
     const again = openSqliteStores({ path });

@@ -276,10 +276,10 @@ function isUniqueViolation(error: unknown): boolean {
   );
 }
 
-/** Runs a synchronous database call, mapping driver failures to `unavailable`. */
 /** Rows of the sessions table the sweeper reads per step. */
 const SWEEP_SLICE_ROWS = 4096;
 
+/** Runs a synchronous database call, mapping driver failures to `unavailable`. */
 function guard<T>(work: () => T): Promise<T> {
   try {
     return Promise.resolve(work());
