@@ -4,7 +4,11 @@
 // sets the cookie so the harness can sign in the same way everywhere.
 // With BENCH_COOKIE_FILE (the many-sessions scenario), the Map starts with
 // one session per line of that file, so it holds as many sessions as the
-// Latch store it is compared with.
+// Latch store it is compared with. With BENCH_CEILING_HEADERS (a JSON object:
+// the many-sessions scenario passes Latch's SECURITY_HEADERS), every answer
+// also carries those headers, before its own two, in Latch's order: the
+// same bytes Latch answers, so the ratio to it measures the session path
+// rather than eight header lines.
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
@@ -29,9 +33,15 @@ function sid(cookieHeader) {
   return cookieHeader.slice(at + 4, end === -1 ? undefined : end);
 }
 
+const extraHeaders = Object.entries(JSON.parse(process.env.BENCH_CEILING_HEADERS || "{}")).flat();
+
 function json(res, status, body) {
   const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) });
+  if (extraHeaders.length === 0) {
+    res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) });
+  } else {
+    res.writeHead(status, [...extraHeaders, "content-type", "application/json; charset=utf-8", "content-length", String(Buffer.byteLength(text))]);
+  }
   res.end(text);
 }
 

@@ -188,4 +188,6 @@ export interface ManyResult {
   rssMiB: number | null;
   /** Median over the rounds of req/s ÷ the ceiling's req/s in the same round. */
   vsCeiling: number | null;
+  /** The same against the ceiling that sends Latch's security headers (ceiling-headers). */
+  vsCeilingHeaders: number | null;
 }

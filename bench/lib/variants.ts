@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort, lastLine, start, stop, waitForHttp } from "./processes.js";
 import type { Tracked } from "./processes.js";
+import { SECURITY_HEADERS } from "../../src/server/security-headers.js";
 import { SERVER_CPU } from "./wrk.js";
 import { BETTER_AUTH_COOKIE, BETTER_AUTH_LOGIN, seedBetterAuthSessions } from "./better-auth-sessions.mjs";
 
@@ -254,6 +255,20 @@ export const VARIANTS: Variant[] = [
     label: "node:http + Map lookup (ceiling)",
     signIn: false,
     start: (env, o) => startBaseline("ceiling", "ceiling.mjs", env, {}, { body: "{}", cookieName: "sid" }, o?.port),
+  },
+  {
+    name: "ceiling-headers",
+    label: "node:http + Map lookup, with Latch's security headers",
+    signIn: false,
+    start: (env, o) =>
+      startBaseline(
+        "ceiling-headers",
+        "ceiling.mjs",
+        env,
+        { BENCH_CEILING_HEADERS: JSON.stringify(SECURITY_HEADERS) },
+        { body: "{}", cookieName: "sid" },
+        o?.port,
+      ),
   },
   {
     name: "fastify-bare",

@@ -13,6 +13,7 @@ import { BETTER_AUTH_LOGIN } from "../lib/better-auth-sessions.mjs";
 import { BETTER_AUTH_MANY, ROOT, VARIANTS, startBaseline, startLatch } from "../lib/variants.js";
 import type { BenchEnv, Running } from "../lib/variants.js";
 import { wrk } from "../lib/wrk.js";
+import { SECURITY_HEADERS } from "../../src/server/security-headers.js";
 import { settle, timed } from "./http.js";
 
 /**
@@ -42,6 +43,7 @@ export interface ManyEnv extends BenchEnv {
 /** The variants this scenario knows, by name; each says where its sessions come from. */
 const MANY_VARIANTS = [
   "ceiling",
+  "ceiling-headers",
   "latch-sqlite",
   "latch-postgres",
   "latch-tiered",
@@ -114,7 +116,7 @@ async function seedConnectRedis(redisUrl: string, secret: string, count: number,
 async function prepare(count: number, env: ManyEnv, names: string[]): Promise<Data> {
   const data: Data = { files: new Map(), postgresUrl: null, sqlitePath: join(env.tmpDir, `many-${count}.db`), cleanups: [] };
   const wants = (...n: string[]): boolean => n.some((x) => names.includes(x));
-  if (wants("latch-sqlite", "compare-sqlite", "ceiling")) {
+  if (wants("latch-sqlite", "compare-sqlite", "ceiling", "ceiling-headers")) {
     const file = join(env.tmpDir, `many-${count}-sqlite.txt`);
     await seedLatch(`sqlite:${data.sqlitePath}`, null, count, file);
     data.files.set("sqlite", file);
@@ -219,10 +221,19 @@ async function startMany(name: string, env: ManyEnv, data: Data): Promise<Starte
   const cacheSize = process.env.BENCH_MANY_CACHE_SIZE;
   const latchExtra = cacheSize ? { env: { SESSION_CACHE_SIZE: cacheSize } } : {};
   switch (name) {
-    case "ceiling": {
+    case "ceiling":
+    case "ceiling-headers": {
       const file = data.files.get("sqlite");
       if (file === undefined) return "no cookie file";
-      const running = await startBaseline("ceiling", "ceiling.mjs", env, { BENCH_COOKIE_FILE: file }, { body: "{}", cookieName: "sid" });
+      // ceiling-headers answers with Latch's security headers too: the same bytes Latch sends.
+      const extra = name === "ceiling-headers" ? { BENCH_CEILING_HEADERS: JSON.stringify(SECURITY_HEADERS) } : {};
+      const running = await startBaseline(
+        name,
+        "ceiling.mjs",
+        env,
+        { BENCH_COOKIE_FILE: file, ...extra },
+        { body: "{}", cookieName: "sid" },
+      );
       return { running, cookieFile: file, cookieName: "sid", metrics: false };
     }
     case "latch-sqlite":
@@ -345,6 +356,7 @@ export async function manySessions(names: string[], env: ManyEnv, options: RunOp
             loopP99Ms: null,
             rssMiB: null,
             vsCeiling: null,
+            vsCeilingHeaders: null,
           });
         }
         for (let round = 1; round <= options.rounds; round += 1) {
@@ -412,16 +424,18 @@ export async function manySessions(names: string[], env: ManyEnv, options: RunOp
             }
           }
         }
-        const ceiling = rows.get("ceiling");
+        // Per round, then the median: a noisy round moves both sides alike.
+        const versus = (row: ManyResult, base: ManyResult | undefined): number | null => {
+          if (base === undefined || base.samples.length === 0 || row.samples.length === 0) return null;
+          const perRound = row.samples
+            .map((s) => ratio(s.rps, base.samples.find((c) => c.round === s.round)?.rps ?? Number.NaN))
+            .filter(Number.isFinite);
+          return perRound.length > 0 ? median(perRound) : null;
+        };
         for (const row of rows.values()) {
           summariseMany(row);
-          if (ceiling !== undefined && ceiling.samples.length > 0 && row.samples.length > 0) {
-            // Per round, then the median: a noisy round moves both sides alike.
-            const perRound = row.samples
-              .map((s) => ratio(s.rps, ceiling.samples.find((c) => c.round === s.round)?.rps ?? Number.NaN))
-              .filter(Number.isFinite);
-            row.vsCeiling = perRound.length > 0 ? median(perRound) : null;
-          }
+          row.vsCeiling = versus(row, rows.get("ceiling"));
+          row.vsCeilingHeaders = versus(row, rows.get("ceiling-headers"));
           results.push(row);
         }
       }
@@ -464,16 +478,16 @@ export function manyTable(rows: ManyResult[]): string[] {
     out.push(
       `### ${key}`,
       "",
-      "| server | req/s | × ceiling | p50 ms | p99 ms | CPU µs/req | cache hit | store reads/s | store writes/s | loop p99 ms | RSS MiB |",
-      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+      "| server | req/s | × ceiling | × ceiling-headers | p50 ms | p99 ms | CPU µs/req | cache hit | store reads/s | store writes/s | loop p99 ms | RSS MiB |",
+      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     for (const r of group) {
       if (r.status !== "ok" || r.samples.length === 0) {
-        out.push(`| ${r.name} | ${r.status}: ${r.error ?? ""} | | | | | | | | | |`);
+        out.push(`| ${r.name} | ${r.status}: ${r.error ?? ""} | | | | | | | | | | |`);
         continue;
       }
       out.push(
-        `| ${r.name} | ${fmt(r.rps)} | ${r.vsCeiling === null ? "–" : r.vsCeiling.toFixed(2)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${num(r.cpuUsPerRequest, 1)} | ${pct(r.hitRate)} | ${num(r.storeReadsPerS)} | ${num(r.storeWritesPerS)} | ${num(r.loopP99Ms, 1)} | ${num(r.rssMiB)} |`,
+        `| ${r.name} | ${fmt(r.rps)} | ${r.vsCeiling === null ? "–" : r.vsCeiling.toFixed(2)} | ${r.vsCeilingHeaders === null ? "–" : r.vsCeilingHeaders.toFixed(2)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${num(r.cpuUsPerRequest, 1)} | ${pct(r.hitRate)} | ${num(r.storeReadsPerS)} | ${num(r.storeWritesPerS)} | ${num(r.loopP99Ms, 1)} | ${num(r.rssMiB)} |`,
       );
     }
     out.push("");

@@ -16,6 +16,7 @@ import { createTokenService } from "../core/tokens.js";
 import type { ServerContext } from "./context.js";
 import { clientErrorResponse, errorHandler } from "./errors.js";
 import { createFastPath } from "./fast-path.js";
+import { SECURITY_HEADERS } from "./security-headers.js";
 import type { FastPath } from "./fast-path.js";
 import { createMetrics, metricsRoute } from "./metrics.js";
 import { createOutageLog } from "./outages.js";
@@ -127,14 +128,7 @@ export async function buildServer(options: BuildServerOptions): Promise<LatchSer
   };
 
   const securityHeaders: Record<string, string> = {
-    "cache-control": "no-store",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "x-frame-options": "DENY",
-    // Off, as current advice says (OWASP, MDN): the legacy XSS auditors could
-    // be abused to blank out parts of a page, and CSP does the real work.
-    "x-xss-protection": "0",
-    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    ...SECURITY_HEADERS,
     ...(config.production ? { "strict-transport-security": "max-age=63072000; includeSubDomains" } : {}),
   };
   const fastPath = createFastPath(context, securityHeaders);

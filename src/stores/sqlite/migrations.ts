@@ -192,6 +192,54 @@ export const migrations: ReadonlyArray<{ version: number; name: string; sql: str
     name: "no index on idle_expires_at (renewals change it)",
     sql: "DROP INDEX IF EXISTS sessions_idle_expires_at;",
   },
+  {
+    version: 6,
+    name: "a log of ended sessions and changed users, written by triggers",
+    // What another process's cache must forget, so that it can drop just
+    // those entries when the file changes instead of all of them: with
+    // several processes on one file (WORKERS, a resource server), every
+    // commit of another process (a renewal batch each second) used to empty
+    // the whole cache. From triggers, as PostgreSQL's NOTIFYs are, so every
+    // writer logs: Latch, the admin CLI, an operator with the sqlite3 shell,
+    // ON DELETE CASCADE. Renewals (idle expiry only moving later) log
+    // nothing. `at` (real time, days) is for pruning only; a reader that
+    // fell behind what was pruned empties its cache
+    // (src/stores/sqlite/data-version-channel.ts).
+    sql: `
+      CREATE TABLE invalidations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL CHECK (kind IN ('session', 'user')),
+        target TEXT NOT NULL,
+        at REAL NOT NULL DEFAULT (julianday('now'))
+      ) STRICT;
+      CREATE TABLE invalidations_pruned (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        upto INTEGER NOT NULL
+      ) STRICT;
+      INSERT INTO invalidations_pruned (id, upto) VALUES (1, 0);
+
+      CREATE TRIGGER sessions_log_end AFTER DELETE ON sessions
+      BEGIN
+        INSERT INTO invalidations (kind, target) VALUES ('session', OLD.id);
+      END;
+      CREATE TRIGGER sessions_log_change AFTER UPDATE ON sessions
+      WHEN NEW.id IS NOT OLD.id OR NEW.user_id IS NOT OLD.user_id OR NEW.secret_hash IS NOT OLD.secret_hash
+        OR NEW.idle_expires_at < OLD.idle_expires_at OR NEW.absolute_expires_at < OLD.absolute_expires_at
+        OR NEW.amr IS NOT OLD.amr OR NEW.pending IS NOT OLD.pending
+      BEGIN
+        INSERT INTO invalidations (kind, target) VALUES ('session', OLD.id);
+      END;
+      -- The columns a cached session's user carries.
+      CREATE TRIGGER users_log_change AFTER UPDATE OF id, username, email, email_verified, roles, created_at, mfa ON users
+      BEGIN
+        INSERT INTO invalidations (kind, target) VALUES ('user', OLD.id);
+      END;
+      CREATE TRIGGER users_log_end AFTER DELETE ON users
+      BEGIN
+        INSERT INTO invalidations (kind, target) VALUES ('user', OLD.id);
+      END;
+    `,
+  },
 ];
 
 /** Brings the database to the latest version. Safe to call on every start. */

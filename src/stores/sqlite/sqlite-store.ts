@@ -34,7 +34,22 @@ export interface SqliteStores extends Stores {
    * compare it before each read to learn of writes it did not see.
    */
   dataVersion(): number;
+  /**
+   * The invalidation log (migration 6) after `seq`: at most `limit` rows in
+   * order, the newest seq, and the seq up to which rows were pruned, read in
+   * one snapshot. A cache uses it to drop just what another process ended.
+   */
+  invalidationsSince(seq: number, limit: number): InvalidationBatch;
 }
+
+export interface InvalidationBatch {
+  rows: Array<{ seq: number; kind: "session" | "user"; target: string }>;
+  latest: number;
+  pruned: number;
+}
+
+/** How long the invalidation log keeps a row: a reader further behind empties its cache. */
+const INVALIDATION_LOG_DAYS = 10 / 1440;
 
 interface UserRow {
   id: string;
@@ -393,6 +408,14 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     ),
     deleteRetiredKeys: db.prepare("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?"),
     dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
+    invalidationsSince: db.prepare<[number, number], { seq: number; kind: "session" | "user"; target: string }>(
+      "SELECT seq, kind, target FROM invalidations WHERE seq > ? ORDER BY seq LIMIT ?",
+    ),
+    latestInvalidation: db.prepare<[], number>("SELECT coalesce(max(seq), 0) FROM invalidations").pluck(),
+    invalidationsPruned: db.prepare<[], number>("SELECT upto FROM invalidations_pruned WHERE id = 1").pluck(),
+    lastPrunable: db.prepare<[number], number | null>("SELECT max(seq) FROM invalidations WHERE at < julianday('now') - ?").pluck(),
+    pruneInvalidations: db.prepare<[number]>("DELETE FROM invalidations WHERE seq <= ?"),
+    markPruned: db.prepare<[number]>("UPDATE invalidations_pruned SET upto = max(upto, ?) WHERE id = 1"),
 
     // The user's mfa flag from what they have; run in each second-factor write's transaction.
     refreshMfa: db.prepare(
@@ -613,12 +636,32 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       after += SWEEP_SLICE_ROWS;
     }
     sweepCursor = after < upto ? after : 0;
+    // The invalidation log's old rows go with the sweep (every reader has
+    // had minutes to read them; one that has not empties its cache).
+    await guard(() => pruneLog());
     return deleted;
   }
+
+  const pruneLog = db.transaction(() => {
+    const last = q.lastPrunable.get(INVALIDATION_LOG_DAYS);
+    if (last === null || last === undefined) return;
+    q.pruneInvalidations.run(last);
+    q.markPruned.run(last);
+  });
+
+  // One read transaction: the rows, the newest seq and the pruning mark from the same snapshot.
+  const readInvalidations = db.transaction(
+    (seq: number, limit: number): InvalidationBatch => ({
+      rows: limit > 0 ? q.invalidationsSince.all(seq, limit) : [],
+      latest: q.latestInvalidation.get()!,
+      pruned: q.invalidationsPruned.get()!,
+    }),
+  );
 
   return {
     db,
     dataVersion: () => q.dataVersion.get()!,
+    invalidationsSince: (seq, limit) => readInvalidations(seq, limit),
     users: {
       createUser: (user) =>
         guard(() => {
