@@ -173,6 +173,8 @@ async function respread(name: string, env: ManyEnv, data: Data): Promise<void> {
     try {
       db.prepare("UPDATE sessions SET last_seen_at = @now - abs(random() % @interval)").run({ now, interval: RENEW_INTERVAL_MS });
       db.prepare("UPDATE sessions SET idle_expires_at = min(last_seen_at + @idle, absolute_expires_at)").run({ idle: IDLE_TIMEOUT_MS });
+      // Expiries brought forward were logged for other processes' caches (migration 6); no server runs yet to read them.
+      if (db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'invalidations'").get() !== undefined) db.exec("DELETE FROM invalidations");
       db.pragma("wal_checkpoint(TRUNCATE)");
     } finally {
       db.close();

@@ -184,4 +184,36 @@ describe("openStores on SQLite", () => {
       await b.close();
     }
   });
+
+  it("logs nothing for the sweeper's deletes of expired sessions, so another process's cache keeps its entries", async () => {
+    const config = { database: { kind: "sqlite" as const, path: join(dir, "swept.db") }, redisUrl: null };
+    const a = await openStores(config);
+    const b = await openStores(config);
+    try {
+      let now = Date.now();
+      const [live] = await userWithSessions(a, "r1", 1, now);
+      const [expiring] = await userWithSessions(a, "r2", 1, now - 700_000); // idle expiry 100 s ago
+      assert.ok(await a.sessions.findSession(live!.id, now));
+      assert.equal(await b.sessions.deleteExpiredSessions(now, 500), 1);
+      const shell = new Database(config.database.path, { readonly: true });
+      try {
+        assert.equal((shell.prepare("SELECT count(*) AS n FROM invalidations").get() as { n: number }).n, 0);
+        assert.equal((shell.prepare("SELECT count(*) AS n FROM sessions WHERE id = ?").get(expiring!.id) as { n: number }).n, 0);
+      } finally {
+        shell.close();
+      }
+      // B's sweep committed (the data version moved) but logged nothing: A's entry stays.
+      now += DATA_VERSION_CHECK_MS;
+      const before = stats(a);
+      assert.ok(await a.sessions.findSession(live!.id, now));
+      assert.equal(stats(a).misses, before.misses);
+      // A sign-out in B after the sweep is still seen.
+      await b.sessions.deleteSession(live!.id);
+      now += DATA_VERSION_CHECK_MS;
+      assert.equal(await a.sessions.findSession(live!.id, now), null);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
 });

@@ -51,6 +51,9 @@ export interface InvalidationBatch {
 /** How long the invalidation log keeps a row: a reader further behind empties its cache. */
 const INVALIDATION_LOG_DAYS = 10 / 1440;
 
+/** Log rows deleted per statement when pruning. */
+const PRUNE_SLICE_ROWS = 4096;
+
 interface UserRow {
   id: string;
   username: string;
@@ -414,7 +417,10 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     latestInvalidation: db.prepare<[], number>("SELECT coalesce(max(seq), 0) FROM invalidations").pluck(),
     invalidationsPruned: db.prepare<[], number>("SELECT upto FROM invalidations_pruned WHERE id = 1").pluck(),
     lastPrunable: db.prepare<[number], number | null>("SELECT max(seq) FROM invalidations WHERE at < julianday('now') - ?").pluck(),
-    pruneInvalidations: db.prepare<[number]>("DELETE FROM invalidations WHERE seq <= ?"),
+    pruneInvalidations: db.prepare<[number, number]>(
+      "DELETE FROM invalidations WHERE seq IN (SELECT seq FROM invalidations WHERE seq <= ? ORDER BY seq LIMIT ?)",
+    ),
+    unlogAfter: db.prepare<[number]>("DELETE FROM invalidations WHERE seq > ?"),
     markPruned: db.prepare<[number]>("UPDATE invalidations_pruned SET upto = max(upto, ?) WHERE id = 1"),
 
     // The user's mfa flag from what they have; run in each second-factor write's transaction.
@@ -627,9 +633,7 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
       if (slices > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const from = after;
       const wanted = limit - deleted;
-      const removed = await guard(
-        () => q.deleteExpiredRange.run({ after: from, upto: from + SWEEP_SLICE_ROWS, now, limit: wanted }).changes,
-      );
+      const removed = await guard(() => sweepSlice({ after: from, upto: from + SWEEP_SLICE_ROWS, now, limit: wanted }));
       deleted += removed;
       // At the limit this slice may hold more: the next call starts with it.
       if (removed >= wanted) break;
@@ -638,15 +642,38 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     sweepCursor = after < upto ? after : 0;
     // The invalidation log's old rows go with the sweep (every reader has
     // had minutes to read them; one that has not empties its cache).
-    await guard(() => pruneLog());
+    await pruneLog();
     return deleted;
   }
 
-  const pruneLog = db.transaction(() => {
-    const last = q.lastPrunable.get(INVALIDATION_LOG_DAYS);
+  // The sweeper's deletes leave no log rows (as PostgreSQL's sweeper sends
+  // no NOTIFY): in the same transaction, the rows its delete logged are
+  // removed again, so no other process ever sees them. Nothing is lost: a
+  // cache refuses an expired entry by itself, and a session another process
+  // renewed in memory is nowhere near expiry in the file (a renewal comes
+  // after a tenth of the idle timeout, the file's copy is good for the rest).
+  const sweepSlice = db.transaction((range: { after: number; upto: number; now: number; limit: number }): number => {
+    const before = q.latestInvalidation.get()!;
+    const removed = q.deleteExpiredRange.run(range).changes;
+    if (removed > 0) q.unlogAfter.run(before);
+    return removed;
+  });
+
+  // In slices, with the event loop free between them: a mass revocation
+  // (every session of many users) can leave tens of thousands of rows.
+  async function pruneLog(): Promise<void> {
+    const last = await guard(() => q.lastPrunable.get(INVALIDATION_LOG_DAYS));
     if (last === null || last === undefined) return;
-    q.pruneInvalidations.run(last);
-    q.markPruned.run(last);
+    for (;;) {
+      const removed = await guard(() => pruneSlice(last));
+      if (removed < PRUNE_SLICE_ROWS) break;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+  const pruneSlice = db.transaction((upto: number): number => {
+    const removed = q.pruneInvalidations.run(upto, PRUNE_SLICE_ROWS).changes;
+    q.markPruned.run(upto);
+    return removed;
   });
 
   // One read transaction: the rows, the newest seq and the pruning mark from the same snapshot.
