@@ -49,6 +49,20 @@ async function userWithSessions(stores: Stores, userId: string, count: number, n
   return sessions;
 }
 
+/** Two processes' stores on one SQLite file (each its own connection and cache), closed after `body`. */
+async function onOneFile(file: string, body: (a: Stores, b: Stores, path: string) => Promise<void>): Promise<void> {
+  const path = join(dir, file);
+  const config = { database: { kind: "sqlite" as const, path }, redisUrl: null };
+  const a = await openStores(config);
+  const b = await openStores(config);
+  try {
+    await body(a, b, path);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}
+
 function stats(stores: Stores): SessionCacheStats {
   assert.ok(isCachedSessionStore(stores.sessions));
   return stores.sessions.cacheStats();
@@ -56,10 +70,7 @@ function stats(stores: Stores): SessionCacheStats {
 
 describe("openStores on SQLite", () => {
   it("sees within DATA_VERSION_CHECK_MS a session ended or a role changed by another process on the same file", async () => {
-    const config = { database: { kind: "sqlite" as const, path: join(dir, "shared.db") }, redisUrl: null };
-    const a = await openStores(config);
-    const b = await openStores(config);
-    try {
+    await onOneFile("shared.db", async (a, b) => {
       const now = Date.now();
       await a.users.createUser({
         id: "u1",
@@ -99,17 +110,11 @@ describe("openStores on SQLite", () => {
 
       await b.sessions.deleteSession(session.id);
       assert.equal(await a.sessions.findSession(session.id, now + 2 * DATA_VERSION_CHECK_MS), null);
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    });
   });
 
   it("drops only what another process ended: its renewals keep every entry, its sign-out drops one, its role change drops that user's", async () => {
-    const config = { database: { kind: "sqlite" as const, path: join(dir, "precise.db") }, redisUrl: null };
-    const a = await openStores(config);
-    const b = await openStores(config);
-    try {
+    await onOneFile("precise.db", async (a, b, path) => {
       let now = Date.now();
       const [s1, s2, s3] = await userWithSessions(a, "p1", 3, now);
       const [other] = await userWithSessions(a, "p2", 1, now);
@@ -143,7 +148,7 @@ describe("openStores on SQLite", () => {
       assert.equal(stats(a).misses, beforeRoles.misses + 1, "only p1's session was read again");
 
       // An operator with the sqlite3 shell (no Latch code): the triggers log it too.
-      const shell = new Database(config.database.path);
+      const shell = new Database(path);
       try {
         shell.prepare("DELETE FROM sessions WHERE id = ?").run(s3!.id);
       } finally {
@@ -151,23 +156,17 @@ describe("openStores on SQLite", () => {
       }
       now += DATA_VERSION_CHECK_MS;
       assert.equal(await a.sessions.findSession(s3!.id, now), null);
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    });
   });
 
   it("empties its cache when log rows it had not read were pruned", async () => {
-    const config = { database: { kind: "sqlite" as const, path: join(dir, "pruned.db") }, redisUrl: null };
-    const a = await openStores(config);
-    const b = await openStores(config);
-    try {
+    await onOneFile("pruned.db", async (a, b, path) => {
       let now = Date.now();
       const [kept, ended] = await userWithSessions(a, "q1", 2, now);
       for (const s of [kept!, ended!]) assert.ok(await a.sessions.findSession(s.id, now));
       await b.sessions.deleteSession(ended!.id);
       // Age B's row past the log's keeping time, then let B's sweep prune it before A polls.
-      const shell = new Database(config.database.path);
+      const shell = new Database(path);
       try {
         shell.prepare("UPDATE invalidations SET at = at - 1").run();
       } finally {
@@ -179,23 +178,17 @@ describe("openStores on SQLite", () => {
       assert.equal(await a.sessions.findSession(ended!.id, now), null);
       assert.ok(await a.sessions.findSession(kept!.id, now));
       assert.equal(stats(a).misses, before.misses + 2, "both were read again: the cache was emptied");
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    });
   });
 
   it("logs nothing for the sweeper's deletes of expired sessions, so another process's cache keeps its entries", async () => {
-    const config = { database: { kind: "sqlite" as const, path: join(dir, "swept.db") }, redisUrl: null };
-    const a = await openStores(config);
-    const b = await openStores(config);
-    try {
+    await onOneFile("swept.db", async (a, b, path) => {
       let now = Date.now();
       const [live] = await userWithSessions(a, "r1", 1, now);
       const [expiring] = await userWithSessions(a, "r2", 1, now - 700_000); // idle expiry 100 s ago
       assert.ok(await a.sessions.findSession(live!.id, now));
       assert.equal(await b.sessions.deleteExpiredSessions(now, 500), 1);
-      const shell = new Database(config.database.path, { readonly: true });
+      const shell = new Database(path, { readonly: true });
       try {
         assert.equal((shell.prepare("SELECT count(*) AS n FROM invalidations").get() as { n: number }).n, 0);
         assert.equal((shell.prepare("SELECT count(*) AS n FROM sessions WHERE id = ?").get(expiring!.id) as { n: number }).n, 0);
@@ -211,9 +204,6 @@ describe("openStores on SQLite", () => {
       await b.sessions.deleteSession(live!.id);
       now += DATA_VERSION_CHECK_MS;
       assert.equal(await a.sessions.findSession(live!.id, now), null);
-    } finally {
-      await a.close();
-      await b.close();
-    }
+    });
   });
 });
