@@ -110,6 +110,71 @@ describe("postgres store", { skip }, () => {
     assert.equal(result.rowCount, 1);
   });
 
+  it("indexes no column a renewal changes, so a renewal is a HOT update (migration 6)", async () => {
+    const indexes = await stores.pool.query<{ indexdef: string }>(
+      "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'sessions'",
+      [schema],
+    );
+    assert.ok(indexes.rowCount! >= 2, "the primary key and the per-user index are there");
+    for (const { indexdef } of indexes.rows) assert.doesNotMatch(indexdef, /idle_expires_at|last_seen_at/);
+    const user = newUser();
+    await stores.users.createUser(user);
+    const session = newSession(user.id);
+    await stores.sessions.createSession(session);
+    // pg_stat_xact_user_tables counts this transaction's own updates at once.
+    const client = await stores.pool.connect();
+    try {
+      await client.query("BEGIN");
+      for (let i = 1; i <= 5; i += 1) {
+        const at = session.lastSeenAt + i * 1000;
+        await client.query("UPDATE sessions SET last_seen_at = $2, idle_expires_at = $3 WHERE id = $1", [session.id, at, at + 60_000]);
+      }
+      const counted = await client.query<{ upd: string; hot: string }>(
+        "SELECT n_tup_upd AS upd, n_tup_hot_upd AS hot FROM pg_stat_xact_user_tables WHERE relid = 'sessions'::regclass",
+      );
+      assert.equal(Number(counted.rows[0]!.upd), 5);
+      assert.equal(Number(counted.rows[0]!.hot), 5, "every renewal stayed on its page");
+      await client.query("ROLLBACK");
+    } finally {
+      client.release();
+    }
+  });
+
+  it("sweeps in TID-range slices: every expired session goes, none that lives, and a call at its limit goes on from there", async () => {
+    const sliced = await open(testSchemaName());
+    const sliceSchema = schemas[schemas.length - 1]!;
+    const smallSlices = await createPostgresStores({ url: POSTGRES_URL, schema: sliceSchema, poolSize: 2, sweepSlicePages: 1 });
+    opened.push(smallSlices);
+    const now = Date.now();
+    const user = newUser();
+    await sliced.users.createUser(user);
+    const live: string[] = [];
+    for (let i = 0; i < 600; i += 1) {
+      const session = newSession(user.id, i % 3 === 0 ? { idleExpiresAt: now - 1000 } : { idleExpiresAt: now + 3_600_000 });
+      await sliced.sessions.createSession(session);
+      if (i % 3 !== 0) live.push(session.id);
+    }
+    const pages = await sliced.pool.query<{ pages: string }>(
+      "SELECT pg_relation_size('sessions') / current_setting('block_size')::bigint AS pages",
+    );
+    assert.ok(Number(pages.rows[0]!.pages) > 3, `the table spans several pages (${pages.rows[0]!.pages})`);
+    let total = 0;
+    const first = await smallSlices.sessions.deleteExpiredSessions(now, 50);
+    assert.equal(first, 50, "a call stops at its limit");
+    total += first;
+    for (let round = 0; round < 20; round += 1) {
+      const removed = await smallSlices.sessions.deleteExpiredSessions(now, 50);
+      total += removed;
+      if (removed < 50) break;
+    }
+    assert.equal(total, 200);
+    const left = await sliced.pool.query<{ id: string }>("SELECT id FROM sessions ORDER BY id");
+    assert.deepEqual(
+      left.rows.map((r) => r.id),
+      [...live].sort(),
+    );
+  });
+
   it("lets exactly one of several concurrent registrations of one username succeed", async () => {
     for (let round = 0; round < 5; round += 1) {
       const usernameKey = `racer_${randomBytes(6).toString("hex")}`;

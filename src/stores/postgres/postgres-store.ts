@@ -44,6 +44,8 @@ export interface PostgresStoreOptions {
    * schema. Lower-case letters, digits and `_`.
    */
   schema?: string | undefined;
+  /** Table pages the expired-session sweeper reads per statement. Default 1,024 (8 MiB). */
+  sweepSlicePages?: number | undefined;
 }
 
 export interface PostgresStores extends Stores {
@@ -94,7 +96,7 @@ export async function createPostgresStores(options: PostgresStoreOptions): Promi
   return {
     pool,
     users: createUserStore(pool),
-    sessions: createSessionStore(pool, { schema }),
+    sessions: createSessionStore(pool, { schema, sweepSlicePages: options.sweepSlicePages }),
     events: createSecurityEventStore(pool),
     limits: createRateLimitStore(pool),
     keys: createSigningKeyStore(pool),
@@ -381,8 +383,11 @@ function bytes(value: Uint8Array): Buffer {
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
-function createSessionStore(pool: pg.Pool, options: { schema: string | undefined }): SessionStore {
+function createSessionStore(pool: pg.Pool, options: { schema: string | undefined; sweepSlicePages?: number | undefined }): SessionStore {
   const sweeperLock = advisoryLockKeys("sweeper", options.schema);
+  // Where the sweeper's next call goes on (a page number), as in the SQLite store.
+  let sweepPage = 0;
+  const slicePages = options.sweepSlicePages ?? 1024;
 
   return {
     async createSession(session, options) {
@@ -549,17 +554,35 @@ function createSessionStore(pool: pg.Pool, options: { schema: string | undefined
         // For this transaction only: the revocation trigger leaves these
         // deletes unannounced (caches refuse expired sessions by themselves).
         await query(client, { text: "SELECT set_config('latch.sweeping', 'on', true)" });
-        // SKIP LOCKED: rows a request is touching or deleting right now are
-        // left for the next batch instead of stalling the sweep.
-        const result = await query(client, {
-          text: `
-            DELETE FROM sessions WHERE id IN (
-              SELECT id FROM sessions WHERE LEAST(idle_expires_at, absolute_expires_at) <= $1
-              LIMIT $2 FOR UPDATE SKIP LOCKED
-            )`,
-          values: [now, limit],
+        // No index on the expiry (migration 6: renewals change it), so the
+        // table is read in slices of `sweepSlicePages` pages by TID range
+        // (a TID Range Scan), going on from where the last call stopped.
+        const size = await query<{ pages: string }>(client, {
+          text: "SELECT pg_relation_size('sessions') / current_setting('block_size')::bigint AS pages",
         });
-        return result.rowCount ?? 0;
+        const pages = Number(size.rows[0]?.pages ?? 0);
+        let deleted = 0;
+        let from = sweepPage < pages ? sweepPage : 0;
+        while (from < pages) {
+          // SKIP LOCKED: rows a request is touching or deleting right now are
+          // left for the next round instead of stalling the sweep.
+          const result = await query(client, {
+            text: `
+              DELETE FROM sessions WHERE id IN (
+                SELECT id FROM sessions
+                WHERE ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid
+                  AND LEAST(idle_expires_at, absolute_expires_at) <= $3
+                LIMIT $4 FOR UPDATE SKIP LOCKED
+              )`,
+            values: [from, from + slicePages, now, limit - deleted],
+          });
+          deleted += result.rowCount ?? 0;
+          // At the limit this slice may hold more: the next call starts with it.
+          if (deleted >= limit) break;
+          from += slicePages;
+        }
+        sweepPage = from < pages ? from : 0;
+        return deleted;
       });
     },
   };
