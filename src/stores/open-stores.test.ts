@@ -72,34 +72,7 @@ describe("openStores on SQLite", () => {
   it("sees within DATA_VERSION_CHECK_MS a session ended or a role changed by another process on the same file", async () => {
     await onOneFile("shared.db", async (a, b) => {
       const now = Date.now();
-      await a.users.createUser({
-        id: "u1",
-        username: "u1",
-        usernameKey: "u1",
-        email: null,
-        emailKey: null,
-        emailVerified: false,
-        passwordHash: "x",
-        roles: ["user"],
-        mfa: false,
-        createdAt: now,
-        updatedAt: now,
-      });
-      const issued = issueSessionToken("u1", (bytes) => void randomFillSync(bytes));
-      const session = {
-        id: issued.id,
-        userId: "u1",
-        secretHash: issued.secretHash,
-        createdAt: now,
-        lastSeenAt: now,
-        idleExpiresAt: now + 60_000,
-        absoluteExpiresAt: now + 60_000,
-        userAgent: null,
-        ipAddress: null,
-        amr: ["pwd" as const],
-        pending: false,
-      };
-      await a.sessions.createSession(session);
+      const [session] = (await userWithSessions(a, "u1", 1, now)) as [Session];
       assert.deepEqual((await a.sessions.findSession(session.id, now))?.user.roles, ["user"]);
       assert.ok(await a.sessions.findSession(session.id, now), "now cached in A");
 
