@@ -414,7 +414,12 @@ export function openSqliteStores(options: { path: string }): SqliteStores {
     invalidationsSince: db.prepare<[number, number], { seq: number; kind: "session" | "user"; target: string }>(
       "SELECT seq, kind, target FROM invalidations WHERE seq > ? ORDER BY seq LIMIT ?",
     ),
-    latestInvalidation: db.prepare<[], number>("SELECT coalesce(max(seq), 0) FROM invalidations").pluck(),
+    // The log's high-water mark (AUTOINCREMENT's counter), not max(seq): once
+    // every row is pruned, max(seq) would fall below the pruning mark and
+    // every reader would empty its cache on every foreign commit.
+    latestInvalidation: db
+      .prepare<[], number>("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'invalidations'), 0)")
+      .pluck(),
     invalidationsPruned: db.prepare<[], number>("SELECT upto FROM invalidations_pruned WHERE id = 1").pluck(),
     lastPrunable: db.prepare<[number], number | null>("SELECT max(seq) FROM invalidations WHERE at < julianday('now') - ?").pluck(),
     pruneInvalidations: db.prepare<[number, number]>(
