@@ -1,48 +1,27 @@
 import assert from "node:assert/strict";
-import { randomFillSync } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
-import { issueSessionToken } from "../core/session-token.js";
 import { isCachedSessionStore } from "../core/store.js";
 import type { Session, SessionCacheStats, Stores } from "../core/store.js";
 import { DATA_VERSION_CHECK_MS, openStores } from "./open-stores.js";
+import { testSession, testUser } from "./test-fixtures.js";
 
 const dir = mkdtempSync(join(tmpdir(), "latch-open-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 async function userWithSessions(stores: Stores, userId: string, count: number, now: number): Promise<Session[]> {
-  await stores.users.createUser({
-    id: userId,
-    username: userId,
-    usernameKey: userId,
-    email: null,
-    emailKey: null,
-    emailVerified: false,
-    passwordHash: "x",
-    roles: ["user"],
-    mfa: false,
-    createdAt: now,
-    updatedAt: now,
-  });
+  await stores.users.createUser(testUser({ id: userId, createdAt: now, updatedAt: now }));
   const sessions: Session[] = [];
   for (let i = 0; i < count; i += 1) {
-    const issued = issueSessionToken(userId, (bytes) => void randomFillSync(bytes));
-    const session: Session = {
-      id: issued.id,
-      userId,
-      secretHash: issued.secretHash,
+    const session = testSession(userId, {
       createdAt: now,
       lastSeenAt: now,
       idleExpiresAt: now + 600_000,
       absoluteExpiresAt: now + 600_000,
-      userAgent: null,
-      ipAddress: null,
-      amr: ["pwd"],
-      pending: false,
-    };
+    });
     await stores.sessions.createSession(session);
     sessions.push(session);
   }
@@ -151,6 +130,13 @@ describe("openStores on SQLite", () => {
       assert.equal(await a.sessions.findSession(ended!.id, now), null);
       assert.ok(await a.sessions.findSession(kept!.id, now));
       assert.equal(stats(a).misses, before.misses + 2, "both were read again: the cache was emptied");
+
+      // The log is empty now; B's renewal afterwards must not empty A's cache again.
+      assert.equal(await b.sessions.touchSession(kept!.id, now + 1, now + 700_000), true);
+      now += DATA_VERSION_CHECK_MS;
+      const afterFlush = stats(a);
+      assert.ok(await a.sessions.findSession(kept!.id, now));
+      assert.equal(stats(a).misses, afterFlush.misses, "one flush for the gap, not one per later commit");
     });
   });
 
