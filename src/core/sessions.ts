@@ -1,4 +1,3 @@
-import { constantTimeEqualText } from "./encoding.js";
 import { LatchError } from "./errors.js";
 import { csrfTokenFor, issueSessionToken, parseSessionToken, verifySessionSecret } from "./session-token.js";
 import type { Runtime } from "./runtime.js";
@@ -89,34 +88,20 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
   const { store, runtime, policy } = options;
   const { clock } = runtime;
 
-  // Secrets already checked against a session object that the store's
-  // in-process cache hands out again on every request. A repeat presentation
-  // is compared with the remembered secret in constant time instead of being
-  // hashed again: SHA-256 was the largest single cost of a cached validation
-  // (about 1.2 µs, 5% of the server's CPU under load). The secret stays in
-  // this process's memory only as long as the cache keeps that session
-  // object (a WeakMap entry), like the cookie headers of requests in flight;
-  // docs/threat-model.md weighs it.
-  const verified = new WeakMap<Session, string>();
-  // Only a store that keeps sessions in memory (it can peek) hands out the
-  // same object twice; for any other, remembering would be work for nothing.
-  const peek: ((id: string, now: number) => SessionWithUser | undefined) | null = isCachedSessionStore(store)
-    ? store.peekSession.bind(store)
-    : null;
-  const renew: ((id: string, lastSeenAt: number, idleExpiresAt: number) => Session | undefined) | null = isCachedSessionStore(store)
-    ? store.renewCached.bind(store)
-    : null;
-  const secretMatches =
-    peek === null ? (secret: string, session: Session) => verifySessionSecret(secret, session.secretHash) : cachedSecretMatches;
-  function cachedSecretMatches(secret: string, session: Session): boolean {
-    const known = verified.get(session);
-    if (known !== undefined) return constantTimeEqualText(secret, known);
-    if (!verifySessionSecret(secret, session.secretHash)) return false;
-    // A copy, not the slice: a slice of the cookie value would keep the whole
-    // Cookie header (every other cookie of that request) alive with it.
-    verified.set(session, Buffer.from(secret, "latin1").toString("latin1"));
-    return true;
-  }
+  // A store with an in-process cache hands out the same cached session on
+  // every request: it remembers the first secret that matched that entry's
+  // hash and compares later presentations with it in constant time, instead
+  // of hashing again (SHA-256 was the largest single cost of a cached
+  // validation: about 1.2 µs, 5% of the server's CPU under load). The secret
+  // stays in this process's memory only as long as the cache keeps the entry,
+  // like the cookie headers of requests in flight; docs/threat-model.md
+  // weighs it. Any other store: the stored hash is checked every time.
+  const verify = (secret: string, session: Session): boolean => verifySessionSecret(secret, session.secretHash);
+  const cached = isCachedSessionStore(store) ? store : null;
+  const peekVerified: ((id: string, now: number, secret: string) => SessionWithUser | null | undefined) | null =
+    cached === null ? null : (id, now, secret) => cached.peekVerified(id, now, secret, verify);
+  const renew: ((id: string, lastSeenAt: number, idleExpiresAt: number) => Session | undefined) | null =
+    cached === null ? null : cached.renewCached.bind(cached);
 
   function build(
     userId: string,
@@ -159,8 +144,12 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       const parsed = parseSessionToken(token);
       if (parsed === null) return null;
       const now = clock.now();
-      const found = await store.findSession(parsed.id, now);
-      if (found === null || !secretMatches(parsed.secret, found.session)) return null;
+      let found = peekVerified?.(parsed.id, now, parsed.secret);
+      if (found === null) return null;
+      if (found === undefined) {
+        found = await store.findSession(parsed.id, now);
+        if (found === null || !verify(parsed.secret, found.session)) return null;
+      }
       let { session } = found;
       let renewed = false;
       if (now - session.lastSeenAt >= policy.renewIntervalMs) {
@@ -182,16 +171,14 @@ export function createSessionManager(options: { store: SessionStore; runtime: Ru
       const parsed = parseSessionToken(token);
       if (parsed === null) return null;
       const now = clock.now();
-      const found = peek?.(parsed.id, now);
-      if (found === undefined) return undefined;
-      if (!cachedSecretMatches(parsed.secret, found.session)) return null;
+      const found = peekVerified?.(parsed.id, now, parsed.secret);
+      if (found === undefined || found === null) return found;
       if (now - found.session.lastSeenAt < policy.renewIntervalMs)
         return { session: found.session, user: found.user, secret: parsed.secret, renewed: false };
       // A renewal due: done in memory when the store defers the write (the
       // session cache), else left to validate().
       const session = renew?.(found.session.id, now, Math.min(now + policy.idleTimeoutMs, found.session.absoluteExpiresAt));
       if (session === undefined) return undefined;
-      verified.set(session, verified.get(found.session)!);
       return { session, user: found.user, secret: parsed.secret, renewed: true };
     },
 

@@ -586,6 +586,18 @@ export interface CachedSessionStore extends SessionStore {
    */
   peekSession(id: string, now: number): SessionWithUser | undefined;
   /**
+   * {@link peekSession} for a presented secret: null when `verify(secret,
+   * session)` refuses it. The first secret `verify` accepts is remembered
+   * with the cached entry, and later ones are compared with it in constant
+   * time instead of being verified (hashed) again.
+   */
+  peekVerified(
+    id: string,
+    now: number,
+    secret: string,
+    verify: (secret: string, session: Session) => boolean,
+  ): SessionWithUser | null | undefined;
+  /**
    * Synchronous: {@link SessionStore.touchSession} applied to a session held
    * in memory, its write to the store deferred (write-behind). Returns the
    * renewed session, or undefined when only `touchSession` can do it (not
@@ -606,6 +618,7 @@ export interface CachedSessionStore extends SessionStore {
 export function isCachedSessionStore(store: SessionStore): store is CachedSessionStore {
   return (
     typeof (store as Partial<CachedSessionStore>).peekSession === "function" &&
+    typeof (store as Partial<CachedSessionStore>).peekVerified === "function" &&
     typeof (store as Partial<CachedSessionStore>).cacheStats === "function"
   );
 }

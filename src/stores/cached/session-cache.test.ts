@@ -93,6 +93,37 @@ describe("the in-process session cache", () => {
     assert.equal(sessions.peekSession!(session.id, clock.now() + 60_000), undefined, "idle expiry reached");
   });
 
+  it("remembers the secret peekVerified accepted with the entry: later hits compare, a renewal keeps it, a re-read checks again", async () => {
+    const session = await newSession();
+    const { secret: right } = issueSessionToken(session.userId, (b) => void randomFillSync(b));
+    const wrong = `${right.slice(0, -1)}${right.endsWith("A") ? "B" : "A"}`;
+    const checked: string[] = [];
+    const verify = (secret: string, s: Session): boolean => {
+      checked.push(secret);
+      assert.equal(s.id, session.id);
+      return secret === right;
+    };
+    const sessions = cache.stores.sessions;
+    assert.equal(sessions.peekVerified!(session.id, clock.now(), right, verify), undefined, "not cached yet");
+    const found = await sessions.findSession(session.id, clock.now());
+    assert.equal(sessions.peekVerified!(session.id, clock.now(), wrong, verify), null, "a wrong secret");
+    assert.equal(sessions.peekVerified!(session.id, clock.now(), right, verify), found, "the right one");
+    assert.deepEqual(checked, [wrong, right], "each checked once");
+    assert.equal(sessions.peekVerified!(session.id, clock.now(), right, verify), found);
+    assert.equal(sessions.peekVerified!(session.id, clock.now(), wrong, verify), null, "refused by the remembered secret");
+    assert.equal(checked.length, 2, "no further checks once one secret matched");
+    clock.advance(20_000); // within this cache's maxAgeMs
+    const renewed = sessions.renewCached!(session.id, clock.now(), clock.now() + 600_000);
+    assert.ok(renewed);
+    assert.equal(sessions.peekVerified!(session.id, clock.now(), right, verify)?.session, renewed, "renewed, still remembered");
+    assert.equal(checked.length, 2);
+    cache.apply({ kind: "session", sessionId: session.id });
+    await cache.flush();
+    await sessions.findSession(session.id, clock.now());
+    assert.ok(sessions.peekVerified!(session.id, clock.now(), right, verify), "read again");
+    assert.deepEqual(checked, [wrong, right, right], "a new entry checks the secret again");
+  });
+
   it("lets the session manager validate a cached session synchronously, and only then", async () => {
     const manager = createSessionManager({
       store: cache.stores.sessions,

@@ -1,3 +1,4 @@
+import { constantTimeEqualText } from "../../core/encoding.js";
 import { LatchError } from "../../core/errors.js";
 import type { Clock } from "../../core/runtime.js";
 import type { CachedSessionStore, Session, SessionCacheStats, SessionWithUser, Stores } from "../../core/store.js";
@@ -52,6 +53,15 @@ interface Entry {
   cachedAt: number;
   /** Served since the evictor last passed it: the CLOCK algorithm's reference bit. */
   used: boolean;
+  /**
+   * The secret once `peekVerified` checked it against this entry's hash (a
+   * flat copy), compared in constant time on later hits instead of hashing
+   * again. Kept on the entry rather than in a WeakMap beside it: with
+   * 100,000 sessions a WeakMap lookup is a cache miss of its own on every
+   * hit (docs/performance.md). A renewal keeps it (same session, same hash);
+   * a re-read from the store makes a new entry, which checks again.
+   */
+  secret: string | undefined;
 }
 
 /** A renewal applied to an entry and not yet written to the store. */
@@ -175,7 +185,7 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
   function put(value: SessionWithUser, readEpoch: number): void {
     if (!channelUp || readEpoch !== epoch) return;
     if (entries.size >= maxEntries) evictOne();
-    entries.set(value.session.id, { value, cachedAt: clock.now(), used: false });
+    entries.set(value.session.id, { value, cachedAt: clock.now(), used: false, secret: undefined });
     let ids = byUser.get(value.session.userId);
     if (ids === undefined) {
       ids = new Set();
@@ -215,8 +225,13 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
 
   const poll = channel.poll?.bind(channel);
 
-  /** A servable entry for the id, or undefined (dropping an entry that is not). */
+  /** A servable entry's session and user, or undefined (dropping an entry that is not). */
   function hit(id: string, now: number): SessionWithUser | undefined {
+    return servable(id, now)?.value;
+  }
+
+  /** The servable entry for the id, or undefined (dropping an entry that is not). */
+  function servable(id: string, now: number): Entry | undefined {
     if (!channelUp) return undefined;
     const entry = entries.get(id);
     if (entry === undefined) return undefined;
@@ -224,7 +239,7 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
     if (session.idleExpiresAt > now && session.absoluteExpiresAt > now && now - entry.cachedAt < maxAgeMs && !revokedByUser(session)) {
       hits += 1;
       entry.used = true;
-      return entry.value;
+      return entry;
     }
     drop(id);
     return undefined;
@@ -385,6 +400,17 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
       peekSession(id, now) {
         poll?.(now);
         return hit(id, now);
+      },
+      peekVerified(id, now, secret, verify) {
+        poll?.(now);
+        const entry = servable(id, now);
+        if (entry === undefined) return undefined;
+        if (entry.secret !== undefined) return constantTimeEqualText(secret, entry.secret) ? entry.value : null;
+        if (!verify(secret, entry.value.session)) return null;
+        // A copy, not the slice: a slice of the cookie value would keep the
+        // whole Cookie header (every other cookie of that request) alive.
+        entry.secret = Buffer.from(secret, "latin1").toString("latin1");
+        return entry.value;
       },
       async findSession(id, now) {
         poll?.(now);
