@@ -53,10 +53,15 @@ export interface Variant {
 
 function pinnedNode(name: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Tracked {
   // taskset execs node, so the PID is node's own: /proc/<pid>/stat is the server's CPU time.
-  return start(name, "taskset", ["-c", SERVER_CPU, process.execPath, ...(process.env.BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? []), ...args], {
-    env: { PATH: process.env.PATH, ...env },
-    cwd,
-  });
+  return start(
+    name,
+    "taskset",
+    ["-c", SERVER_CPU, process.execPath, ...(process.env.BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? []), ...args],
+    {
+      env: { PATH: process.env.PATH, ...env },
+      cwd,
+    },
+  );
 }
 
 function cookiePair(response: Response, name: string): string | null {
