@@ -28,7 +28,7 @@ async function setup(dist) {
     const dir = mkdtempSync(join(tmpdir(), "latch-fast-path-"));
     scratch.push(dir);
     stores = await openStores(loadConfig({ DATABASE_URL: `sqlite:${join(dir, "latch.db")}`, LOG_LEVEL: "silent" }));
-  } else
+  } else {
     try {
       const { createManualChannel } = await import(`${dist}/stores/revocation-channel.js`);
       stores = createSessionCache(createMemoryStores(), createManualChannel({ up: true }), { clock: { now: () => Date.now() } }).stores;
@@ -37,6 +37,7 @@ async function setup(dist) {
       cache.setChannelUp(true);
       stores = cache.stores;
     }
+  }
   const { createPasswordHasher } = await import(`${dist}/core/passwords.js`);
   const server = await buildServer({
     config: loadConfig({ LOG_LEVEL: "silent" }),
