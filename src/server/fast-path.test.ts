@@ -49,6 +49,25 @@ describe("the fast path for validated GETs", () => {
     });
   }
 
+  it("gives each user the Content-Length of their own body (header lists are shared by body length)", async () => {
+    // Two users whose bodies have the same length, one whose body is longer:
+    // each answer's Content-Length must be its own body's byte count.
+    const others = [await t.register("fast.path.usex"), await t.register("fast.path.user.with.a.longer.name")];
+    const lengths: number[] = [];
+    for (const signedIn of [user, ...others, user]) {
+      await t.app.inject({ url: "/protected", cookies: { sid: signedIn.cookie } }); // fills the cache
+      const before = t.fastPath.answered;
+      const answer = await fetch(`${base}/protected`, { headers: { cookie: `sid=${signedIn.cookie}` } });
+      const body = Buffer.from(await answer.arrayBuffer());
+      assert.equal(t.fastPath.answered, before + 1, "answered by the fast path");
+      assert.equal(answer.headers.get("content-length"), String(body.length));
+      lengths.push(body.length);
+    }
+    assert.equal(lengths[0], lengths[1], "same-length bodies");
+    assert.ok(lengths[2]! > lengths[0]!, "a longer body");
+    assert.equal(lengths[3], lengths[0], "the first user again");
+  });
+
   it("leaves to Fastify whatever it does not fully understand, and those answers are unchanged", async () => {
     const cookie = `sid=${user.cookie}`;
     const cases: Array<{ what: string; url: string; headers: Record<string, string>; status: number }> = [
