@@ -216,7 +216,6 @@ describe("two Latch processes through a Redis outage", { skip }, () => {
 
   after(async () => {
     redis?.resume();
-    for (const load of [...running]) await load.stop();
     await stopLatch(a);
     await stopLatch(b);
     await redis?.kill();
