@@ -440,6 +440,26 @@ describe("the in-process session cache", () => {
     assert.ok(behind.stores.sessions.peekSession(session.id, clock.now()), "the session is still served");
   });
 
+  it("serves a session while its sign-out is in flight and after the store refused it as unavailable; forgets it once the store took it", async () => {
+    const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
+    const session = await newSession();
+    await behind.stores.sessions.findSession(session.id, clock.now());
+    const deleteSession = inner.sessions.deleteSession;
+    let refuse = (): void => {};
+    inner.sessions.deleteSession = () =>
+      new Promise((_, reject) => {
+        refuse = () => reject(new LatchError("unavailable"));
+      });
+    const signingOut = behind.stores.sessions.deleteSession(session.id);
+    assert.ok(behind.stores.sessions.peekSession(session.id, clock.now()), "served from memory while the write is in flight");
+    refuse();
+    await assert.rejects(signingOut, (e: unknown) => e instanceof LatchError && e.code === "unavailable");
+    assert.ok(behind.stores.sessions.peekSession(session.id, clock.now()), "still served: the refused write changed nothing");
+    inner.sessions.deleteSession = deleteSession;
+    assert.equal(await behind.stores.sessions.deleteSession(session.id), session.userId);
+    assert.equal(behind.stores.sessions.peekSession(session.id, clock.now()), undefined, "gone once the store took the sign-out");
+  });
+
   it("puts a session back when its sign-out failed because the store was down (nothing changed)", async () => {
     const behind = createSessionCache(inner, createManualChannel({ up: true }), { clock, writeBehindMs: 60_000 });
     const session = await newSession();

@@ -314,31 +314,29 @@ export function createSessionCache(inner: Stores, channel: RevocationChannel, op
   }
 
   const sync = channel.sync?.bind(channel);
-  // Local writes invalidate before and after the store call: before, so this
-  // process stops serving the entry at once; after, so a read that ran
-  // concurrently with the write cannot have re-filled it.
+  // Local writes invalidate after the store call, so that a read that ran
+  // concurrently with the write cannot have re-filled the cache. All but a
+  // session's own revocation also invalidate before it: this process stops
+  // serving a user's sessions (or its copy of the user) at once.
+  //
+  // A session's own revocation (sign-out, rotation) keeps serving its entry
+  // while the write is in flight. Dropping it first bought nothing, since a
+  // request concurrent with the write may be answered either way (the store
+  // read it made instead saw the row until the commit). It cost a wrong 401
+  // during a database outage: a session kept alive by renewals held here
+  // (its Redis copy not renewed) was read from Redis, expired, while its
+  // refused sign-out ran (test/database-outage-redis.test.ts). A write the
+  // store refuses as unavailable changed nothing, so nothing changes here
+  // either: the entry and its unwritten renewals stay.
   async function revoking<T>(invalidation: Invalidation, write: () => Promise<T>): Promise<T> {
-    // A write the store refuses as unavailable (database down) changed
-    // nothing: the session's entry and unwritten renewals are put back, or
-    // the refused sign-out would end the session here after all (its other
-    // copies may have expired unrenewed during the outage).
-    const id = invalidation.kind === "session" ? invalidation.sessionId : undefined;
-    const entry = id === undefined ? undefined : entries.get(id);
-    const owed = id === undefined ? undefined : pending.get(id);
-    apply(invalidation);
-    const appliedEpoch = epoch;
+    const own = invalidation.kind === "session";
+    if (!own) apply(invalidation);
     let result: T;
     try {
       result = await write();
     } catch (error) {
-      apply(invalidation);
-      if (id !== undefined && epoch === appliedEpoch + 1 && isUnavailable(error)) {
-        if (entry !== undefined && !entries.has(id)) put(entry.value, epoch);
-        if (owed !== undefined && !pending.has(id)) {
-          pending.set(id, owed);
-          schedule();
-        }
-      }
+      // Any other failure may or may not have reached the store: fail closed.
+      if (!own || !isUnavailable(error)) apply(invalidation);
       throw error;
     }
     apply(invalidation);
